@@ -1,0 +1,232 @@
+//! Command-line arguments (clap) and their conversion into the app's options. No business
+//! logic lives here.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::{self, ApplyOptions, Globals, ReadOptions};
+use crate::plan::render::Format;
+
+/// Keeps a wireless ISP's network in line with YAML files in git.
+#[derive(Debug, Parser)]
+#[command(name = "wispctl", version, about, long_about = None)]
+pub struct Cli {
+    /// The desired-state folder.
+    #[arg(
+        short = 'C',
+        long,
+        global = true,
+        default_value = "desired-state",
+        env = "WISPCTL_DIR"
+    )]
+    pub dir: PathBuf,
+    /// State folder (hash key, apply lock). Default: $XDG_STATE_HOME/wispctl or ~/.local/state/wispctl.
+    #[arg(long, global = true, env = "WISPCTL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Run against the lab in this folder (see `wispctl lab init`) instead of real targets.
+    #[arg(long, global = true, env = "WISPCTL_LAB")]
+    pub lab: Option<PathBuf>,
+    /// More logging on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Colour in text output.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub color: Color,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Color {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the YAML offline; exit 1 with file:line:column on any problem.
+    Validate,
+    /// Show what apply would change.
+    Plan(PlanArgs),
+    /// Make the changes (asks on a terminal; --auto-approve for cron).
+    Apply(ApplyArgs),
+    /// Report what differs from the YAML; changes nothing; exit 2 when drift is found.
+    Drift(DriftArgs),
+    /// Write the JSON Schemas of the YAML files and the plan.
+    Schema(SchemaArgs),
+    /// Manage a lab.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Run the demo on a fresh lab: plan, apply, plan, an out-of-band edit, drift.
+    Demo(DemoArgs),
+}
+
+/// Target selection and guards.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only targets whose address (`pppd.vps`) or name matches this glob; repeatable.
+    #[arg(long = "target", value_name = "GLOB")]
+    pub targets: Vec<String>,
+    /// Most deletes allowed in this run (overrides guards.max_deletes).
+    #[arg(long)]
+    pub max_deletes: Option<usize>,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Save the plan (JSON, no secrets) for `apply FILE`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Exit 2 when there are changes (0 none, 1 error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; refused when any target moved since.
+    pub plan: Option<PathBuf>,
+    /// Apply without asking (required without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// The lock file (default STATE_DIR/apply.lock).
+    #[arg(long)]
+    pub lock_file: Option<PathBuf>,
+    /// How long to wait for another apply to finish, such as 30s or 2m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Where to write.
+    #[arg(long, default_value = "schemas")]
+    pub out: PathBuf,
+    /// Only check that the files there are up to date (exit 1 if not).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `lab`.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create a lab in DIR, seeded like a real VPS; then use `--lab DIR` with any command.
+    Init {
+        /// The lab folder.
+        dir: PathBuf,
+    },
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the lab in this folder instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+/// What `main` runs: the globals and one command, in the app's terms.
+pub enum Invocation {
+    /// validate
+    Validate(Globals),
+    /// plan
+    Plan(Globals, ReadOptions),
+    /// drift
+    Drift(Globals, ReadOptions),
+    /// apply
+    Apply(Globals, ApplyOptions),
+    /// schema
+    Schema {
+        /// Folder.
+        out: PathBuf,
+        /// Check only.
+        check: bool,
+    },
+    /// lab init
+    LabInit(PathBuf),
+    /// demo
+    Demo(Globals, Option<PathBuf>),
+}
+
+impl Cli {
+    /// Converts parsed arguments into an invocation.
+    pub fn into_invocation(self) -> Invocation {
+        let color = match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        };
+        let state_dir = self.state_dir.clone().unwrap_or_else(|| match &self.lab {
+            Some(lab) => lab.join("state"),
+            None => app::default_state_dir(),
+        });
+        let g = Globals {
+            dir: self.dir,
+            state_dir,
+            lab: self.lab,
+            color,
+        };
+        let read = |format, out, s: Selection, detailed_exitcode| ReadOptions {
+            format,
+            out,
+            targets: s.targets,
+            detailed_exitcode,
+            max_deletes: s.max_deletes,
+        };
+        match self.command {
+            Command::Validate => Invocation::Validate(g),
+            Command::Plan(a) => {
+                Invocation::Plan(g, read(a.format, a.out, a.selection, a.detailed_exitcode))
+            }
+            Command::Drift(a) => Invocation::Drift(g, read(a.format, None, a.selection, true)),
+            Command::Apply(a) => Invocation::Apply(
+                g,
+                ApplyOptions {
+                    plan_file: a.plan,
+                    auto_approve: a.auto_approve,
+                    lock_file: a.lock_file,
+                    lock_timeout: a.lock_timeout,
+                    read: read(Format::Text, None, a.selection, false),
+                },
+            ),
+            Command::Schema(a) => Invocation::Schema {
+                out: a.out,
+                check: a.check,
+            },
+            Command::Lab(LabCommand::Init { dir }) => Invocation::LabInit(dir),
+            Command::Demo(a) => Invocation::Demo(g, a.keep),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Where each value of a YAML document sits. serde_yaml reports positions for syntax and type
+//! errors; the checks that run after deserialising (duplicates, references, names) use this index
+//! to point at the offending value too.
+//!
+//! Paths look like serde_yaml's own: `peers[2].name`, `hosts.vps.root`.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// 1-based line and column of every value (and every mapping key, under `path#key`).
+#[derive(Debug, Default, Clone)]
+pub struct LocationIndex {
+    places: HashMap<String, (usize, usize)>,
+}
+
+impl LocationIndex {
+    /// Indexes a document. A document that does not parse gives an empty index (serde_yaml
+    /// reports the syntax error itself).
+    pub fn build(text: &str) -> Self {
+        let mut rx = Receiver::default();
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut rx, false).is_err() {
+            return LocationIndex::default();
+        }
+        LocationIndex { places: rx.places }
+    }
+
+    /// The place of `path`, or of its nearest indexed parent, or the top of the file.
+    pub fn find(&self, path: &str) -> (usize, usize) {
+        let mut p = path.to_string();
+        loop {
+            if let Some(&pos) = self.places.get(&p) {
+                return pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p.truncate(i),
+                None => return self.places.get("").copied().unwrap_or((1, 1)),
+            }
+        }
+    }
+}
+
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
+}
+
+#[derive(Default)]
+struct Receiver {
+    stack: Vec<Frame>,
+    places: HashMap<String, (usize, usize)>,
+}
+
+impl Receiver {
+    /// The path of the value that starts now, or `None` when the event is a mapping key.
+    fn value_path(&mut self, scalar_key: Option<&str>) -> Option<String> {
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, next }) => {
+                let p = format!("{path}[{next}]");
+                *next += 1;
+                Some(p)
+            }
+            Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) => Some(join(path, &k)),
+                None => {
+                    // This event is a key; remember it for the value that follows.
+                    *key = Some(scalar_key.unwrap_or("?").to_string());
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl MarkedEventReceiver for Receiver {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = (mark.line(), mark.col() + 1);
+        match ev {
+            Event::Scalar(value, ..) => match self.value_path(Some(&value)) {
+                Some(p) => {
+                    self.places.entry(p).or_insert(pos);
+                }
+                None => {
+                    if let Some(Frame::Map { path, .. }) = self.stack.last() {
+                        let k = format!("{}#key", join(path, &value));
+                        self.places.entry(k).or_insert(pos);
+                    }
+                }
+            },
+            Event::Alias(_) => {
+                if let Some(p) = self.value_path(Some("*alias")) {
+                    self.places.entry(p).or_insert(pos);
+                }
+            }
+            Event::MappingStart(..) => {
+                let p = self.value_path(None).unwrap_or_else(|| "?".into());
+                self.places.entry(p.clone()).or_insert(pos);
+                self.stack.push(Frame::Map { path: p, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let p = self.value_path(None).unwrap_or_else(|| "?".into());
+                self.places.entry(p.clone()).or_insert(pos);
+                self.stack.push(Frame::Seq { path: p, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_values_in_maps_and_sequences() {
+        let text = "host: vps\npeers:\n  - name: a\n    mtu: 1400\n  - name: b\n";
+        let ix = LocationIndex::build(text);
+        assert_eq!(ix.find("host"), (1, 7));
+        assert_eq!(ix.find("peers[1].name"), (5, 11));
+        assert_eq!(ix.find("peers[0].mtu"), (4, 10));
+        assert_eq!(ix.find("peers[0].missing").0, 3);
+        assert_eq!(ix.find("peers#key"), (2, 1));
+    }
+
+    #[test]
+    fn flow_style_values_are_found() {
+        let ix = LocationIndex::build("secret: { env: X }\n");
+        assert_eq!(ix.find("secret.env"), (1, 16));
+    }
+}

@@ -1,0 +1,405 @@
+//! Desired state: the YAML files of a `desired-state/` folder, loaded and validated offline.
+//!
+//! Layout: `inventory.yaml` (targets and guards) and one folder per resource kind (`pppd/`).
+//! Loading never touches the network. Every problem is reported with `file:line:column`, all of
+//! them at once. Secrets are resolved here (environment, files) so that `validate` catches a
+//! missing one before any device is contacted.
+
+pub mod diag;
+pub mod inventory;
+pub mod locate;
+pub mod pppd;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+pub use diag::{Diagnostic, LoadErrors, Severity};
+use inventory::{Guards, HostSpec, InventoryFile};
+use locate::LocationIndex;
+use pppd::{PppdDesired, PppdFile};
+
+use crate::secret::{Secret, SecretRef, SecretResolver};
+
+/// Whether owned objects that the YAML no longer names are deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Prune {
+    /// Never delete (the default).
+    #[default]
+    None,
+    /// Delete objects that carry wispctl's mark and are not in the YAML.
+    Owned,
+}
+
+/// Everything loaded from a desired-state folder, validated.
+#[derive(Debug, Clone)]
+pub struct DesiredState {
+    /// The folder.
+    pub root: PathBuf,
+    /// Run-wide guards.
+    pub guards: Guards,
+    /// Linux hosts by name.
+    pub hosts: BTreeMap<String, HostSpec>,
+    /// pppd desired state by host name.
+    pub pppd: BTreeMap<String, PppdDesired>,
+    /// SHA-256 over every file's relative path and bytes: a saved plan names the exact input.
+    pub digest: String,
+    /// Warnings (inline secrets and the like); errors fail the load instead.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Resource kinds that have a folder; a YAML file anywhere else is an error, so that a typo in a
+/// folder name does not silently drop a whole kind.
+const KIND_FOLDERS: &[&str] = &["pppd"];
+
+/// Loads and validates a desired-state folder.
+pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadErrors> {
+    let mut diags = Vec::new();
+    let mut hasher = Sha256::new();
+    let inv_path = dir.join("inventory.yaml");
+    let (inventory, inv_text) = match std::fs::read_to_string(&inv_path) {
+        Ok(text) => (parse::<InventoryFile>(&inv_path, &text, &mut diags), text),
+        Err(e) => {
+            diags.push(error_at(
+                &inv_path,
+                1,
+                1,
+                format!("cannot read inventory: {e}"),
+            ));
+            return Err(LoadErrors(diags));
+        }
+    };
+    hasher.update(b"inventory.yaml\0");
+    hasher.update(inv_text.as_bytes());
+    if let Some(inv) = &inventory {
+        let index = LocationIndex::build(&inv_text);
+        let mut check = FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
+        for (name, host) in &inv.hosts {
+            if let Err(why) = valid_name(name) {
+                check.error(
+                    &format!("hosts.{name}#key"),
+                    format!("invalid host name {name:?}: {why}"),
+                );
+            }
+            if host.root.as_os_str().is_empty() {
+                check.error(
+                    &format!("hosts.{name}.root"),
+                    "root must not be empty".into(),
+                );
+            }
+        }
+    }
+
+    let mut pppd: BTreeMap<String, PppdDesired> = BTreeMap::new();
+    let mut pppd_sources: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
+    for (rel, path) in resource_files(dir, &mut diags) {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(error_at(&path, 1, 1, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        hasher.update(rel.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        let kind = rel.split('/').next().unwrap_or_default();
+        if kind != "pppd" {
+            continue;
+        }
+        let Some(file) = parse::<PppdFile>(&path, &text, &mut diags) else {
+            continue;
+        };
+        let index = LocationIndex::build(&text);
+        let mut check = FileCheck::new(&path, &index, dir, resolver, &mut diags);
+        if let Some(inv) = &inventory
+            && !inv.hosts.contains_key(&file.host)
+        {
+            let known: Vec<_> = inv.hosts.keys().map(String::as_str).collect();
+            check.error(
+                "host",
+                format!(
+                    "host {:?} is not defined in inventory.yaml (defined: {})",
+                    file.host,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        if let Some((other, line)) = pppd_sources.get(&file.host) {
+            check.error(
+                "host",
+                format!(
+                    "host {:?} already has a pppd file: {}:{line}",
+                    file.host,
+                    other.display()
+                ),
+            );
+        } else {
+            pppd_sources.insert(file.host.clone(), (path.clone(), check.place("host").0));
+        }
+        let host = file.host.clone();
+        if let Some(d) = pppd::validate(file, &mut check) {
+            pppd.insert(host, d);
+        }
+    }
+
+    let (errors, warnings): (Vec<_>, Vec<_>) = diags
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    let inv = inventory.expect("no errors means the inventory parsed");
+    Ok(DesiredState {
+        root: dir.to_path_buf(),
+        guards: inv.guards,
+        hosts: inv.hosts,
+        pppd,
+        digest: hex::encode(hasher.finalize()),
+        warnings,
+    })
+}
+
+/// The YAML files under the kind folders, sorted; anything else YAML-looking is an error.
+fn resource_files(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            let known = KIND_FOLDERS.contains(&name.as_str());
+            let Ok(inner) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            let mut inner: Vec<_> = inner.filter_map(Result::ok).map(|e| e.path()).collect();
+            inner.sort();
+            for p in inner {
+                if !is_yaml(&p) {
+                    continue;
+                }
+                if known {
+                    let file = p.file_name().unwrap_or_default().to_string_lossy();
+                    out.push((format!("{name}/{file}"), p));
+                } else {
+                    diags.push(error_at(
+                        &p,
+                        1,
+                        1,
+                        format!(
+                            "unknown folder {name:?}: resource files live in {}",
+                            KIND_FOLDERS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        } else if is_yaml(&path) && name != "inventory.yaml" {
+            diags.push(error_at(
+                &path,
+                1,
+                1,
+                format!(
+                    "unexpected file: the top level holds only inventory.yaml; resource files live in {}/",
+                    KIND_FOLDERS.join("/, ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml") | Some("yml")
+    )
+}
+
+fn error_at(file: &Path, line: usize, column: usize, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Deserialises one file; a failure becomes a diagnostic at serde_yaml's reported place.
+fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<T> {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
+    {
+        diags.push(error_at(path, 1, 1, "the file is empty".into()));
+        return None;
+    }
+    match serde_yaml::from_str::<T>(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            let mut msg = e.to_string();
+            if let Some(i) = msg.rfind(" at line ") {
+                msg.truncate(i);
+            }
+            diags.push(error_at(path, line, column, msg));
+            None
+        }
+    }
+}
+
+/// Checks of one file's values after deserialisation, with positions from its index.
+pub(crate) struct FileCheck<'a> {
+    pub(crate) file: &'a Path,
+    index: &'a LocationIndex,
+    root: &'a Path,
+    resolver: &'a SecretResolver,
+    diags: &'a mut Vec<Diagnostic>,
+    errors: usize,
+}
+
+impl<'a> FileCheck<'a> {
+    fn new(
+        file: &'a Path,
+        index: &'a LocationIndex,
+        root: &'a Path,
+        resolver: &'a SecretResolver,
+        diags: &'a mut Vec<Diagnostic>,
+    ) -> Self {
+        FileCheck {
+            file,
+            index,
+            root,
+            resolver,
+            diags,
+            errors: 0,
+        }
+    }
+
+    pub(crate) fn place(&self, path: &str) -> (usize, usize) {
+        self.index.find(path)
+    }
+
+    pub(crate) fn error(&mut self, path: &str, message: String) {
+        self.errors += 1;
+        self.push(Severity::Error, path, message);
+    }
+
+    pub(crate) fn warn(&mut self, path: &str, message: String) {
+        self.push(Severity::Warning, path, message);
+    }
+
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors
+    }
+
+    fn push(&mut self, severity: Severity, path: &str, message: String) {
+        let (line, column) = self.place(path);
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// Resolves a secret reference, reporting a missing source or a refused inline value.
+    pub(crate) fn secret(
+        &mut self,
+        reference: &SecretRef,
+        path: &str,
+        inline_allowed: bool,
+    ) -> Option<Secret> {
+        if let SecretRef::Inline(_) = reference {
+            if !inline_allowed {
+                self.error(
+                    path,
+                    "inline secrets are refused: use { env: NAME } or { file: PATH }, or set allow_inline_secrets: true in this file".into(),
+                );
+                return None;
+            }
+            self.warn(
+                path,
+                "inline secret: it is in git in plain text; prefer { env: NAME } or { file: PATH }"
+                    .into(),
+            );
+        }
+        let base = self.file.parent().unwrap_or(self.root);
+        match self.resolver.resolve(reference, base) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                self.error(path, format!("unresolvable secret reference: {why}"));
+                None
+            }
+        }
+    }
+}
+
+/// Checks a name that becomes a file name or part of an address: `[A-Za-z0-9._-]`, not empty,
+/// not starting with a dot (so `.`, `..` and hidden or temporary files are impossible).
+pub fn valid_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 64 {
+        return Err("it is longer than 64 characters");
+    }
+    if name.contains('/') || name.contains('\0') || name.contains("..") {
+        return Err("it must not contain '/', '..' or NUL");
+    }
+    if name.starts_with('.') {
+        return Err("it must not start with '.'");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return Err("only letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_traversal_and_odd_characters() {
+        for bad in [
+            "",
+            "..",
+            "../etc/passwd",
+            "a/b",
+            ".hidden",
+            "a b",
+            "a\0b",
+            "ñ",
+        ] {
+            assert!(valid_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["connexa-node-2", "a.b_c", "N1"] {
+            assert!(valid_name(good).is_ok(), "{good:?} refused");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The apply lock: two applies never run at once.
+//!
+//! An OS file lock (flock) on a file in the state directory, which also records the holder
+//! (host, pid, start time, command) so that a waiting apply can name it. The kernel drops the
+//! lock when its process dies; the record it leaves is then reported and taken over.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Who holds (or held) the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// The command line, for people.
+    pub command: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} on {} since {} ({})",
+            self.pid, self.host, self.started_at, self.command
+        )
+    }
+}
+
+/// The lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another apply holds it.
+    #[error("another apply holds the lock {}: {}; waited {waited:?}", path.display(), holder.as_ref().map_or("holder unknown".to_string(), |h| h.to_string()))]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// Its holder, when the record could be read.
+        holder: Option<Holder>,
+        /// How long this apply waited.
+        waited: Duration,
+    },
+    /// The lock file could not be used.
+    #[error("lock file {}: {source}", path.display())]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A held apply lock; released on drop.
+pub struct ApplyLock {
+    file: File,
+    /// A record left by a holder that did not release the lock, reported to the operator.
+    pub taken_over: Option<Holder>,
+}
+
+impl ApplyLock {
+    /// Takes the lock at `path`, waiting up to `timeout` for a holder to finish.
+    pub fn acquire(path: &Path, timeout: Duration, command: &str) -> Result<ApplyLock, LockError> {
+        let io = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= timeout {
+                        return Err(LockError::Held {
+                            path: path.to_path_buf(),
+                            holder: read_holder(&mut file),
+                            waited: start.elapsed(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+        // We hold the lock: any record left is from a holder that died or did not clean up.
+        let taken_over = read_holder(&mut file);
+        if let Some(h) = &taken_over {
+            let alive = h.host == hostname() && pid_alive(h.pid);
+            tracing::warn!(
+                "taking over the apply lock left by {h}{}",
+                if alive { "" } else { " (process is gone)" }
+            );
+        }
+        let me = Holder {
+            host: hostname(),
+            pid: std::process::id(),
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            command: command.into(),
+        };
+        let record = serde_json::to_vec(&me).expect("holder serialises");
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(&record).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(ApplyLock { file, taken_over })
+    }
+}
+
+impl Drop for ApplyLock {
+    fn drop(&mut self) {
+        // Clear the record first, so the next holder does not report a takeover.
+        let _ = self.file.set_len(0);
+        let _ = self.file.sync_all();
+        let _ = self.file.unlock();
+    }
+}
+
+fn read_holder(file: &mut File) -> Option<Holder> {
+    let mut s = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut s).ok()?;
+    serde_json::from_str(&s).ok()
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_times_out_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("apply.lock");
+        let first = ApplyLock::acquire(&p, Duration::ZERO, "wispctl apply one").unwrap();
+        let err = match ApplyLock::acquire(&p, Duration::from_millis(120), "two") {
+            Err(e) => e,
+            Ok(_) => panic!("second lock taken while the first is held"),
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("wispctl apply one"), "{msg}");
+        drop(first);
+        let again = ApplyLock::acquire(&p, Duration::ZERO, "three").unwrap();
+        assert!(
+            again.taken_over.is_none(),
+            "a clean release leaves no record"
+        );
+    }
+
+    #[test]
+    fn record_of_a_dead_process_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("apply.lock");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = Holder {
+            host: hostname(),
+            pid: dead,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            command: "wispctl apply".into(),
+        };
+        std::fs::write(&p, serde_json::to_vec(&stale).unwrap()).unwrap();
+        let lock = ApplyLock::acquire(&p, Duration::ZERO, "next").unwrap();
+        assert_eq!(lock.taken_over, Some(stale));
+        assert!(!pid_alive(dead));
+    }
+}

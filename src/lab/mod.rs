@@ -1,0 +1,79 @@
+//! The lab: simulators of every target kind, used by the demo, the tests and the benchmarks.
+//!
+//! For now it holds PPP hosts: a folder per host standing for its `/`, seeded with the kind of
+//! mess a real VPS has (a hand-written unquoted chap-secrets entry, someone else's entries and
+//! comments, a peer file written by hand, one wispctl wrote earlier, a world-readable
+//! chap-secrets). `--lab DIR` points every target at its twin under DIR and lets unset
+//! `{ env: NAME }` secrets fall back to `DIR/secrets.env`.
+
+pub mod demo;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The folder standing for `/` on lab host `host`.
+pub fn host_root(lab: &Path, host: &str) -> PathBuf {
+    lab.join("hosts").join(host)
+}
+
+/// The lab's secret values for `{ env: NAME }` references.
+pub fn secrets(lab: &Path) -> io::Result<HashMap<String, String>> {
+    match std::fs::read_to_string(lab.join("secrets.env")) {
+        Ok(t) => Ok(crate::secret::parse_env_file(&t)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A chap-secrets file the way hands and other tools leave it.
+pub const SEED_CHAP: &str = "# Secrets for authentication using CHAP\n\
+# client\tserver\tsecret\t\t\tIP addresses\n\
+\"soporte\"   \"legacy-node\"   \"viejo-secreto\"   *\n\
+tecnico connexa-node-1 clave-sin-comillas *\n\
+\n\
+# added by the old provisioning script\n\
+  \"noc\"\t\"backup-node\"\t\"b4ckup\"\t10.8.0.9\n";
+
+/// A peer file written by hand, before wispctl.
+pub const SEED_PEER_NODE1: &str = "name tecnico\nremotename connexa-node-1\nrequire-mschap-v2\nrefuse-pap\nrefuse-eap\nrefuse-chap\nnoauth\npersist\nmtu 1500\nmru 1500\nlock\nnoipdefault\nconnect \"/usr/sbin/pptp 198.51.100.20 --nolaunchpppd\"\nuser tecnico\n";
+
+/// A peer file wispctl wrote for a node that has since been retired.
+pub const SEED_PEER_RETIRED: &str = "# Managed by wispctl: pppd.vps.peer[\"connexa-node-9\"]. Edits here are overwritten by the next apply.\nname admin\nremotename connexa-node-9\nconnect \"/usr/sbin/pptp 192.0.2.99 --nolaunchpppd\"\nuser admin\n";
+
+/// Debian's own example peer, which is nobody's business but the host's.
+pub const SEED_PEER_PROVIDER: &str =
+    "# example configuration for a dialup connection\nnoipdefault\nusepeerdns\ndefaultroute\n";
+
+/// Secret values of the demo's environment references. Lab-only: never real credentials.
+pub const SEED_SECRETS: &str = "# Lab-only secret values for { env: NAME } references.\n\
+CHAP_TECNICO_NODE1=n3w \"clave\" \\ 2026\n\
+CHAP_ADMIN_NODE2=s3cret-admin-2\n";
+
+/// Creates a lab in `dir` (which may exist; existing lab files are replaced).
+pub fn init(dir: &Path) -> io::Result<()> {
+    let vps = host_root(dir, "vps");
+    let peers = vps.join("etc/ppp/peers");
+    std::fs::create_dir_all(&peers)?;
+    let write = |p: PathBuf, text: &str, mode: u32| -> io::Result<()> {
+        std::fs::write(&p, text)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+    };
+    write(vps.join("etc/ppp/chap-secrets"), SEED_CHAP, 0o644)?;
+    write(peers.join("connexa-node-1"), SEED_PEER_NODE1, 0o644)?;
+    write(peers.join("connexa-node-9"), SEED_PEER_RETIRED, 0o600)?;
+    write(peers.join("provider"), SEED_PEER_PROVIDER, 0o640)?;
+    write(dir.join("secrets.env"), SEED_SECRETS, 0o600)?;
+    std::fs::create_dir_all(dir.join("state"))?;
+    Ok(())
+}
+
+/// An out-of-band edit, as someone with a shell on the VPS would make: a peer's MTU changed
+/// by hand. Returns what was done, for the demo to say.
+pub fn tamper(dir: &Path) -> io::Result<String> {
+    let p = host_root(dir, "vps").join("etc/ppp/peers/connexa-node-2");
+    let text = std::fs::read_to_string(&p)?;
+    std::fs::write(&p, text.replace("mtu 1400", "mtu 1500"))?;
+    Ok("edited /etc/ppp/peers/connexa-node-2 by hand: mtu 1400 -> 1500".into())
+}

@@ -1,0 +1,236 @@
+//! The Plan: the one model every output (text, Markdown, JSON) is rendered from, and the
+//! contract a saved plan file keeps with `apply FILE`.
+//!
+//! A plan never holds a secret value: sensitive fields carry only whether they change, and the
+//! keyed hashes in [`TargetPlan::secret_hashes`] let apply prove it is writing what was reviewed.
+
+pub mod render;
+pub mod report;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretHash;
+
+/// Version of the plan file and plan JSON. Bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything one run would change, per target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Plan {
+    /// Always [`FORMAT_VERSION`] for plans this build writes.
+    pub format_version: u32,
+    /// The wispctl version that made the plan.
+    pub wispctl_version: String,
+    /// When the plan was made (RFC 3339, UTC).
+    pub created_at: String,
+    /// SHA-256 of the desired-state files the plan was made from.
+    pub desired_digest: String,
+    /// Names the hash key of the fingerprints and secret hashes (not the key itself).
+    pub hash_key_id: String,
+    /// Set when a run-wide guard refuses the whole plan (such as the delete cap).
+    pub refusal: Option<String>,
+    /// One entry per observed target.
+    pub targets: Vec<TargetPlan>,
+    /// Counts of changes.
+    pub summary: Summary,
+}
+
+/// One target's part of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetPlan {
+    /// Such as `pppd.vps`.
+    pub address: String,
+    /// Resource kind (`pppd`).
+    pub kind: String,
+    /// Target name (`vps`).
+    pub name: String,
+    /// Why the target could not be observed or diffed; it then has no changes.
+    pub error: Option<String>,
+    /// Set when a guard refuses this target's changes (such as an empty desired set).
+    pub refusal: Option<String>,
+    /// Changes in apply order: creates, updates, deletes.
+    pub changes: Vec<Change>,
+    /// Things the operator should know that are not changes.
+    pub notes: Vec<String>,
+    /// Keyed hash of every observed object by address (`absent` for a desired object not there).
+    pub fingerprints: BTreeMap<String, String>,
+    /// Keyed hash of every desired secret, by `address.field`.
+    pub secret_hashes: BTreeMap<String, SecretHash>,
+}
+
+/// What happens to one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Change {
+    /// Stable address, such as `pppd.vps.peer["connexa-node-2"]`.
+    pub address: String,
+    /// Create, update or delete.
+    pub action: Action,
+    /// Why, when it is not plain (adoption of an unmarked object, pruning).
+    pub reason: Option<String>,
+    /// Per-field before and after.
+    pub fields: Vec<FieldDiff>,
+    /// Whole-file content before and after, for files (never a file holding secrets).
+    pub content: Option<ContentDiff>,
+    /// Consequences the operator must see (a session kicked, a tunnel to restart).
+    pub side_effects: Vec<String>,
+}
+
+/// The kind of change.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A new resource.
+    Create,
+    /// An existing resource changes.
+    Update,
+    /// A resource is removed.
+    Delete,
+}
+
+/// One field's change. Sensitive fields never carry values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FieldDiff {
+    /// Field name in the YAML.
+    pub name: String,
+    /// Live value (absent on create, or when sensitive).
+    pub before: Option<String>,
+    /// Desired value (absent on delete, or when sensitive).
+    pub after: Option<String>,
+    /// A secret: rendered as `(sensitive)` or `(sensitive, changed)`.
+    pub sensitive: bool,
+}
+
+impl FieldDiff {
+    /// A plain field.
+    pub fn plain(name: &str, before: Option<String>, after: Option<String>) -> Self {
+        FieldDiff {
+            name: name.into(),
+            before,
+            after,
+            sensitive: false,
+        }
+    }
+    /// A secret field; only the fact of the change is kept.
+    pub fn sensitive(name: &str) -> Self {
+        FieldDiff {
+            name: name.into(),
+            before: None,
+            after: None,
+            sensitive: true,
+        }
+    }
+}
+
+/// Content of a file before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ContentDiff {
+    /// The file's path on its host.
+    pub path: String,
+    /// Live content; `None` when the file does not exist.
+    pub before: Option<String>,
+    /// Desired content; `None` when the file goes.
+    pub after: Option<String>,
+}
+
+/// Counts of changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    /// Creates.
+    pub add: usize,
+    /// Updates.
+    pub change: usize,
+    /// Deletes.
+    pub destroy: usize,
+}
+
+impl Summary {
+    /// Counts the changes of some targets.
+    pub fn of<'a>(targets: impl IntoIterator<Item = &'a TargetPlan>) -> Self {
+        let mut s = Summary::default();
+        for c in targets.into_iter().flat_map(|t| &t.changes) {
+            match c.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Delete => s.destroy += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether anything changes.
+    pub fn is_empty(&self) -> bool {
+        self.add + self.change + self.destroy == 0
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Plan: {} to add, {} to change, {} to destroy.",
+            self.add, self.change, self.destroy
+        )
+    }
+}
+
+impl Plan {
+    /// Whether the plan has any change, error or refusal worth a non-zero exit.
+    pub fn has_changes(&self) -> bool {
+        !self.summary.is_empty()
+    }
+
+    /// Errors and refusals, target by target, for the exit code and the closing lines.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.refusal.iter().cloned().collect();
+        for t in &self.targets {
+            if let Some(e) = &t.error {
+                out.push(format!("{}: {e}", t.address));
+            }
+            if let Some(r) = &t.refusal {
+                out.push(format!("{}: {r}", t.address));
+            }
+        }
+        out
+    }
+}
+
+/// Quotes a key inside an address: `"name"` with `\` and `"` escaped.
+pub fn quote_key(key: &str) -> String {
+    let mut s = String::from("\"");
+    for c in key.chars() {
+        match c {
+            '"' | '\\' => {
+                s.push('\\');
+                s.push(c);
+            }
+            c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// The address of a resource: `kind.target.collection["key"]`.
+pub fn address(kind: &str, target: &str, collection: &str, key: &str) -> String {
+    format!("{kind}.{target}.{collection}[{}]", quote_key(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_quote_their_keys() {
+        assert_eq!(
+            address("pppd", "vps", "peer", "connexa-node-2"),
+            r#"pppd.vps.peer["connexa-node-2"]"#
+        );
+        assert_eq!(quote_key("a\"b\\c"), r#""a\"b\\c""#);
+    }
+}

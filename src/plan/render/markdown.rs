@@ -1,0 +1,109 @@
+//! Markdown for a pull-request comment: the summary on top, every change in a `diff` block
+//! inside a `<details>` fold. GitHub refuses comments over 65,536 characters, so the body is
+//! cut at a line with a visible notice that gives the full count.
+
+use super::Purpose;
+use super::text::{change_lines, summary_line};
+use crate::plan::Plan;
+
+/// The most characters a comment may have.
+pub const MAX_CHARS: usize = 65_536;
+
+/// Renders a plan or drift report as Markdown, at most [`MAX_CHARS`] characters.
+pub fn plan(plan: &Plan, purpose: Purpose) -> String {
+    plan_with_limit(plan, purpose, MAX_CHARS)
+}
+
+/// [`plan`] with another limit (tests).
+pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
+    let title = match purpose {
+        Purpose::Plan => "wispctl plan",
+        Purpose::Drift => "wispctl drift report",
+    };
+    let mut head = format!("### {title}\n\n**{}**\n\n", summary_line(plan, purpose));
+    let problems = plan.problems();
+    if !problems.is_empty() {
+        head.push_str("**Problems:**\n\n");
+        for p in &problems {
+            head.push_str(&format!("- :x: {}\n", escape_inline(p)));
+        }
+        head.push('\n');
+    }
+    if !plan.targets.is_empty() {
+        head.push_str("| target | add | change | destroy | status |\n|---|---:|---:|---:|---|\n");
+        for t in &plan.targets {
+            let count = |a| t.changes.iter().filter(|c| c.action == a).count();
+            let status = if t.error.is_some() {
+                "error"
+            } else if t.refusal.is_some() {
+                "refused"
+            } else if t.changes.is_empty() {
+                "up to date"
+            } else {
+                "changes"
+            };
+            head.push_str(&format!(
+                "| `{}` | {} | {} | {} | {status} |\n",
+                t.address,
+                count(crate::plan::Action::Create),
+                count(crate::plan::Action::Update),
+                count(crate::plan::Action::Delete)
+            ));
+        }
+        head.push('\n');
+    }
+    let mut lines = Vec::new();
+    for t in &plan.targets {
+        for c in &t.changes {
+            change_lines(c, purpose, &mut lines);
+        }
+        for n in &t.notes {
+            lines.push(format!("# note ({}): {n}", t.address));
+        }
+    }
+    if lines.is_empty() {
+        return head;
+    }
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
+    let total_changes: usize = plan.targets.iter().map(|t| t.changes.len()).sum();
+    let open =
+        format!("<details><summary>Show {total_changes} change(s)</summary>\n\n{fence}diff\n");
+    let close = format!("{fence}\n\n</details>\n");
+    let full_len = head.len() + open.len() + body.len() + close.len();
+    if full_len <= limit {
+        return format!("{head}{open}{body}{close}");
+    }
+    let notice = format!(
+        "\n> :warning: **Truncated:** this comment shows {{shown}} of {} characters of the plan ({total_changes} changes in all). Run `wispctl plan` or read the JSON plan for the rest.\n",
+        body.len()
+    );
+    let reserve = head.len() + open.len() + close.len() + notice.len() + 16;
+    let budget = limit.saturating_sub(reserve);
+    let mut cut = 0;
+    for l in body.split_inclusive('\n') {
+        if cut + l.len() > budget {
+            break;
+        }
+        cut += l.len();
+    }
+    let notice = notice.replace("{shown}", &cut.to_string());
+    format!("{head}{open}{}{close}{notice}", &body[..cut])
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for c in s.chars() {
+        if c == '`' {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best
+}
+
+fn escape_inline(s: &str) -> String {
+    s.replace('<', "&lt;").replace('>', "&gt;")
+}

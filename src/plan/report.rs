@@ -1,0 +1,126 @@
+//! The apply report: every resource of the plan as applied, failed (why) or skipped (why).
+//! One target's failure never hides another's results.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Action;
+
+/// What one apply did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ApplyReport {
+    /// Same versioning as the plan.
+    pub format_version: u32,
+    /// Per target.
+    pub targets: Vec<TargetReport>,
+    /// Counts.
+    pub summary: ReportSummary,
+}
+
+/// One target's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetReport {
+    /// Target address.
+    pub address: String,
+    /// Why the target as a whole was not applied, if so.
+    pub error: Option<String>,
+    /// Per resource.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// One resource's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Outcome {
+    /// Resource address.
+    pub address: String,
+    /// What was to be done.
+    pub action: Action,
+    /// What happened.
+    pub status: Status,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    /// Done and verified.
+    pub fn applied(address: &str, action: Action) -> Self {
+        Outcome {
+            address: address.into(),
+            action,
+            status: Status::Applied,
+            reason: None,
+        }
+    }
+    /// Tried and failed.
+    pub fn failed(address: &str, action: Action, reason: impl Into<String>) -> Self {
+        Outcome {
+            address: address.into(),
+            action,
+            status: Status::Failed,
+            reason: Some(reason.into()),
+        }
+    }
+    /// Not tried.
+    pub fn skipped(address: &str, action: Action, reason: impl Into<String>) -> Self {
+        Outcome {
+            address: address.into(),
+            action,
+            status: Status::Skipped,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// A resource's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Written and verified.
+    Applied,
+    /// Tried; the device refused or verification failed.
+    Failed,
+    /// Not tried (guard, stale plan, unreachable target, an earlier failure).
+    Skipped,
+}
+
+/// Counts of outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReportSummary {
+    /// Applied.
+    pub applied: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Skipped.
+    pub skipped: usize,
+    /// Targets that were refused or could not be read.
+    pub target_errors: usize,
+}
+
+impl ApplyReport {
+    /// Builds a report and its counts.
+    pub fn new(targets: Vec<TargetReport>) -> Self {
+        let mut s = ReportSummary::default();
+        for t in &targets {
+            if t.error.is_some() {
+                s.target_errors += 1;
+            }
+            for o in &t.outcomes {
+                match o.status {
+                    Status::Applied => s.applied += 1,
+                    Status::Failed => s.failed += 1,
+                    Status::Skipped => s.skipped += 1,
+                }
+            }
+        }
+        ApplyReport {
+            format_version: super::FORMAT_VERSION,
+            targets,
+            summary: s,
+        }
+    }
+
+    /// Whether everything asked for was applied.
+    pub fn succeeded(&self) -> bool {
+        self.summary.failed == 0 && self.summary.skipped == 0 && self.summary.target_errors == 0
+    }
+}

@@ -1,0 +1,28 @@
+//! The JSON Schemas of the YAML files and of the plan JSON, generated from the types.
+//! `schemas/` holds the checked-in copies; a test fails when they are stale.
+
+use crate::desired::inventory::InventoryFile;
+use crate::desired::pppd::PppdFile;
+use crate::plan::Plan;
+use crate::plan::report::ApplyReport;
+
+/// Every schema, by file name, as pretty JSON.
+pub fn all() -> Vec<(&'static str, String)> {
+    let pretty = |v: schemars::Schema| {
+        let mut s = serde_json::to_string_pretty(&v).expect("schemas serialise");
+        s.push('\n');
+        s
+    };
+    vec![
+        (
+            "inventory.schema.json",
+            pretty(schemars::schema_for!(InventoryFile)),
+        ),
+        ("pppd.schema.json", pretty(schemars::schema_for!(PppdFile))),
+        ("plan.schema.json", pretty(schemars::schema_for!(Plan))),
+        (
+            "apply-report.schema.json",
+            pretty(schemars::schema_for!(ApplyReport)),
+        ),
+    ]
+}
