@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2: install the test prerequisites, then run every test (unit, lab integration,
+# interop with pppd, property, snapshot), plus the formatting and lint gates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets
