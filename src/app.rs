@@ -248,11 +248,8 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     }
     if !run.plan.has_changes() {
         drop(lock);
-        return Ok(if run.plan.problems().is_empty() {
-            exit::SUCCESS
-        } else {
-            exit::ERROR
-        });
+        let clean = run.plan.problems().is_empty() && refusals.is_empty();
+        return Ok(if clean { exit::SUCCESS } else { exit::ERROR });
     }
     if !o.auto_approve && !confirm(out)? {
         writeln!(out, "Apply cancelled; nothing was written.")?;

@@ -84,16 +84,34 @@ impl ApplyLock {
             .open(path)
             .map_err(io)?;
         let start = Instant::now();
-        loop {
+        'wait: loop {
             match file.try_lock() {
-                Ok(()) => break,
+                Ok(()) => break 'wait,
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if start.elapsed() >= timeout {
-                        return Err(LockError::Held {
-                            path: path.to_path_buf(),
-                            holder: read_holder(&mut file),
-                            waited: start.elapsed(),
-                        });
+                        // The holder writes its record just after taking the lock: give it a
+                        // moment so the error can name it, and take the lock if it frees up.
+                        let grace = Instant::now();
+                        loop {
+                            if let Some(h) = read_holder(&mut file) {
+                                return Err(LockError::Held {
+                                    path: path.to_path_buf(),
+                                    holder: Some(h),
+                                    waited: start.elapsed(),
+                                });
+                            }
+                            if grace.elapsed() > Duration::from_millis(500) {
+                                return Err(LockError::Held {
+                                    path: path.to_path_buf(),
+                                    holder: None,
+                                    waited: start.elapsed(),
+                                });
+                            }
+                            std::thread::sleep(Duration::from_millis(10));
+                            if file.try_lock().is_ok() {
+                                break 'wait;
+                            }
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -116,9 +134,10 @@ impl ApplyLock {
             command: command.into(),
         };
         let record = serde_json::to_vec(&me).expect("holder serialises");
-        file.set_len(0).map_err(io)?;
+        // Overwrite in place, then cut: a reader never sees an empty file while we hold it.
         file.rewind().map_err(io)?;
         file.write_all(&record).map_err(io)?;
+        file.set_len(record.len() as u64).map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(ApplyLock { file, taken_over })
     }
