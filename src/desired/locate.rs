@@ -13,18 +13,35 @@ use yaml_rust2::scanner::Marker;
 #[derive(Debug, Default, Clone)]
 pub struct LocationIndex {
     places: HashMap<String, (usize, usize)>,
+    /// Keys that appear twice in one mapping: (path of the second, its place, line of the first).
+    pub duplicates: Vec<(String, (usize, usize), usize)>,
+}
+
+/// A document that is not YAML, with the scanner's place and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The scanner's reason.
+    pub message: String,
 }
 
 impl LocationIndex {
-    /// Indexes a document. A document that does not parse gives an empty index (serde_yaml
-    /// reports the syntax error itself).
-    pub fn build(text: &str) -> Self {
+    /// Indexes a document, or says where it stops being YAML.
+    pub fn build(text: &str) -> Result<Self, SyntaxError> {
         let mut rx = Receiver::default();
         let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut rx, false).is_err() {
-            return LocationIndex::default();
-        }
-        LocationIndex { places: rx.places }
+        parser.load(&mut rx, false).map_err(|e| SyntaxError {
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info().to_string(),
+        })?;
+        Ok(LocationIndex {
+            places: rx.places,
+            duplicates: rx.duplicates,
+        })
     }
 
     /// The place of `path`, or of its nearest indexed parent, or the top of the file.
@@ -43,14 +60,22 @@ impl LocationIndex {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        seen: HashMap<String, usize>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
 struct Receiver {
     stack: Vec<Frame>,
     places: HashMap<String, (usize, usize)>,
+    duplicates: Vec<(String, (usize, usize), usize)>,
 }
 
 impl Receiver {
@@ -63,7 +88,7 @@ impl Receiver {
                 *next += 1;
                 Some(p)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 Some(k) => Some(join(path, &k)),
                 None => {
                     // This event is a key; remember it for the value that follows.
@@ -92,9 +117,15 @@ impl MarkedEventReceiver for Receiver {
                     self.places.entry(p).or_insert(pos);
                 }
                 None => {
-                    if let Some(Frame::Map { path, .. }) = self.stack.last() {
-                        let k = format!("{}#key", join(path, &value));
-                        self.places.entry(k).or_insert(pos);
+                    if let Some(Frame::Map { path, seen, .. }) = self.stack.last_mut() {
+                        let full = join(path, &value);
+                        match seen.get(&value) {
+                            Some(&first) => self.duplicates.push((full.clone(), pos, first)),
+                            None => {
+                                seen.insert(value, pos.0);
+                            }
+                        }
+                        self.places.entry(format!("{full}#key")).or_insert(pos);
                     }
                 }
             },
@@ -106,7 +137,11 @@ impl MarkedEventReceiver for Receiver {
             Event::MappingStart(..) => {
                 let p = self.value_path(None).unwrap_or_else(|| "?".into());
                 self.places.entry(p.clone()).or_insert(pos);
-                self.stack.push(Frame::Map { path: p, key: None });
+                self.stack.push(Frame::Map {
+                    path: p,
+                    key: None,
+                    seen: HashMap::new(),
+                });
             }
             Event::SequenceStart(..) => {
                 let p = self.value_path(None).unwrap_or_else(|| "?".into());
@@ -128,7 +163,7 @@ mod tests {
     #[test]
     fn finds_values_in_maps_and_sequences() {
         let text = "host: vps\npeers:\n  - name: a\n    mtu: 1400\n  - name: b\n";
-        let ix = LocationIndex::build(text);
+        let ix = LocationIndex::build(text).unwrap();
         assert_eq!(ix.find("host"), (1, 7));
         assert_eq!(ix.find("peers[1].name"), (5, 11));
         assert_eq!(ix.find("peers[0].mtu"), (4, 10));
@@ -138,7 +173,19 @@ mod tests {
 
     #[test]
     fn flow_style_values_are_found() {
-        let ix = LocationIndex::build("secret: { env: X }\n");
+        let ix = LocationIndex::build("secret: { env: X }\n").unwrap();
         assert_eq!(ix.find("secret.env"), (1, 16));
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_the_second_one() {
+        let ix = LocationIndex::build("hosts:\n  vps: {}\n  vps: {}\n").unwrap();
+        assert_eq!(ix.duplicates, vec![("hosts.vps".to_string(), (3, 3), 2)]);
+    }
+
+    #[test]
+    fn syntax_errors_have_a_place() {
+        let e = LocationIndex::build("a: [1, 2\n").unwrap_err();
+        assert_eq!(e.line, 2);
     }
 }

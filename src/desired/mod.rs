@@ -76,8 +76,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     };
     hasher.update(b"inventory.yaml\0");
     hasher.update(inv_text.as_bytes());
-    if let Some(inv) = &inventory {
-        let index = LocationIndex::build(&inv_text);
+    let inventory = inventory.map(|(inv, index)| {
         let mut check = FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
         for (name, host) in &inv.hosts {
             if let Err(why) = valid_name(name) {
@@ -93,7 +92,8 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
                 );
             }
         }
-    }
+        inv
+    });
 
     let mut pppd: BTreeMap<String, PppdDesired> = BTreeMap::new();
     let mut pppd_sources: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
@@ -112,10 +112,9 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         if kind != "pppd" {
             continue;
         }
-        let Some(file) = parse::<PppdFile>(&path, &text, &mut diags) else {
+        let Some((file, index)) = parse::<PppdFile>(&path, &text, &mut diags) else {
             continue;
         };
-        let index = LocationIndex::build(&text);
         let mut check = FileCheck::new(&path, &index, dir, resolver, &mut diags);
         if let Some(inv) = &inventory
             && !inv.hosts.contains_key(&file.host)
@@ -241,26 +240,68 @@ fn error_at(file: &Path, line: usize, column: usize, message: String) -> Diagnos
     }
 }
 
-/// Deserialises one file; a failure becomes a diagnostic at serde_yaml's reported place.
-fn parse<T: DeserializeOwned>(path: &Path, text: &str, diags: &mut Vec<Diagnostic>) -> Option<T> {
-    if text.trim().is_empty()
-        || text
-            .lines()
-            .all(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
+/// Deserialises one file and indexes where its values are. Every failure becomes a
+/// diagnostic: a key given twice in one mapping (serde would keep the last silently), then
+/// serde_yaml's own error at its place, or the scanner's syntax error when it has one (it is the
+/// more precise when a bad indentation turns into a type error).
+fn parse<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(T, LocationIndex)> {
+    if text
+        .lines()
+        .all(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
     {
         diags.push(error_at(path, 1, 1, "the file is empty".into()));
         return None;
     }
+    let index = LocationIndex::build(text);
+    if let Ok(ix) = &index
+        && !ix.duplicates.is_empty()
+    {
+        for (key, (line, column), first) in &ix.duplicates {
+            diags.push(error_at(
+                path,
+                *line,
+                *column,
+                format!("duplicate key {key} (first given at line {first})"),
+            ));
+        }
+        return None;
+    }
     match serde_yaml::from_str::<T>(text) {
-        Ok(v) => Some(v),
+        Ok(v) => Some((v, index.unwrap_or_default())),
         Err(e) => {
+            let libyaml_syntax = [
+                "while scanning",
+                "while parsing",
+                "did not find expected",
+                "found unexpected",
+                "found character",
+                "found a tab",
+                "not allowed in this context",
+            ]
+            .iter()
+            .any(|w| e.to_string().contains(w));
+            if let (Err(syntax), false) = (&index, libyaml_syntax) {
+                diags.push(error_at(
+                    path,
+                    syntax.line,
+                    syntax.column,
+                    syntax.message.clone(),
+                ));
+                return None;
+            }
             let (line, column) = e
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
             let mut msg = e.to_string();
-            if let Some(i) = msg.rfind(" at line ") {
-                msg.truncate(i);
+            // serde_yaml repeats the place at the end; keep any other place it gives.
+            let suffix = format!(" at line {line} column {column}");
+            if msg.ends_with(&suffix) {
+                msg.truncate(msg.len() - suffix.len());
             }
             diags.push(error_at(path, line, column, msg));
             None

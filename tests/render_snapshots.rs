@@ -1,0 +1,132 @@
+//! Rendered plans, as a reviewer sees them: text, Markdown and JSON snapshots of the lab's
+//! first plan, and the Markdown size cap.
+
+use std::sync::Arc;
+
+use wispctl::engine::{Engine, TargetFilter};
+use wispctl::plan::render::{Purpose, json, markdown, text};
+use wispctl::plan::{Action, Change, ContentDiff, Plan, Summary, TargetPlan};
+use wispctl::providers::{self, Context};
+use wispctl::secret::{HashKey, SecretResolver};
+
+fn lab_plan() -> Plan {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = tmp.path().join("lab");
+    wispctl::lab::init(&lab).unwrap();
+    let resolver = SecretResolver::new().with_fallback_env(wispctl::lab::secrets(&lab).unwrap());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state");
+    let d = wispctl::desired::load(&dir, &resolver).unwrap();
+    let key = Arc::new(HashKey::from_bytes([3; 32]));
+    let ctx = Context {
+        key: key.clone(),
+        lab_root: Some(lab),
+    };
+    let engine = Engine::new(
+        providers::kinds(&d, &ctx),
+        TargetFilter::default(),
+        10,
+        d.digest.clone(),
+        key.id(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(engine.plan()).plan
+}
+
+#[test]
+fn text_plan() {
+    insta::assert_snapshot!(text::plan(&lab_plan(), Purpose::Plan, text::Paint(false)));
+}
+
+#[test]
+fn markdown_plan() {
+    insta::assert_snapshot!(markdown::plan(&lab_plan(), Purpose::Plan));
+}
+
+#[test]
+fn json_plan() {
+    let v: serde_json::Value = serde_json::from_str(&json::plan(&lab_plan())).unwrap();
+    insta::assert_json_snapshot!(v, {
+        ".created_at" => "[created_at]",
+        ".desired_digest" => "[digest]",
+        ".wispctl_version" => "[version]",
+    });
+}
+
+#[test]
+fn coloured_text_marks_actions() {
+    let s = text::plan(&lab_plan(), Purpose::Plan, text::Paint(true));
+    assert!(s.contains("\x1b[32m+ pppd.vps.peer[\"connexa-node-2\"] will be created\x1b[0m"));
+    assert!(s.contains("\x1b[31m- pppd.vps.peer[\"connexa-node-9\"] will be destroyed\x1b[0m"));
+}
+
+fn huge_plan(lines: usize) -> Plan {
+    let after: String = (0..lines).map(|i| format!("option-{i} value\n")).collect();
+    let change = Change {
+        address: "pppd.vps.peer[\"big\"]".into(),
+        action: Action::Create,
+        reason: None,
+        fields: vec![],
+        content: Some(ContentDiff {
+            path: "/etc/ppp/peers/big".into(),
+            before: None,
+            after: Some(after),
+        }),
+        side_effects: vec![],
+    };
+    let target = TargetPlan {
+        address: "pppd.vps".into(),
+        kind: "pppd".into(),
+        name: "vps".into(),
+        error: None,
+        refusal: None,
+        changes: vec![change.clone(), change],
+        notes: vec![],
+        fingerprints: Default::default(),
+        secret_hashes: Default::default(),
+    };
+    Plan {
+        format_version: 1,
+        wispctl_version: "test".into(),
+        created_at: "now".into(),
+        desired_digest: "d".into(),
+        hash_key_id: "k".into(),
+        refusal: None,
+        summary: Summary::of([&target]),
+        targets: vec![target],
+    }
+}
+
+#[test]
+fn markdown_never_exceeds_the_comment_limit_and_says_it_was_cut() {
+    let plan = huge_plan(20_000);
+    let md = markdown::plan(&plan, Purpose::Plan);
+    assert!(md.len() <= markdown::MAX_CHARS, "{} characters", md.len());
+    assert!(md.contains("**Truncated:**"), "no visible notice");
+    assert!(md.contains("2 changes in all"));
+    let full_body: usize = md
+        .split("of ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        full_body > markdown::MAX_CHARS,
+        "the notice gives the full size ({full_body})"
+    );
+    assert!(md.trim_end().ends_with("for the rest."));
+    assert!(md.contains("</details>"), "the fold is closed");
+    // Small plans are not cut.
+    let small = markdown::plan(&huge_plan(10), Purpose::Plan);
+    assert!(!small.contains("Truncated"));
+}
+
+#[test]
+fn markdown_fence_survives_backticks_in_content() {
+    let mut plan = huge_plan(1);
+    plan.targets[0].changes[0].content.as_mut().unwrap().after = Some("```\nnot the end\n".into());
+    let md = markdown::plan(&plan, Purpose::Plan);
+    assert!(md.contains("````diff"), "{md}");
+}

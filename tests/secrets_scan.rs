@@ -1,0 +1,109 @@
+//! No secret value appears in stdout, stderr, plan files, Markdown or JSON of validate, plan,
+//! apply and drift, with logging at its most verbose; nor in the state directory.
+
+mod common;
+
+use common::{Lab, Run};
+
+/// Every secret in this test contains this token; no output may.
+const TOKEN: &str = "Zq9x";
+const TECNICO: &str = "Zq9x-tecnico \"quoted\" \\ back";
+const ADMIN: &str = "Zq9x-admin-secret-2";
+const LIVE_TAMPERED: &str = "Zq9x-live-tampered";
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("CHAP_TECNICO_NODE1", TECNICO),
+        ("CHAP_ADMIN_NODE2", ADMIN),
+        ("RUST_LOG", "trace"),
+    ]
+}
+
+#[track_caller]
+fn clean(what: &str, text: &str) {
+    assert!(!text.contains(TOKEN), "{what} leaks a secret:\n{text}");
+    assert!(
+        !text.contains("tecnico \\\"quoted"),
+        "{what} leaks an escaped secret"
+    );
+}
+
+fn scan(lab: &Lab, args: &[&str]) -> Run {
+    let mut full = vec!["-vvv"];
+    full.extend_from_slice(args);
+    let r = lab.run_env(&full, &env());
+    clean(&format!("stdout of {args:?}"), &r.stdout);
+    clean(&format!("stderr of {args:?}"), &r.stderr);
+    r
+}
+
+#[test]
+fn no_secret_in_any_output_or_file() {
+    let lab = Lab::new();
+    let plan_file = lab.tmp.path().join("plan.json");
+    let pf = plan_file.to_str().unwrap();
+    scan(&lab, &["validate"]).expect(0);
+    let r = scan(&lab, &["plan", "--out", pf]);
+    r.expect(0);
+    assert!(
+        r.stderr.contains("TRACE") || r.stderr.contains("DEBUG"),
+        "logging was not verbose:\n{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("secret: (sensitive)"));
+    assert!(r.stdout.contains("secret: (sensitive, changed)"));
+    scan(&lab, &["plan", "--format", "markdown"]).expect(0);
+    scan(&lab, &["plan", "--format", "json"]).expect(0);
+    clean("plan file", &std::fs::read_to_string(&plan_file).unwrap());
+    scan(&lab, &["apply", pf, "--auto-approve"]).expect(0);
+
+    // The secrets did reach the device: otherwise this test would prove nothing.
+    let chap = std::fs::read_to_string(lab.host().join("etc/ppp/chap-secrets")).unwrap();
+    assert!(
+        chap.contains(ADMIN) && chap.contains("Zq9x-tecnico \\\"quoted\\\" \\\\ back"),
+        "{chap}"
+    );
+
+    // Someone changes a secret on the host by hand: drift must say so without showing either value.
+    std::fs::write(
+        lab.host().join("etc/ppp/chap-secrets"),
+        chap.replace(ADMIN, LIVE_TAMPERED),
+    )
+    .unwrap();
+    for format in ["text", "markdown", "json"] {
+        let r = scan(&lab, &["drift", "--format", format]);
+        r.expect(2);
+        assert!(r.stdout.contains("admin"), "{}", r.stdout);
+    }
+    scan(&lab, &["apply", "--auto-approve"]).expect(0);
+    scan(&lab, &["drift"]).expect(0);
+
+    // The state directory holds no secret either.
+    for (path, (bytes, _)) in common::snapshot(&lab.lab().join("state")) {
+        clean(
+            &path.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
+    }
+}
+
+#[test]
+fn errors_about_a_secret_do_not_show_it() {
+    let lab = Lab::new();
+    let r = lab.run_env(
+        &["-vvv", "validate"],
+        &[
+            ("CHAP_TECNICO_NODE1", "Zq9x-line-one\nZq9x-line-two"),
+            ("CHAP_ADMIN_NODE2", ADMIN),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    r.expect(1);
+    assert!(
+        r.stderr.contains("contains a newline or control character"),
+        "{}",
+        r.stderr
+    );
+    clean("stderr", &r.stderr);
+    clean("stdout", &r.stdout);
+}
