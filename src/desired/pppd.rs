@@ -56,8 +56,9 @@ pub struct PeerSpec {
     /// `mru` (default 1400).
     #[serde(default = "default_mtu")]
     pub mru: u16,
-    /// `require-mschap-v2` (default true).
-    #[serde(default = "yes")]
+    /// `require-mschap-v2`: require the server to authenticate itself with MS-CHAPv2
+    /// (default false). Only takes effect with `noauth: false`: pppd's `noauth` cancels it.
+    #[serde(default)]
     pub require_mschap_v2: bool,
     /// Authentication methods to refuse (default pap, eap, chap).
     #[serde(default = "default_refuse")]
@@ -241,13 +242,25 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
             ("remotename", p.remotename.as_ref()),
         ] {
             if let Some(v) = value
-                && (v.is_empty() || v.chars().any(char::is_control))
+                && let Err(why) = pppd_name(v)
             {
+                check.error(&format!("{at}.{field}"), format!("{field} {why}"));
+            }
+        }
+        for (field, v) in [("holdoff", p.holdoff), ("maxfail", p.maxfail)] {
+            if v > i32::MAX as u32 {
                 check.error(
                     &format!("{at}.{field}"),
-                    format!("{field} must be non-empty text without control characters"),
+                    format!("{field} {v} is larger than pppd can hold ({})", i32::MAX),
                 );
             }
+        }
+        if p.require_mschap_v2 && p.noauth {
+            check.warn(
+                &format!("{at}.require_mschap_v2"),
+                "require_mschap_v2 has no effect with noauth: true (pppd's noauth cancels it)"
+                    .into(),
+            );
         }
         for (field, v) in [("mtu", p.mtu), ("mru", p.mru)] {
             if !(128..=1500).contains(&v) {
@@ -269,11 +282,8 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
     for (i, c) in file.chap_secrets.iter().enumerate() {
         let at = format!("chap_secrets[{i}]");
         for (field, v) in [("client", &c.client), ("server", &c.server)] {
-            if v.is_empty() || v.chars().any(char::is_control) {
-                check.error(
-                    &format!("{at}.{field}"),
-                    format!("{field} must be non-empty text without control characters"),
-                );
+            if let Err(why) = pppd_name(v) {
+                check.error(&format!("{at}.{field}"), format!("{field} {why}"));
             }
         }
         if let Some(first) = pairs.insert((c.client.clone(), c.server.clone()), i) {
@@ -299,6 +309,15 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
         }
         let secret_path = format!("{at}.secret");
         if let Some(secret) = check.secret(&c.secret, &secret_path, file.allow_inline_secrets) {
+            if secret.expose().len() > MAX_PPPD_NAME {
+                check.error(
+                    &secret_path,
+                    format!(
+                        "the secret from {:?} is longer than the {MAX_PPPD_NAME} bytes pppd reads",
+                        c.secret
+                    ),
+                );
+            }
             if secret.expose().chars().any(char::is_control) {
                 check.error(
                     &secret_path,
@@ -329,6 +348,26 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
     })
 }
 
+/// pppd keeps names and secrets in 256-byte buffers (255 bytes and a NUL) and cuts longer
+/// ones silently: a longer name would never match its chap-secrets entry.
+const MAX_PPPD_NAME: usize = 255;
+
+/// pppd reads option words into a 1024-byte buffer and cuts longer ones with a warning.
+const MAX_PPPD_WORD: usize = 1023;
+
+fn pppd_name(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.chars().any(char::is_control) {
+        return Err("must be non-empty text without control characters".into());
+    }
+    if v.len() > MAX_PPPD_NAME {
+        return Err(format!(
+            "is {} bytes; pppd keeps at most {MAX_PPPD_NAME}",
+            v.len()
+        ));
+    }
+    Ok(())
+}
+
 fn valid_host(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
@@ -346,6 +385,12 @@ fn check_option(opt: &str) -> Result<(), String> {
     let Some(first) = words.first() else {
         return Err("empty option".into());
     };
+    if let Some(long) = words.iter().find(|w| w.len() > MAX_PPPD_WORD) {
+        return Err(format!(
+            "a word of {} bytes in option {first:?}; pppd reads at most {MAX_PPPD_WORD}",
+            long.len()
+        ));
+    }
     if !first
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
