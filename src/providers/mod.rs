@@ -2,6 +2,7 @@
 //! lab twin. [`kinds`] is the one place that lists them.
 
 pub mod pppd;
+pub mod pppoe;
 
 use std::path::PathBuf;
 use std::sync::Arc;

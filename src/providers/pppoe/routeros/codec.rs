@@ -1,0 +1,272 @@
+//! The RouterOS API wire format: length-prefixed words, sentences ended by an empty word.
+//!
+//! | length | prefix bytes | encoding |
+//! |---|---|---|
+//! | < 0x80 | 1 | the length |
+//! | < 0x4000 | 2 | len OR 0x8000 |
+//! | < 0x200000 | 3 | len OR 0xC00000 |
+//! | < 0x10000000 | 4 | len OR 0xE0000000 |
+//! | larger | 5 | 0xF0, then 4 bytes big-endian |
+//!
+//! First bytes 0xF8..=0xFF are reserved: a decode error. The encoder never emits the 5-byte
+//! form (librouteros, and so Ansible, reject any first byte >= 0xF0); words that long are
+//! refused instead. The decoder accepts it, up to [`MAX_WORD`].
+
+/// The longest word the decoder accepts (a guard against a peer announcing gigabytes).
+pub const MAX_WORD: usize = 16 * 1024 * 1024;
+
+/// A malformed stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// A first length byte in the reserved range.
+    #[error("reserved length prefix byte {0:#04x}")]
+    Reserved(u8),
+    /// A word longer than [`MAX_WORD`] (decoding) or than the 4-byte form (encoding).
+    #[error("word of {0} bytes is too long")]
+    TooLong(usize),
+}
+
+/// Appends the length prefix of a word of `len` bytes.
+pub fn encode_length(len: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let l = len as u32;
+    match len {
+        0..0x80 => out.push(l as u8),
+        0x80..0x4000 => out.extend_from_slice(&((l | 0x8000) as u16).to_be_bytes()),
+        0x4000..0x20_0000 => out.extend_from_slice(&(l | 0xC0_0000).to_be_bytes()[1..]),
+        0x20_0000..0x1000_0000 => out.extend_from_slice(&(l | 0xE000_0000).to_be_bytes()),
+        _ => return Err(CodecError::TooLong(len)),
+    }
+    Ok(())
+}
+
+/// Encodes one sentence: each word with its prefix, then the empty word.
+pub fn encode_sentence<W: AsRef<[u8]>>(words: &[W]) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(words.iter().map(|w| w.as_ref().len() + 2).sum::<usize>() + 1);
+    for w in words {
+        let w = w.as_ref();
+        encode_length(w.len(), &mut out)?;
+        out.extend_from_slice(w);
+    }
+    out.push(0);
+    Ok(out)
+}
+
+/// Decodes a length prefix at the start of `buf`: `Ok(None)` when more bytes are needed,
+/// else the length and the prefix size.
+pub fn decode_length(buf: &[u8]) -> Result<Option<(usize, usize)>, CodecError> {
+    let Some(&b0) = buf.first() else {
+        return Ok(None);
+    };
+    let (size, first) = match b0 {
+        0x00..=0x7F => (1, u32::from(b0)),
+        0x80..=0xBF => (2, u32::from(b0 & 0x3F)),
+        0xC0..=0xDF => (3, u32::from(b0 & 0x1F)),
+        0xE0..=0xEF => (4, u32::from(b0 & 0x0F)),
+        0xF0 => (5, 0),
+        _ => return Err(CodecError::Reserved(b0)),
+    };
+    if buf.len() < size {
+        return Ok(None);
+    }
+    let len = buf[1..size]
+        .iter()
+        .fold(first, |acc, &b| (acc << 8) | u32::from(b)) as usize;
+    if len > MAX_WORD {
+        return Err(CodecError::TooLong(len));
+    }
+    Ok(Some((len, size)))
+}
+
+/// Decodes one whole sentence from the start of `buf`: `Ok(None)` when it is not all there yet,
+/// else its words and the bytes used.
+pub fn decode_sentence(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, CodecError> {
+    let mut pos = 0;
+    let mut words = Vec::new();
+    loop {
+        let Some((len, size)) = decode_length(&buf[pos..])? else {
+            return Ok(None);
+        };
+        pos += size;
+        if len == 0 {
+            return Ok(Some((words, pos)));
+        }
+        if buf.len() < pos + len {
+            return Ok(None);
+        }
+        words.push(buf[pos..pos + len].to_vec());
+        pos += len;
+    }
+}
+
+/// A decoded sentence with its words as text (RouterOS sends UTF-8 or Latin-1; bytes that are
+/// not UTF-8 are replaced, which only ever affects display fields).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sentence {
+    /// The words, first the command or reply word.
+    pub words: Vec<String>,
+}
+
+impl Sentence {
+    /// A sentence from words.
+    pub fn new<S: Into<String>>(words: impl IntoIterator<Item = S>) -> Self {
+        Sentence {
+            words: words.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// From raw words.
+    pub fn from_raw(words: Vec<Vec<u8>>) -> Self {
+        Sentence {
+            words: words
+                .into_iter()
+                .map(|w| {
+                    String::from_utf8(w)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                })
+                .collect(),
+        }
+    }
+
+    /// The first word: a command (`/ppp/secret/print`) or a reply (`!re`, `!done`, ...).
+    pub fn head(&self) -> &str {
+        self.words.first().map_or("", String::as_str)
+    }
+
+    /// Attribute words `=key=value`, split on the first two `=` only.
+    pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.words.iter().skip(1).filter_map(|w| {
+            let rest = w.strip_prefix('=')?;
+            Some(rest.split_once('=').unwrap_or((rest, "")))
+        })
+    }
+
+    /// The value of attribute `key`.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The `.tag=N` API attribute.
+    pub fn tag(&self) -> Option<&str> {
+        self.words
+            .iter()
+            .skip(1)
+            .find_map(|w| w.strip_prefix(".tag="))
+    }
+
+    /// Query words (`?name=x`, `?#|`), for print.
+    pub fn queries(&self) -> impl Iterator<Item = &str> {
+        self.words
+            .iter()
+            .skip(1)
+            .filter_map(|w| w.strip_prefix('?'))
+    }
+
+    /// Encodes the sentence.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        encode_sentence(&self.words)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn every_length_form_round_trips_at_its_edges() {
+        for len in [
+            0,
+            1,
+            0x7F,
+            0x80,
+            0x3FFF,
+            0x4000,
+            0x1F_FFFF,
+            0x20_0000,
+            0x0FFF_FFFF,
+        ] {
+            let mut out = Vec::new();
+            encode_length(len, &mut out).unwrap();
+            assert!(out[0] < 0xF0, "5-byte form emitted for {len:#x}");
+            let expected_size = match len {
+                0..0x80 => 1,
+                0x80..0x4000 => 2,
+                0x4000..0x20_0000 => 3,
+                _ => 4,
+            };
+            assert_eq!(out.len(), expected_size, "{len:#x}");
+            if len <= MAX_WORD {
+                assert_eq!(decode_length(&out).unwrap(), Some((len, expected_size)));
+            }
+        }
+        assert_eq!(
+            encode_length(0x1000_0000, &mut Vec::new()),
+            Err(CodecError::TooLong(0x1000_0000))
+        );
+    }
+
+    #[test]
+    fn known_encodings_match_the_manual() {
+        let mut out = Vec::new();
+        encode_length(0x80, &mut out).unwrap();
+        assert_eq!(out, [0x80, 0x80]);
+        out.clear();
+        encode_length(0x4000, &mut out).unwrap();
+        assert_eq!(out, [0xC0, 0x40, 0x00]);
+        out.clear();
+        encode_length(0x20_0000, &mut out).unwrap();
+        assert_eq!(out, [0xE0, 0x20, 0x00, 0x00]);
+        // The 5-byte form decodes.
+        assert_eq!(decode_length(&[0xF0, 0, 0, 1, 0]).unwrap(), Some((256, 5)));
+    }
+
+    #[test]
+    fn reserved_and_huge_prefixes_are_errors() {
+        for b in 0xF8..=0xFF {
+            assert_eq!(decode_length(&[b]), Err(CodecError::Reserved(b)));
+        }
+        assert_eq!(
+            decode_length(&[0xF0, 0x7F, 0, 0, 0]),
+            Err(CodecError::TooLong(0x7F00_0000))
+        );
+    }
+
+    #[test]
+    fn partial_input_asks_for_more() {
+        let s = Sentence::new(["/login", "=name=admin", "=password=a=b"])
+            .encode()
+            .unwrap();
+        for cut in 0..s.len() {
+            assert_eq!(decode_sentence(&s[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        let (words, used) = decode_sentence(&s).unwrap().unwrap();
+        assert_eq!(used, s.len());
+        let sentence = Sentence::from_raw(words);
+        assert_eq!(sentence.attr("password"), Some("a=b"));
+        assert_eq!(sentence.head(), "/login");
+    }
+
+    #[test]
+    fn tags_and_queries_are_found() {
+        let s = Sentence::new(["!re", ".tag=7", "=name=x", "=comment="]);
+        assert_eq!(s.tag(), Some("7"));
+        assert_eq!(s.attr("comment"), Some(""));
+        let q = Sentence::new(["/ppp/active/print", "?name=juan", "?#|"]);
+        assert_eq!(q.queries().collect::<Vec<_>>(), ["name=juan", "#|"]);
+    }
+
+    proptest! {
+        #[test]
+        fn sentences_round_trip(words in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..8)) {
+            let bytes = encode_sentence(&words).unwrap();
+            let (back, used) = decode_sentence(&bytes).unwrap().unwrap();
+            prop_assert_eq!(back, words);
+            prop_assert_eq!(used, bytes.len());
+        }
+
+        #[test]
+        fn decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_sentence(&bytes);
+        }
+    }
+}

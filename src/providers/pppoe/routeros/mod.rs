@@ -1,0 +1,3 @@
+//! The RouterOS API, written in the project: no well-kept permissively licensed crate exists.
+
+pub mod codec;
