@@ -77,9 +77,12 @@ pub fn decode_length(buf: &[u8]) -> Result<Option<(usize, usize)>, CodecError> {
     Ok(Some((len, size)))
 }
 
+/// Raw words of one sentence and the number of bytes they took.
+pub type Decoded = (Vec<Vec<u8>>, usize);
+
 /// Decodes one whole sentence from the start of `buf`: `Ok(None)` when it is not all there yet,
 /// else its words and the bytes used.
-pub fn decode_sentence(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, CodecError> {
+pub fn decode_sentence(buf: &[u8]) -> Result<Option<Decoded>, CodecError> {
     let mut pos = 0;
     let mut words = Vec::new();
     loop {
