@@ -112,6 +112,8 @@ fn engine_for(g: &Globals, d: &DesiredState, o: &ReadOptions) -> anyhow::Result<
     let ctx = Context {
         key: key.clone(),
         lab_root: g.lab.clone(),
+        state_dir: g.state_dir.clone(),
+        lab_routers: Default::default(),
     };
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     Ok(Engine::new(

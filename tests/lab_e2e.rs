@@ -366,3 +366,115 @@ fn duplicate_live_entries_of_a_managed_pair_stop_that_host_only() {
     );
     assert_eq!(before, lab.snapshot());
 }
+
+/// Regression: a line of someone else's that is not UTF-8 (Latin-1 names are common here) was
+/// rewritten with replacement characters, breaking that tunnel.
+#[test]
+fn chap_secrets_lines_that_are_not_utf8_survive_byte_for_byte() {
+    let lab = Lab::new();
+    let chap = lab.host().join("etc/ppp/chap-secrets");
+    let mut bytes = std::fs::read(&chap).unwrap();
+    let latin1: &[u8] = b"jos\xe9 otro-node \"contrase\xf1a\" *\n";
+    bytes.extend_from_slice(latin1);
+    std::fs::write(&chap, &bytes).unwrap();
+    lab.run(&["apply", "--auto-approve"]).expect(0);
+    let after = std::fs::read(&chap).unwrap();
+    assert!(
+        after.windows(latin1.len()).any(|w| w == latin1),
+        "the Latin-1 line changed"
+    );
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+}
+
+/// Regression: options could smuggle `connect` or `password` behind another option's position
+/// on the same line, since pppd reads option files word by word.
+#[test]
+fn options_cannot_smuggle_refused_options() {
+    let lab = Lab::new();
+    let p = lab.desired().join("pppd/vps.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    for smuggled in [
+        "debug connect '/bin/touch /tmp/pwned'",
+        "ipparam x password Leak-PW",
+        "debug ip-up-script /tmp/x",
+        "debug file /etc/shadow",
+    ] {
+        std::fs::write(
+            &p,
+            text.replace("- ipparam connexa-node-2", &format!("- {smuggled}")),
+        )
+        .unwrap();
+        let before = lab.snapshot();
+        let r = lab.run(&["apply", "--auto-approve"]);
+        r.expect(1);
+        assert!(
+            r.stderr.contains("is not accepted here"),
+            "{smuggled}: {}",
+            r.stderr
+        );
+        assert!(!r.all().contains("Leak-PW"), "{}", r.all());
+        assert_eq!(before, lab.snapshot());
+    }
+}
+
+/// Regression: a symbolic link at /etc/ppp/chap-secrets was replaced by a regular file, and the
+/// link's target never got the change.
+#[test]
+fn a_symlinked_chap_secrets_is_refused() {
+    let lab = Lab::new();
+    let ppp = lab.host().join("etc/ppp");
+    std::fs::rename(ppp.join("chap-secrets"), ppp.join("shared-secrets")).unwrap();
+    std::os::unix::fs::symlink("shared-secrets", ppp.join("chap-secrets")).unwrap();
+    let before = lab.snapshot();
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(1);
+    assert!(r.all().contains("is a symbolic link"), "{}", r.all());
+    assert_eq!(before, lab.snapshot());
+    assert!(
+        std::fs::symlink_metadata(ppp.join("chap-secrets"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+/// Regression: an environment variable set but empty (a failed `. /etc/wispctl.env`) blanked
+/// the credential.
+#[test]
+fn an_empty_secret_is_refused() {
+    let lab = Lab::new();
+    let r = lab.run_env(&["apply", "--auto-approve"], &[("CHAP_ADMIN_NODE2", "")]);
+    r.expect(1);
+    assert!(r.stderr.contains("is empty"), "{}", r.stderr);
+}
+
+/// Regression: the apply lock lived in the state directory only, so two applies with different
+/// state directories could write one host at once. The host's /etc/ppp is locked too.
+#[test]
+fn applies_with_different_state_dirs_do_not_write_one_host_at_once() {
+    let lab = Lab::new();
+    let ppp = std::fs::File::open(lab.host().join("etc/ppp")).unwrap();
+    ppp.lock().unwrap();
+    let other_state = lab.tmp.path().join("other-state");
+    let child = lab
+        .command(&[
+            "--state-dir",
+            other_state.to_str().unwrap(),
+            "apply",
+            "--auto-approve",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = lab.snapshot();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        before,
+        lab.snapshot(),
+        "wrote while another process held /etc/ppp"
+    );
+    ppp.unlock().unwrap();
+    let r = common::Run::from(child.wait_with_output().unwrap());
+    r.expect(0);
+}

@@ -23,11 +23,11 @@ const ADDRESSES: &[&str] = &["*", "10.0.0.1", "10.8.0.0/24", "-10.0.0.5"];
 
 fn hostile() -> impl Strategy<Value = String> {
     prop_oneof![
-        "[ -~]{0,24}",
+        "[ -~]{1,24}",
         Just("s3cr\"et \\ with spaces".to_string()),
         Just("#not-a-comment".to_string()),
         Just("ñandú 'single' \"double\"".to_string()),
-        Just(String::new()),
+        Just("tab\u{a0}nbsp".to_string()),
     ]
 }
 
@@ -278,7 +278,7 @@ fn write_desired(c: &Case, dir: &Path, root: &Path) -> BTreeSet<(String, String)
 
 /// Lines outside the managed block whose pair the YAML does not name, without terminators.
 fn unowned_lines(text: &str, desired: &BTreeSet<(String, String)>) -> Vec<String> {
-    let f = ChapFile::parse(text).unwrap();
+    let f = ChapFile::parse(text.as_bytes()).unwrap();
     f.lines
         .iter()
         .enumerate()
@@ -291,7 +291,13 @@ fn unowned_lines(text: &str, desired: &BTreeSet<(String, String)>) -> Vec<String
                 .as_ref()
                 .is_none_or(|e| !desired.contains(&(e.client.clone(), e.server.clone())))
         })
-        .map(|(_, l)| l.raw.trim_end_matches('\n').to_string())
+        .map(|(_, l)| {
+            let mut raw = l.raw.clone();
+            if raw.last() == Some(&b'\n') {
+                raw.pop();
+            }
+            String::from_utf8(raw).unwrap()
+        })
         .collect()
 }
 
@@ -322,6 +328,8 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
     let ctx = Context {
         key: key.clone(),
         lab_root: None,
+        state_dir: std::env::temp_dir().join("wispctl-test-unused-state"),
+        lab_routers: Default::default(),
     };
     let engine = Engine::new(
         providers::kinds(&d, &ctx),

@@ -20,6 +20,8 @@ fn lab_plan() -> Plan {
     let ctx = Context {
         key: key.clone(),
         lab_root: Some(lab),
+        state_dir: std::env::temp_dir().join("wispctl-test-unused-state"),
+        lab_routers: Default::default(),
     };
     let engine = Engine::new(
         providers::kinds(&d, &ctx),

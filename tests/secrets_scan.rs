@@ -107,3 +107,60 @@ fn errors_about_a_secret_do_not_show_it() {
     clean("stderr", &r.stderr);
     clean("stdout", &r.stdout);
 }
+
+/// Regression: a secret typed straight into the YAML (not as a reference) was echoed by the
+/// type error that refused it.
+#[test]
+fn a_plaintext_secret_in_the_yaml_is_not_echoed() {
+    let lab = Lab::new();
+    let p = lab.desired().join("pppd/vps.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace("{ env: CHAP_ADMIN_NODE2 }", "Zq9x-typed-inline"),
+    )
+    .unwrap();
+    let r = lab.run_env(&["-vvv", "validate"], &env());
+    r.expect(1);
+    assert!(
+        r.stderr.contains("not a valid secret reference"),
+        "{}",
+        r.stderr
+    );
+    clean("stderr", &r.stderr);
+    // And an option line that does not parse is not quoted back either.
+    std::fs::write(
+        &p,
+        text.replace("- ipparam connexa-node-2", "- \"password 'Zq9x-opt\""),
+    )
+    .unwrap();
+    let r = lab.run_env(&["validate"], &env());
+    r.expect(1);
+    clean("stderr", &r.stderr);
+}
+
+/// Regression: a `password` line in a hand-written peer file that wispctl adopts was shown in
+/// the plan's content diff (text, Markdown, JSON) and in drift.
+#[test]
+fn a_password_option_in_an_adopted_peer_file_is_masked() {
+    let lab = Lab::new();
+    let node1 = lab.host().join("etc/ppp/peers/connexa-node-1");
+    let mut text = std::fs::read_to_string(&node1).unwrap();
+    text.push_str("password Zq9x-peer-pw\n");
+    std::fs::write(&node1, text).unwrap();
+    let plan_file = lab.tmp.path().join("plan.json");
+    for args in [
+        vec!["plan", "--out", plan_file.to_str().unwrap()],
+        vec!["plan", "--format", "markdown"],
+        vec!["plan", "--format", "json"],
+        vec!["drift"],
+    ] {
+        let r = scan(&lab, &args);
+        assert!(
+            r.stdout.contains("password (sensitive)"),
+            "{args:?}: {}",
+            r.stdout
+        );
+    }
+    clean("plan file", &std::fs::read_to_string(&plan_file).unwrap());
+}

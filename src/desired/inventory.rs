@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::secret::SecretRef;
+
 /// The inventory file as written.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +19,55 @@ pub struct InventoryFile {
     /// Linux hosts that carry pppd peer files and chap-secrets, by name.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostSpec>,
+    /// MikroTik routers reached over the RouterOS API, by name.
+    #[serde(default)]
+    pub routers: BTreeMap<String, RouterSpec>,
+    /// Let this file hold `{ inline: ... }` credentials (each one is warned about).
+    #[serde(default)]
+    pub allow_inline_secrets: bool,
+}
+
+/// A MikroTik router.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// Host name or IP address of the API service.
+    pub address: String,
+    /// API port (default 8728, or 8729 with `tls`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Use the TLS API service (`api-ssl`), verified against a CA file or a pinned certificate.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// API user name.
+    pub username: String,
+    /// API password, as a reference.
+    pub password: SecretRef,
+    /// Seconds to wait for the router before giving up (default 30).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// TLS settings of a router. Verification is always on unless `insecure: true`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of the CA that signed the router's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the router's certificate (hex, colons allowed): pins it.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Accept any certificate. Only for a lab; warned about.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Run-wide guards.
@@ -68,4 +119,42 @@ pub enum HostAccess {
     /// Files on the machine wispctl runs on.
     #[default]
     Local,
+}
+
+/// A router after validation: port chosen, password resolved, TLS settled.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Host name or IP address.
+    pub address: String,
+    /// API port.
+    pub port: u16,
+    /// TLS, when used.
+    pub tls: Option<TlsVerify>,
+    /// API user.
+    pub username: String,
+    /// API password.
+    pub password: crate::secret::Secret,
+    /// Bound on every wait.
+    pub timeout: std::time::Duration,
+}
+
+/// How a router's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Against this CA (PEM file).
+    Ca(PathBuf),
+    /// The certificate's SHA-256 must be this.
+    Fingerprint([u8; 32]),
+    /// Not at all (lab only).
+    Insecure,
+}
+
+/// Parses a SHA-256 fingerprint written as hex, with or without colons.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hexs: String = s
+        .trim_start_matches("sha256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    hex::decode(hexs).ok()?.try_into().ok()
 }

@@ -9,6 +9,7 @@ pub mod diag;
 pub mod inventory;
 pub mod locate;
 pub mod pppd;
+pub mod pppoe;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +20,10 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 pub use diag::{Diagnostic, LoadErrors, Severity};
-use inventory::{Guards, HostSpec, InventoryFile};
+use inventory::{Guards, HostSpec, InventoryFile, Router, TlsVerify};
 use locate::LocationIndex;
 use pppd::{PppdDesired, PppdFile};
+use pppoe::{PppoeDesired, PppoeFile};
 
 use crate::secret::{Secret, SecretRef, SecretResolver};
 
@@ -47,6 +49,10 @@ pub struct DesiredState {
     pub hosts: BTreeMap<String, HostSpec>,
     /// pppd desired state by host name.
     pub pppd: BTreeMap<String, PppdDesired>,
+    /// MikroTik routers by name, credentials resolved.
+    pub routers: BTreeMap<String, Router>,
+    /// PPPoE desired state by router name.
+    pub pppoe: BTreeMap<String, PppoeDesired>,
     /// SHA-256 over every file's relative path and bytes: a saved plan names the exact input.
     pub digest: String,
     /// Warnings (inline secrets and the like); errors fail the load instead.
@@ -55,7 +61,7 @@ pub struct DesiredState {
 
 /// Resource kinds that have a folder; a YAML file anywhere else is an error, so that a typo in a
 /// folder name does not silently drop a whole kind.
-const KIND_FOLDERS: &[&str] = &["pppd"];
+const KIND_FOLDERS: &[&str] = &["pppd", "pppoe"];
 
 /// Loads and validates a desired-state folder.
 pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadErrors> {
@@ -76,8 +82,14 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     };
     hasher.update(b"inventory.yaml\0");
     hasher.update(inv_text.as_bytes());
+    let mut routers = BTreeMap::new();
     let inventory = inventory.map(|(inv, index)| {
         let mut check = FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
+        for (name, r) in &inv.routers {
+            if let Some(router) = validate_router(name, r, inv.allow_inline_secrets, &mut check) {
+                routers.insert(name.clone(), router);
+            }
+        }
         for (name, host) in &inv.hosts {
             if let Err(why) = valid_name(name) {
                 check.error(
@@ -96,6 +108,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     });
 
     let mut pppd: BTreeMap<String, PppdDesired> = BTreeMap::new();
+    let mut pppoe_ctx = PppoeLoad::default();
     let mut pppd_sources: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
     for (rel, path) in resource_files(dir, &mut diags) {
         let text = match std::fs::read_to_string(&path) {
@@ -109,7 +122,16 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         hasher.update([0]);
         hasher.update(text.as_bytes());
         let kind = rel.split('/').next().unwrap_or_default();
-        if kind != "pppd" {
+        if kind == "pppoe" {
+            load_pppoe(
+                &path,
+                &text,
+                &inventory,
+                &mut pppoe_ctx,
+                &mut diags,
+                dir,
+                resolver,
+            );
             continue;
         }
         let Some((file, index)) = parse::<PppdFile>(&path, &text, &mut diags) else {
@@ -163,8 +185,154 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         guards: inv.guards,
         hosts: inv.hosts,
         pppd,
+        routers,
+        pppoe: pppoe_ctx.desired,
         digest: hex::encode(hasher.finalize()),
         warnings,
+    })
+}
+
+#[derive(Default)]
+struct PppoeLoad {
+    desired: BTreeMap<String, PppoeDesired>,
+    sources: BTreeMap<String, (PathBuf, usize)>,
+    remote: pppoe::RemoteAddresses,
+}
+
+fn load_pppoe(
+    path: &Path,
+    text: &str,
+    inventory: &Option<InventoryFile>,
+    ctx: &mut PppoeLoad,
+    diags: &mut Vec<Diagnostic>,
+    dir: &Path,
+    resolver: &SecretResolver,
+) {
+    let Some((file, index)) = parse::<PppoeFile>(path, text, diags) else {
+        return;
+    };
+    let mut check = FileCheck::new(path, &index, dir, resolver, diags);
+    if let Some(inv) = inventory
+        && !inv.routers.contains_key(&file.router)
+    {
+        let known: Vec<_> = inv.routers.keys().map(String::as_str).collect();
+        check.error(
+            "router",
+            format!(
+                "router {:?} is not defined in inventory.yaml (defined: {})",
+                file.router,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    if let Some((other, line)) = ctx.sources.get(&file.router) {
+        check.error(
+            "router",
+            format!(
+                "router {:?} already has a pppoe file: {}:{line}",
+                file.router,
+                other.display()
+            ),
+        );
+    } else {
+        ctx.sources.insert(
+            file.router.clone(),
+            (path.to_path_buf(), check.place("router").0),
+        );
+    }
+    let router = file.router.clone();
+    if let Some(d) = pppoe::validate(file, &mut check, &mut ctx.remote) {
+        ctx.desired.insert(router, d);
+    }
+}
+
+fn validate_router(
+    name: &str,
+    r: &inventory::RouterSpec,
+    inline_ok: bool,
+    check: &mut FileCheck<'_>,
+) -> Option<Router> {
+    let at = format!("routers.{name}");
+    let before = check.error_count();
+    if let Err(why) = valid_name(name) {
+        check.error(
+            &format!("{at}#key"),
+            format!("invalid router name {name:?}: {why}"),
+        );
+    }
+    let host_ok = !r.address.is_empty()
+        && r.address
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+    if !host_ok {
+        check.error(
+            &format!("{at}.address"),
+            format!("invalid address {:?}: a host name or IP address", r.address),
+        );
+    }
+    if r.username.is_empty() || r.username.chars().any(char::is_control) {
+        check.error(
+            &format!("{at}.username"),
+            "username must be non-empty text".into(),
+        );
+    }
+    let tls = match &r.tls {
+        None => None,
+        Some(t) => {
+            let chosen = [t.ca_file.is_some(), t.fingerprint.is_some(), t.insecure]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if chosen != 1 {
+                check.error(
+                    &format!("{at}.tls"),
+                    "tls needs exactly one of ca_file, fingerprint or insecure: true".into(),
+                );
+                None
+            } else if let Some(f) = &t.fingerprint {
+                match inventory::parse_fingerprint(f) {
+                    Some(fp) => Some(TlsVerify::Fingerprint(fp)),
+                    None => {
+                        check.error(
+                            &format!("{at}.tls.fingerprint"),
+                            "fingerprint must be the certificate's SHA-256 in hex (64 digits, colons allowed)".into(),
+                        );
+                        None
+                    }
+                }
+            } else if let Some(ca) = &t.ca_file {
+                let full = check.file.parent().unwrap_or(check.root()).join(ca);
+                if !full.is_file() {
+                    check.error(
+                        &format!("{at}.tls.ca_file"),
+                        format!("CA file {} does not exist", full.display()),
+                    );
+                }
+                Some(TlsVerify::Ca(full))
+            } else {
+                check.warn(
+                    &format!("{at}.tls.insecure"),
+                    "TLS certificate verification is off for this router: anyone on the path can read its password".into(),
+                );
+                Some(TlsVerify::Insecure)
+            }
+        }
+    };
+    let password = check.secret(&r.password, &format!("{at}.password"), inline_ok);
+    if check.error_count() > before {
+        return None;
+    }
+    Some(Router {
+        address: r.address.clone(),
+        port: r.port.unwrap_or(if tls.is_some() { 8729 } else { 8728 }),
+        tls,
+        username: r.username.clone(),
+        password: password?,
+        timeout: std::time::Duration::from_secs(r.timeout_secs.max(1)),
     })
 }
 
@@ -303,9 +471,28 @@ fn parse<T: DeserializeOwned>(
             if msg.ends_with(&suffix) {
                 msg.truncate(msg.len() - suffix.len());
             }
+            let msg = redact_secret_values(msg);
             diags.push(error_at(path, line, column, msg));
             None
         }
+    }
+}
+
+/// serde_yaml quotes the offending value in type errors; where the value sits in a secret
+/// (a `secret`, `password` or `inline` field), it must not be shown.
+fn redact_secret_values(msg: String) -> String {
+    let Some((path, _)) = msg.split_once(": ") else {
+        return msg;
+    };
+    let secret_bearing = path
+        .split(['.', '['])
+        .any(|seg| matches!(seg, "secret" | "password" | "inline"));
+    if secret_bearing {
+        format!(
+            "{path}: not a valid secret reference (the value is not shown): write {{ env: NAME }} or {{ file: PATH }}"
+        )
+    } else {
+        msg
     }
 }
 
@@ -335,6 +522,10 @@ impl<'a> FileCheck<'a> {
             diags,
             errors: 0,
         }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        self.root
     }
 
     pub(crate) fn place(&self, path: &str) -> (usize, usize) {
@@ -424,6 +615,19 @@ pub fn valid_name(name: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_in_serde_errors_are_redacted() {
+        let m = redact_secret_values(
+            "chap_secrets[0].secret: invalid type: string \"Hunter2\", expected struct X".into(),
+        );
+        assert!(!m.contains("Hunter2"), "{m}");
+        let m =
+            redact_secret_values("routers.r.password.inline: invalid type: integer `1234`".into());
+        assert!(!m.contains("1234"), "{m}");
+        let m = redact_secret_values("peers[0].mtu: invalid type: string \"big\"".into());
+        assert!(m.contains("big"));
+    }
 
     #[test]
     fn names_refuse_traversal_and_odd_characters() {

@@ -185,6 +185,9 @@ pub struct PppdDesired {
 /// with a typed field must use it, so the file has one source of truth.
 const REFUSED_OPTIONS: &[(&str, &str)] = &[
     ("password", "carries a secret: put it in chap_secrets"),
+    ("file", "includes another options file"),
+    ("call", "includes another peer file"),
+    ("plugin", "loads code into pppd"),
     ("connect", "runs a shell command: use `server`"),
     ("disconnect", "runs a shell command"),
     ("pty", "runs a shell command: use `server`"),
@@ -309,6 +312,15 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
         }
         let secret_path = format!("{at}.secret");
         if let Some(secret) = check.secret(&c.secret, &secret_path, file.allow_inline_secrets) {
+            if secret.expose().is_empty() {
+                check.error(
+                    &secret_path,
+                    format!(
+                        "the secret from {:?} is empty (an unset or failed environment file?)",
+                        c.secret
+                    ),
+                );
+            }
             if secret.expose().len() > MAX_PPPD_NAME {
                 check.error(
                     &secret_path,
@@ -380,8 +392,9 @@ fn check_option(opt: &str) -> Result<(), String> {
     if opt.chars().any(char::is_control) {
         return Err("an option must be one line without control characters".into());
     }
+    // The text is not quoted back: a mistaken line could hold a secret.
     let words = crate::providers::pppd::words::split(opt)
-        .map_err(|e| format!("option {opt:?} does not parse: {e}"))?;
+        .map_err(|e| format!("the option does not parse as pppd words: {e}"))?;
     let Some(first) = words.first() else {
         return Err("empty option".into());
     };
@@ -397,11 +410,20 @@ fn check_option(opt: &str) -> Result<(), String> {
     {
         return Err(format!("option {first:?} is not a pppd option name"));
     }
-    if first.starts_with("refuse-") {
-        return Err(format!("option {first:?}: use the `refuse` field"));
-    }
-    if let Some((_, why)) = REFUSED_OPTIONS.iter().find(|(o, _)| o == first) {
-        return Err(format!("option {first:?} is not accepted here: {why}"));
+    // pppd reads an options file word by word, so an option can hide behind another one's
+    // position on the same line: every word is checked, not only the first.
+    for w in &words {
+        if w.starts_with("refuse-") {
+            return Err(format!("option {w:?}: use the `refuse` field"));
+        }
+        if w.ends_with("-script") {
+            return Err(format!(
+                "option {w:?} is not accepted here: it runs a program"
+            ));
+        }
+        if let Some((_, why)) = REFUSED_OPTIONS.iter().find(|(o, _)| o == w) {
+            return Err(format!("option {w:?} is not accepted here: {why}"));
+        }
     }
     Ok(())
 }

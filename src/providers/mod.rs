@@ -4,6 +4,8 @@
 pub mod pppd;
 pub mod pppoe;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,9 +20,16 @@ pub struct Context {
     pub key: Arc<HashKey>,
     /// When set, every target is its lab twin under this folder.
     pub lab_root: Option<PathBuf>,
+    /// The state directory (password hashes of routers, and the like).
+    pub state_dir: PathBuf,
+    /// Lab routers' API addresses by router name, when the lab runs them.
+    pub lab_routers: BTreeMap<String, SocketAddr>,
 }
 
 /// Every kind, ready for the engine.
 pub fn kinds(desired: &DesiredState, ctx: &Context) -> Vec<Arc<dyn Kind>> {
-    vec![engine::kind(pppd::PppdProvider::new(desired, ctx))]
+    vec![
+        engine::kind(pppd::PppdProvider::new(desired, ctx)),
+        engine::kind(pppoe::PppoeProvider::new(desired, ctx)),
+    ]
 }

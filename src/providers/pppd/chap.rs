@@ -29,12 +29,25 @@ pub enum ChapError {
 }
 
 /// One physical line, with its terminator, and the entry it holds if any.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Line {
-    /// The exact bytes, terminator included.
-    pub raw: String,
+    /// The exact bytes, terminator included (not necessarily UTF-8).
+    pub raw: Vec<u8>,
     /// The entry on this line, when it parses as one (three words or more).
     pub entry: Option<LiveEntry>,
+    /// The line is not UTF-8: its entry (read leniently) names a pair, but the line is never
+    /// rewritten.
+    pub opaque: bool,
+}
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The raw line holds a secret.
+        f.debug_struct("Line")
+            .field("entry", &self.entry)
+            .field("opaque", &self.opaque)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An entry as read from the file.
@@ -83,12 +96,14 @@ pub enum ChapEdit {
 
 impl ChapFile {
     /// Parses file content.
-    pub fn parse(text: &str) -> Result<Self, ChapError> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ChapError> {
         let mut lines = Vec::new();
         let mut begin = None;
         let mut block = None;
-        for (i, raw) in text.split_inclusive('\n').enumerate() {
-            let content = raw.trim_end_matches(['\n', '\r']);
+        for (i, raw) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            let opaque = std::str::from_utf8(raw).is_err();
+            let text = String::from_utf8_lossy(raw);
+            let content = text.trim_end_matches(['\n', '\r']);
             let trimmed = content.trim();
             if trimmed == BEGIN {
                 if begin.is_some() || block.is_some() {
@@ -119,8 +134,9 @@ impl ChapFile {
                 _ => None,
             };
             lines.push(Line {
-                raw: raw.to_string(),
+                raw: raw.to_vec(),
                 entry,
+                opaque,
             });
         }
         if let Some(b) = begin {
@@ -150,8 +166,8 @@ impl ChapFile {
         out
     }
 
-    /// The file with `edits` made; lines no edit names are copied unchanged.
-    pub fn edited(&self, edits: &[ChapEdit]) -> String {
+    /// The file with `edits` made; lines no edit names are copied unchanged, byte for byte.
+    pub fn edited(&self, edits: &[ChapEdit]) -> Vec<u8> {
         let mut replace: BTreeMap<usize, Option<String>> = BTreeMap::new();
         let mut adds = Vec::new();
         for e in edits {
@@ -165,38 +181,51 @@ impl ChapFile {
                 ChapEdit::Add { entry } => adds.push(render_entry(entry)),
             }
         }
-        let mut out = String::new();
+        let mut out: Vec<u8> = Vec::new();
         for (i, l) in self.lines.iter().enumerate() {
             if Some(i) == self.block.map(|(_, e)| e) {
                 for a in &adds {
-                    out.push_str(a);
-                    out.push('\n');
+                    out.extend_from_slice(a.as_bytes());
+                    out.push(b'\n');
                 }
             }
             match replace.get(&i) {
-                None => out.push_str(&l.raw),
+                None => out.extend_from_slice(&l.raw),
                 Some(None) => {}
                 Some(Some(new)) => {
-                    out.push_str(new);
-                    let ending = &l.raw[l.raw.trim_end_matches(['\n', '\r']).len()..];
-                    out.push_str(if ending.is_empty() { "\n" } else { ending });
+                    out.extend_from_slice(new.as_bytes());
+                    let body = l.raw.len()
+                        - l.raw
+                            .iter()
+                            .rev()
+                            .take_while(|&&b| b == b'\n' || b == b'\r')
+                            .count();
+                    let ending = &l.raw[body..];
+                    out.extend_from_slice(if ending.is_empty() { b"\n" } else { ending });
                 }
             }
         }
         if self.block.is_none() && !adds.is_empty() {
-            if !out.is_empty() && !out.ends_with('\n') {
-                out.push('\n');
+            if !out.is_empty() && !out.ends_with(b"\n") {
+                out.push(b'\n');
             }
-            out.push_str(BEGIN);
-            out.push('\n');
+            out.extend_from_slice(BEGIN.as_bytes());
+            out.push(b'\n');
             for a in &adds {
-                out.push_str(a);
-                out.push('\n');
+                out.extend_from_slice(a.as_bytes());
+                out.push(b'\n');
             }
-            out.push_str(END);
-            out.push('\n');
+            out.extend_from_slice(END.as_bytes());
+            out.push(b'\n');
         }
         out
+    }
+
+    /// A line's text without its terminator (lossy for non-UTF-8 lines).
+    pub fn text(&self, i: usize) -> String {
+        String::from_utf8_lossy(&self.lines[i].raw)
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
     }
 }
 
@@ -231,12 +260,14 @@ mod tests {
     #[test]
     fn adds_a_block_and_keeps_other_lines() {
         let text = "# Secrets\nbob   office  pw1 *\n\tweird  line\nlast-no-newline a b";
-        let f = ChapFile::parse(text).unwrap();
+        let f = ChapFile::parse(text.as_bytes()).unwrap();
         let out = f.edited(&[ChapEdit::Add {
             entry: entry("admin", "node 2", r#"a"b\c"#),
         }]);
         assert!(
-            out.starts_with("# Secrets\nbob   office  pw1 *\n\tweird  line\nlast-no-newline a b\n")
+            out.starts_with(
+                b"# Secrets\nbob   office  pw1 *\n\tweird  line\nlast-no-newline a b\n"
+            )
         );
         let g = ChapFile::parse(&out).unwrap();
         let (b, e) = g.block.unwrap();
@@ -249,7 +280,7 @@ mod tests {
     #[test]
     fn replace_keeps_crlf_and_remove_drops_only_its_line() {
         let text = format!("x y z\r\n{BEGIN}\n\"a\" \"b\" \"c\" *\n\"d\" \"e\" \"f\" *\n{END}\n");
-        let f = ChapFile::parse(&text).unwrap();
+        let f = ChapFile::parse(text.as_bytes()).unwrap();
         assert!(f.in_block(2) && !f.in_block(0));
         let out = f.edited(&[
             ChapEdit::Replace {
@@ -259,14 +290,25 @@ mod tests {
             ChapEdit::Remove { line: 3 },
         ]);
         assert_eq!(
-            out,
+            String::from_utf8(out).unwrap(),
             format!("\"x\" \"y\" \"new\" *\r\n{BEGIN}\n\"a\" \"b\" \"c\" *\n{END}\n")
         );
     }
 
     #[test]
+    fn lines_that_are_not_utf8_are_kept_byte_for_byte() {
+        let text = b"jos\xe9 otro-node \"contrase\xf1a\" *\n";
+        let f = ChapFile::parse(text).unwrap();
+        assert!(f.lines[0].opaque);
+        let out = f.edited(&[ChapEdit::Add {
+            entry: entry("a", "b", "c"),
+        }]);
+        assert!(out.starts_with(text), "{out:?}");
+    }
+
+    #[test]
     fn broken_blocks_are_refused_with_their_line() {
-        let e = ChapFile::parse(&format!("a b c\n{BEGIN}\n")).unwrap_err();
+        let e = ChapFile::parse(format!("a b c\n{BEGIN}\n").as_bytes()).unwrap_err();
         assert_eq!(
             e,
             ChapError::Block {
@@ -274,6 +316,6 @@ mod tests {
                 what: "managed block not closed"
             }
         );
-        assert!(ChapFile::parse(&format!("{END}\n")).is_err());
+        assert!(ChapFile::parse(format!("{END}\n").as_bytes()).is_err());
     }
 }

@@ -67,6 +67,8 @@ impl PppdProvider {
 pub struct HostLive {
     root: PathBuf,
     peers: BTreeMap<String, LivePeer>,
+    /// Peer names that are symbolic links (never written through).
+    symlinks: std::collections::BTreeSet<String>,
     chap: Option<LiveChap>,
 }
 
@@ -76,7 +78,7 @@ struct LivePeer {
 }
 
 struct LiveChap {
-    text: String,
+    bytes: Vec<u8>,
     file: ChapFile,
     mode: u32,
 }
@@ -132,10 +134,46 @@ fn read_optional(path: &Path) -> Result<Option<(String, u32)>, ProviderError> {
     }
 }
 
+fn read_bytes_optional(path: &Path) -> Result<Option<(Vec<u8>, u32)>, ProviderError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let meta = std::fs::metadata(path).map_err(io_err(path.display().to_string()))?;
+            Ok(Some((bytes, mode_of(&meta))))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path.display().to_string())(e)),
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Masks the argument of options that carry a secret, in peer file text shown in a plan (a
+/// hand-written file may hold `password ...`; wispctl never writes one).
+fn mask_peer_secrets(content: &str) -> String {
+    content
+        .split_inclusive('\n')
+        .map(|line| {
+            let t = line.trim_start();
+            let secret = t
+                .strip_prefix("password")
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\n', '\r']));
+            if secret {
+                let nl = if line.ends_with('\n') { "\n" } else { "" };
+                format!("password (sensitive){nl}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
 impl HostLive {
     fn read(root: &Path) -> Result<Self, ProviderError> {
         let dir = root.join(PEERS_DIR);
         let mut peers = BTreeMap::new();
+        let mut symlinks = std::collections::BTreeSet::new();
         match std::fs::read_dir(&dir) {
             Ok(entries) => {
                 for e in entries {
@@ -148,6 +186,10 @@ impl HostLive {
                     let ft = e
                         .file_type()
                         .map_err(io_err(e.path().display().to_string()))?;
+                    if ft.is_symlink() {
+                        symlinks.insert(name);
+                        continue;
+                    }
                     if !ft.is_file() {
                         continue;
                     }
@@ -159,17 +201,24 @@ impl HostLive {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(dir.display().to_string())(e)),
         }
-        let chap = match read_optional(&root.join(CHAP_FILE))? {
+        let chap_path = root.join(CHAP_FILE);
+        if is_symlink(&chap_path) {
+            return Err(ProviderError::Refused(
+                "/etc/ppp/chap-secrets is a symbolic link: wispctl replaces files atomically and will not replace a link; point the host's root at the real file".into(),
+            ));
+        }
+        let chap = match read_bytes_optional(&chap_path)? {
             None => None,
-            Some((text, mode)) => {
+            Some((bytes, mode)) => {
                 let file =
-                    ChapFile::parse(&text).map_err(|e| ProviderError::Refused(e.to_string()))?;
-                Some(LiveChap { text, file, mode })
+                    ChapFile::parse(&bytes).map_err(|e| ProviderError::Refused(e.to_string()))?;
+                Some(LiveChap { bytes, file, mode })
             }
         };
         Ok(HostLive {
             root: root.to_path_buf(),
             peers,
+            symlinks,
             chap,
         })
     }
@@ -214,11 +263,11 @@ impl Provider for PppdProvider {
             .unwrap_or_default();
         let line_fp = |lines: &[usize]| {
             let c = live.chap.as_ref().expect("pairs come from the file");
-            let raw: Vec<&str> = lines
+            let raw: Vec<&[u8]> = lines
                 .iter()
-                .map(|&i| c.file.lines[i].raw.as_str())
+                .map(|&i| c.file.lines[i].raw.as_slice())
                 .collect();
-            key.digest("chap", raw.join("\0").as_bytes())
+            key.digest("chap", &raw.join(&0u8))
         };
         for e in &desired.chap {
             let v = pairs
@@ -268,6 +317,19 @@ fn diff_host(
     let mut notes = Vec::new();
     let mut kept = 0usize;
     let prune = desired.prune == Prune::Owned;
+
+    let linked: Vec<&str> = desired
+        .peers
+        .iter()
+        .filter(|p| live.symlinks.contains(&p.name))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !linked.is_empty() {
+        return Err(ProviderError::Refused(format!(
+            "peer files that are symbolic links: {} (wispctl will not replace a link)",
+            linked.join(", ")
+        )));
+    }
 
     for p in &desired.peers {
         let addr = address("pppd", host, "peer", &p.name);
@@ -321,7 +383,7 @@ fn diff_host(
                             fields,
                             content: differs.then(|| ContentDiff {
                                 path,
-                                before: Some(l.content.clone()),
+                                before: Some(mask_peer_secrets(&l.content)),
                                 after: Some(content.clone()),
                             }),
                             side_effects: if differs { vec![restart] } else { vec![] },
@@ -352,7 +414,7 @@ fn diff_host(
                 fields: Vec::new(),
                 content: Some(ContentDiff {
                     path: format!("/etc/ppp/peers/{name}"),
-                    before: Some(l.content.clone()),
+                    before: Some(mask_peer_secrets(&l.content)),
                     after: None,
                 }),
                 side_effects: vec![format!("a running tunnel {name} is not stopped")],
@@ -414,20 +476,37 @@ fn diff_host(
             Some(lines) => {
                 let idx = lines[0];
                 let line = &file.lines[idx];
+                if line.opaque {
+                    return Err(ProviderError::Refused(format!(
+                        "chap-secrets line {} holds the entry for {} but is not UTF-8 text: wispctl will not rewrite it; fix the line by hand",
+                        idx + 1,
+                        addr
+                    )));
+                }
                 let l = line.entry.as_ref().expect("pairs hold entries");
                 let mut fields = Vec::new();
                 if l.secret != e.secret {
                     fields.push(FieldDiff::sensitive("secret"));
                 }
                 if l.addresses != e.addresses {
+                    // A hand-written line may be split where its writer did not mean it to be:
+                    // never show live words that do not look like addresses.
+                    let shown = l.addresses.iter().all(|a| {
+                        a.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ".*/:!-_".contains(c))
+                    });
                     fields.push(FieldDiff::plain(
                         "addresses",
-                        Some(l.addresses.join(" ")),
+                        Some(if shown {
+                            l.addresses.join(" ")
+                        } else {
+                            "(not shown)".into()
+                        }),
                         Some(e.addresses.join(" ")),
                     ));
                 }
                 let rendered = chap::render_entry(e);
-                if fields.is_empty() && line.raw.trim_end_matches(['\n', '\r']) != rendered {
+                if fields.is_empty() && file.text(idx) != rendered {
                     fields.push(FieldDiff::plain(
                         "quoting",
                         Some("as written by hand".into()),
@@ -524,6 +603,17 @@ fn diff_host(
 /// Every file is checked against what was observed just before it is replaced, so an edit made
 /// by hand since the plan is never overwritten.
 fn apply_host(host: &str, items: Vec<Item<Op>>, live: HostLive) -> Vec<Outcome> {
+    // Whatever state directory another wispctl uses, two never write one host's /etc/ppp at
+    // once: the folder itself is locked while this host is written.
+    let _host_lock = match lock_ppp_dir(&live.root) {
+        Ok(l) => l,
+        Err(why) => {
+            return items
+                .iter()
+                .map(|i| Outcome::failed(&i.change.address, i.change.action, why.clone()))
+                .collect();
+        }
+    };
     let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
     let mut chap_edits = Vec::new();
     let mut chap_idx = Vec::new();
@@ -563,6 +653,32 @@ fn apply_host(host: &str, items: Vec<Item<Op>>, live: HostLive) -> Vec<Outcome> 
         .into_iter()
         .map(|o| o.expect("every item has an outcome"))
         .collect()
+}
+
+fn lock_ppp_dir(root: &Path) -> Result<std::fs::File, String> {
+    let dir = root.join("etc/ppp");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create /etc/ppp: {e}"))?;
+    let f = std::fs::File::open(&dir).map_err(|e| format!("cannot open /etc/ppp: {e}"))?;
+    let start = std::time::Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock)
+                if start.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(
+                    "another wispctl is writing /etc/ppp on this host (its folder lock is held)"
+                        .into(),
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock /etc/ppp: {e}"));
+            }
+        }
+    }
 }
 
 fn write_peer(live: &HostLive, name: &str, content: &str) -> Result<(), String> {
@@ -606,8 +722,8 @@ fn delete_peer(live: &HostLive, name: &str) -> Result<(), String> {
 
 fn write_chap(live: &HostLive, edits: &[ChapEdit]) -> Result<(), String> {
     let path = live.root.join(CHAP_FILE);
-    let now = read_optional(&path).map_err(|e| e.to_string())?;
-    if now.as_ref().map(|(t, _)| t.as_str()) != live.chap.as_ref().map(|c| c.text.as_str()) {
+    let now = read_bytes_optional(&path).map_err(|e| e.to_string())?;
+    if now.as_ref().map(|(b, _)| b.as_slice()) != live.chap.as_ref().map(|c| c.bytes.as_slice()) {
         return Err("/etc/ppp/chap-secrets changed since it was read; run plan again".into());
     }
     let empty = ChapFile::default();
@@ -616,9 +732,9 @@ fn write_chap(live: &HostLive, edits: &[ChapEdit]) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create /etc/ppp: {e}"))?;
     }
-    write_atomic(&path, text.as_bytes(), MODE)
+    write_atomic(&path, &text, MODE)
         .map_err(|e| format!("cannot write /etc/ppp/chap-secrets: {e}"))?;
-    match read_optional(&path).map_err(|e| e.to_string())? {
+    match read_bytes_optional(&path).map_err(|e| e.to_string())? {
         Some((t, m)) if t == text && m == MODE => Ok(()),
         _ => Err("verification failed: /etc/ppp/chap-secrets does not read back as written".into()),
     }

@@ -17,7 +17,7 @@ pub fn split(line: &str) -> Result<Vec<String>, SplitError> {
     let mut words = Vec::new();
     let mut chars = line.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+        while chars.peek().is_some_and(|&c| is_space(c)) {
             chars.next();
         }
         match chars.peek() {
@@ -28,7 +28,7 @@ pub fn split(line: &str) -> Result<Vec<String>, SplitError> {
         let mut word = String::new();
         let mut quote: Option<char> = None;
         while let Some(&c) = chars.peek() {
-            if quote.is_none() && c.is_whitespace() {
+            if quote.is_none() && is_space(c) {
                 break;
             }
             chars.next();
@@ -47,6 +47,12 @@ pub fn split(line: &str) -> Result<Vec<String>, SplitError> {
         }
         words.push(word);
     }
+}
+
+/// White space as C's `isspace` sees it (what pppd splits on): not Unicode's, so a no-break
+/// space stays inside a word.
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
 }
 
 fn unescape(e: char, rest: &mut std::iter::Peekable<std::str::Chars<'_>>) -> char {
@@ -118,6 +124,8 @@ mod tests {
         assert_eq!(split(r"a\sb \101").unwrap(), vec!["a b", "A"]);
         assert_eq!(split("  # all comment").unwrap(), Vec::<String>::new());
         assert_eq!(split("\"open"), Err(SplitError::UnterminatedQuote));
+        // A no-break space is not white space to pppd.
+        assert_eq!(split("clave\u{a0}x *").unwrap(), vec!["clave\u{a0}x", "*"]);
     }
 
     proptest! {

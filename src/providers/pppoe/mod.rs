@@ -1,4 +1,758 @@
 //! Provider `pppoe`: MikroTik PPPoE secrets (`/ppp/secret`) over the RouterOS API.
-//! Work in progress: the wire codec is here; the client, diff and apply follow.
+//!
+//! Observe: one connection per router and one pipelined round trip reading `/ppp/secret`,
+//! `/ppp/profile` and `/ppp/active`. Diff (pure): only the fields the YAML manages; read-only
+//! (`last-*`) and unknown fields are ignored; v6/v7 value forms are normalised. Apply, minimal:
+//! one `add` per new secret, one `set` per changed secret carrying only the changed fields, one
+//! batched `remove`, one batched `/ppp/active/remove` for the sessions to kick, then one print
+//! to verify.
+//!
+//! Ownership: a secret is wispctl's when its comment ends with [`TAG`], or when the YAML names
+//! it (it is then adopted: the tag is added). Only owned secrets are ever removed.
+//!
+//! Passwords: compared directly when the API user may read them; otherwise against the keyed
+//! hash of what wispctl last applied, kept in `STATE_DIR/pppoe/<router>.json` (never the
+//! password itself).
 
 pub mod routeros;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use routeros::client::{Command, Connection};
+
+use super::Context;
+use crate::desired::inventory::Router;
+use crate::desired::pppoe::{DesiredSecret, Kick, PppoeDesired, normalise_mac};
+use crate::desired::{DesiredState, Prune};
+use crate::engine::{Item, Observation, Planned, Provider, ProviderError};
+use crate::plan::report::Outcome;
+use crate::plan::{Action, Change, FieldDiff, address};
+use crate::secret::{HashKey, SecretHash};
+
+/// The tag at the end of a comment that marks a secret as wispctl's.
+pub const TAG: &str = "[wispctl]";
+
+/// Fields whose change only takes effect on a new session.
+const EFFECTIVE: &[&str] = &[
+    "password",
+    "profile",
+    "disabled",
+    "local-address",
+    "remote-address",
+    "limit-bytes-in",
+    "limit-bytes-out",
+    "service",
+    "routes",
+    "caller-id",
+];
+
+/// The comment as written to the router: the operator's text and the tag.
+pub fn tagged(comment: &str) -> String {
+    if comment.is_empty() {
+        TAG.to_string()
+    } else {
+        format!("{comment} {TAG}")
+    }
+}
+
+/// The pppoe provider.
+pub struct PppoeProvider {
+    routers: BTreeMap<String, (Router, PppoeDesired, Option<SocketAddr>)>,
+    key: Arc<HashKey>,
+    state_dir: PathBuf,
+}
+
+impl PppoeProvider {
+    /// Builds the provider for every router with a pppoe file.
+    pub fn new(desired: &DesiredState, ctx: &Context) -> Self {
+        let routers = desired
+            .pppoe
+            .iter()
+            .map(|(name, d)| {
+                let r = desired.routers[name].clone();
+                let lab = ctx.lab_routers.get(name).copied();
+                (name.clone(), (r, d.clone(), lab))
+            })
+            .collect();
+        PppoeProvider {
+            routers,
+            key: ctx.key.clone(),
+            state_dir: ctx.state_dir.join("pppoe"),
+        }
+    }
+}
+
+/// A secret as read, values normalised.
+#[derive(Debug, Clone)]
+pub struct LiveSecret {
+    /// `.id`, sent back exactly as received.
+    pub id: String,
+    /// Fields by RouterOS name, `last-*` dropped.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl LiveSecret {
+    fn name(&self) -> &str {
+        self.fields.get("name").map_or("", String::as_str)
+    }
+    fn comment(&self) -> &str {
+        self.fields.get("comment").map_or("", String::as_str)
+    }
+    fn owned(&self) -> bool {
+        self.comment().ends_with(TAG)
+    }
+}
+
+/// A router as read.
+pub struct RouterLive {
+    secrets: Vec<LiveSecret>,
+    profiles: BTreeSet<String>,
+    /// Active sessions: name -> ids.
+    active: BTreeMap<String, Vec<String>>,
+    /// Whether this API user sees passwords.
+    passwords_visible: bool,
+    /// Keyed hashes of the passwords wispctl last applied, by secret name.
+    applied: BTreeMap<String, SecretHash>,
+}
+
+/// What wispctl remembers of a router between runs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RouterState {
+    /// Keyed hash of the last applied password, by secret name.
+    passwords: BTreeMap<String, SecretHash>,
+}
+
+fn normalise(key: &str, value: &str) -> String {
+    match key {
+        "disabled" => match value {
+            "yes" | "true" => "true".into(),
+            "no" | "false" => "false".into(),
+            other => other.into(),
+        },
+        "caller-id" => normalise_mac(value).unwrap_or_else(|| value.to_string()),
+        _ => value.to_string(),
+    }
+}
+
+/// One apply instruction.
+pub enum Op {
+    /// `/ppp/secret/add`.
+    Add(DesiredSecret),
+    /// `/ppp/secret/set` with only the changed fields; then kick the sessions.
+    Set {
+        /// `.id`.
+        id: String,
+        /// The desired secret (for verification and the password hash).
+        desired: DesiredSecret,
+        /// Changed fields, RouterOS names; the password under `password`.
+        fields: Vec<String>,
+        /// Active session ids to disconnect.
+        kick: Vec<String>,
+    },
+    /// Part of the batched `/ppp/secret/remove`; then kick the sessions.
+    Remove {
+        /// `.id`.
+        id: String,
+        /// The secret's name.
+        name: String,
+        /// Active session ids to disconnect.
+        kick: Vec<String>,
+    },
+}
+
+fn secret_address(router: &str, name: &str) -> String {
+    address("pppoe", router, "secret", name)
+}
+
+fn state_path(dir: &std::path::Path, router: &str) -> PathBuf {
+    dir.join(format!("{router}.json"))
+}
+
+fn read_state(dir: &std::path::Path, router: &str) -> RouterState {
+    std::fs::read(state_path(dir, router))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+impl Provider for PppoeProvider {
+    type Observed = RouterLive;
+    type Op = Op;
+
+    fn kind(&self) -> &'static str {
+        "pppoe"
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.routers.keys().cloned().collect()
+    }
+
+    async fn observe(&self, router: &str) -> Result<Observation<RouterLive>, ProviderError> {
+        let (r, desired, lab) = &self.routers[router];
+        let refused =
+            |e: routeros::client::ApiError| ProviderError::Refused(format!("router {router}: {e}"));
+        let mut conn = routeros::connect(r, *lab).await.map_err(refused)?;
+        let live = read_router(&mut conn).await.map_err(refused)?;
+        tracing::debug!(
+            router,
+            secrets = live.0.len(),
+            round_trips = conn.round_trips(),
+            "observed router"
+        );
+        let (secrets, profiles, active, passwords_visible) = live;
+        let applied = read_state(&self.state_dir, router).passwords;
+        let mut fp = BTreeMap::new();
+        let by_name: BTreeMap<&str, &LiveSecret> = secrets.iter().map(|s| (s.name(), s)).collect();
+        let digest = |s: &LiveSecret| {
+            let text: Vec<String> = s.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            self.key.digest(
+                "pppoe-secret",
+                format!("{}\0{}", s.id, text.join("\0")).as_bytes(),
+            )
+        };
+        for d in &desired.secrets {
+            let v = by_name
+                .get(d.name.as_str())
+                .map_or_else(|| "absent".to_string(), |s| digest(s));
+            fp.insert(secret_address(router, &d.name), v);
+        }
+        for s in secrets.iter().filter(|s| s.owned()) {
+            fp.entry(secret_address(router, s.name()))
+                .or_insert_with(|| digest(s));
+        }
+        Ok(Observation {
+            state: RouterLive {
+                secrets,
+                profiles,
+                active,
+                passwords_visible,
+                applied,
+            },
+            fingerprints: fp,
+        })
+    }
+
+    fn diff(
+        &self,
+        router: &str,
+        obs: &Observation<RouterLive>,
+    ) -> Result<Planned<Op>, ProviderError> {
+        let (_, desired, _) = &self.routers[router];
+        diff_router(router, desired, &obs.state, &self.key)
+    }
+
+    async fn apply(
+        &self,
+        router: &str,
+        items: Vec<Item<Op>>,
+        _obs: Observation<RouterLive>,
+    ) -> Vec<Outcome> {
+        let (r, _, lab) = &self.routers[router];
+        let mut conn = match routeros::connect(r, *lab).await {
+            Ok(c) => c,
+            Err(e) => {
+                return items
+                    .iter()
+                    .map(|i| {
+                        Outcome::failed(
+                            &i.change.address,
+                            i.change.action,
+                            format!("cannot connect: {e}"),
+                        )
+                    })
+                    .collect();
+            }
+        };
+        let (outcomes, hashes) = apply_router(&mut conn, items, &self.key).await;
+        let mut state = read_state(&self.state_dir, router);
+        for (name, hash) in hashes {
+            match hash {
+                Some(h) => state.passwords.insert(name, h),
+                None => state.passwords.remove(&name),
+            };
+        }
+        let bytes = serde_json::to_vec_pretty(&state).expect("state serialises");
+        if let Err(e) = std::fs::create_dir_all(&self.state_dir).and_then(|()| {
+            crate::files::write_atomic(&state_path(&self.state_dir, router), &bytes, 0o600)
+        }) {
+            tracing::error!(router, "cannot save password hashes: {e}");
+        }
+        outcomes
+    }
+}
+
+type LiveRead = (
+    Vec<LiveSecret>,
+    BTreeSet<String>,
+    BTreeMap<String, Vec<String>>,
+    bool,
+);
+
+/// One round trip: secrets, profiles and active sessions.
+async fn read_router(conn: &mut Connection) -> Result<LiveRead, routeros::client::ApiError> {
+    let mut replies = conn
+        .run(vec![
+            Command::new(["/ppp/secret/print"]),
+            Command::new(["/ppp/profile/print", "=.proplist=name"]),
+            Command::new(["/ppp/active/print", "=.proplist=.id,name"]),
+        ])
+        .await?
+        .into_iter();
+    let secrets = replies
+        .next()
+        .expect("three replies")
+        .ok("/ppp/secret/print")?;
+    let profiles = replies
+        .next()
+        .expect("three replies")
+        .ok("/ppp/profile/print")?;
+    let active = replies
+        .next()
+        .expect("three replies")
+        .ok("/ppp/active/print")?;
+    let mut visible = false;
+    let secrets = secrets
+        .rows
+        .into_iter()
+        .map(|row| {
+            visible |= row.contains_key("password");
+            let id = row.get(".id").cloned().unwrap_or_default();
+            let fields = row
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("last-") && !k.starts_with('.'))
+                .map(|(k, v)| {
+                    let v = normalise(&k, &v);
+                    (k, v)
+                })
+                .collect();
+            LiveSecret { id, fields }
+        })
+        .collect();
+    let profiles = profiles
+        .rows
+        .into_iter()
+        .filter_map(|r| r.get("name").cloned())
+        .collect();
+    let mut sessions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in active.rows {
+        if let (Some(n), Some(id)) = (row.get("name"), row.get(".id")) {
+            sessions.entry(n.clone()).or_default().push(id.clone());
+        }
+    }
+    Ok((secrets, profiles, sessions, visible))
+}
+
+/// The pure diff of one router.
+fn diff_router(
+    router: &str,
+    desired: &PppoeDesired,
+    live: &RouterLive,
+    key: &HashKey,
+) -> Result<Planned<Op>, ProviderError> {
+    let missing: Vec<String> = desired
+        .secrets
+        .iter()
+        .filter_map(|s| s.fields.get("profile").map(|p| (s, p)))
+        .filter(|(_, p)| !live.profiles.contains(*p))
+        .map(|(s, p)| format!("{:?} (secret {:?})", p, s.name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ProviderError::Refused(format!(
+            "profiles that do not exist on router {router}: {}; create them on the router or fix the YAML",
+            missing.join(", ")
+        )));
+    }
+    let by_name: BTreeMap<&str, &LiveSecret> = live.secrets.iter().map(|s| (s.name(), s)).collect();
+    let kick_on = desired.kick == Kick::OnChange;
+    let mut items = Vec::new();
+    let mut notes = Vec::new();
+    let mut secret_hashes = BTreeMap::new();
+    let mut unverifiable = 0usize;
+    for d in &desired.secrets {
+        let addr = secret_address(router, &d.name);
+        if let Some(p) = &d.password {
+            secret_hashes.insert(format!("{addr}.password"), SecretHash::of(key, p));
+        }
+        let sessions = live.active.get(&d.name).cloned().unwrap_or_default();
+        match by_name.get(d.name.as_str()) {
+            None => {
+                let mut fields: Vec<FieldDiff> = d
+                    .fields
+                    .iter()
+                    .map(|(k, v)| FieldDiff::plain(k, None, Some(v.clone())))
+                    .collect();
+                if d.password.is_some() {
+                    fields.insert(0, FieldDiff::sensitive("password"));
+                }
+                fields.push(FieldDiff::plain("comment", None, Some(tagged(&d.comment))));
+                items.push(Item {
+                    change: Change {
+                        address: addr,
+                        action: Action::Create,
+                        reason: None,
+                        fields,
+                        content: None,
+                        side_effects: vec![],
+                    },
+                    collection: "secret",
+                    op: Op::Add(d.clone()),
+                });
+            }
+            Some(l) => {
+                let mut fields = Vec::new();
+                let mut changed = Vec::new();
+                let mut effective = false;
+                let mut reason = None;
+                if let Some(p) = &d.password {
+                    let (differs, known) = match l.fields.get("password") {
+                        Some(v) => (v != p.expose(), true),
+                        None => match live.applied.get(&d.name) {
+                            Some(h) => (*h != SecretHash::of(key, p), true),
+                            None => (true, false),
+                        },
+                    };
+                    if differs {
+                        fields.push(FieldDiff::sensitive("password"));
+                        changed.push("password".to_string());
+                        effective |= known;
+                        if !known {
+                            unverifiable += 1;
+                            reason = Some(
+                                "the router hides passwords from this API user and wispctl has not set this one before: it is set, and the session is not kicked".to_string(),
+                            );
+                        }
+                    }
+                }
+                for (k, v) in &d.fields {
+                    let now = l.fields.get(*k).map_or("", String::as_str);
+                    if now != v {
+                        fields.push(FieldDiff::plain(k, Some(now.to_string()), Some(v.clone())));
+                        changed.push((*k).to_string());
+                        effective |= EFFECTIVE.contains(k);
+                    }
+                }
+                let want_comment = tagged(&d.comment);
+                if l.comment() != want_comment {
+                    fields.push(FieldDiff::plain(
+                        "comment",
+                        Some(l.comment().to_string()),
+                        Some(want_comment),
+                    ));
+                    changed.push("comment".into());
+                    if !l.owned() {
+                        reason.get_or_insert_with(|| {
+                            "adopts a secret wispctl did not create: its comment gets the tag"
+                                .to_string()
+                        });
+                    }
+                }
+                if changed.is_empty() {
+                    continue;
+                }
+                let kick = if kick_on && effective {
+                    sessions
+                } else {
+                    Vec::new()
+                };
+                let side_effects = if kick.is_empty() {
+                    vec![]
+                } else {
+                    vec![format!(
+                        "disconnects the active session of {} so the CPE redials with the new settings",
+                        d.name
+                    )]
+                };
+                items.push(Item {
+                    change: Change {
+                        address: addr,
+                        action: Action::Update,
+                        reason,
+                        fields,
+                        content: None,
+                        side_effects,
+                    },
+                    collection: "secret",
+                    op: Op::Set {
+                        id: l.id.clone(),
+                        desired: d.clone(),
+                        fields: changed,
+                        kick,
+                    },
+                });
+            }
+        }
+    }
+    let wanted: BTreeSet<&str> = desired.secrets.iter().map(|s| s.name.as_str()).collect();
+    let mut kept = 0;
+    for l in live
+        .secrets
+        .iter()
+        .filter(|l| l.owned() && !wanted.contains(l.name()))
+    {
+        if desired.prune != Prune::Owned {
+            kept += 1;
+            continue;
+        }
+        let kick = if kick_on {
+            live.active.get(l.name()).cloned().unwrap_or_default()
+        } else {
+            vec![]
+        };
+        items.push(Item {
+            change: Change {
+                address: secret_address(router, l.name()),
+                action: Action::Delete,
+                reason: Some("tagged by wispctl and no longer in the YAML (prune: owned)".into()),
+                fields: vec![],
+                content: None,
+                side_effects: if kick.is_empty() {
+                    vec![]
+                } else {
+                    vec![format!("disconnects the active session of {}", l.name())]
+                },
+            },
+            collection: "secret",
+            op: Op::Remove {
+                id: l.id.clone(),
+                name: l.name().to_string(),
+                kick,
+            },
+        });
+    }
+    if !live.passwords_visible && desired.secrets.iter().any(|s| s.password.is_some()) {
+        notes.push(format!(
+            "router {router} hides passwords from this API user: they are compared with the keyed hash of what wispctl last applied{}",
+            if unverifiable > 0 { format!(" ({unverifiable} never applied by wispctl)") } else { String::new() }
+        ));
+    }
+    if kept > 0 {
+        notes.push(format!("{kept} secret(s) tagged by wispctl are no longer in the YAML and are kept (prune: none)"));
+    }
+    let mut desired_counts = BTreeMap::new();
+    desired_counts.insert("secret", desired.secrets.len());
+    Ok(Planned {
+        items,
+        notes,
+        secret_hashes,
+        desired_counts,
+        allow_empty_prune: desired.allow_empty_prune,
+    })
+}
+
+fn field_words(d: &DesiredSecret, which: Option<&[String]>) -> Vec<String> {
+    let wanted = |k: &str| which.is_none_or(|w| w.iter().any(|x| x == k));
+    let mut words = Vec::new();
+    if let Some(p) = &d.password
+        && wanted("password")
+    {
+        words.push(format!("=password={}", p.expose()));
+    }
+    for (k, v) in &d.fields {
+        if wanted(k) {
+            words.push(format!("={k}={v}"));
+        }
+    }
+    if wanted("comment") {
+        words.push(format!("=comment={}", tagged(&d.comment)));
+    }
+    words
+}
+
+/// Password hash updates after an apply: `Some` set, `None` forget.
+type HashUpdates = Vec<(String, Option<SecretHash>)>;
+
+async fn apply_router(
+    conn: &mut Connection,
+    items: Vec<Item<Op>>,
+    key: &HashKey,
+) -> (Vec<Outcome>, HashUpdates) {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+    let mut hashes = Vec::new();
+    // Creates and updates: one command each, in one round trip.
+    let mut writes = Vec::new();
+    let mut write_idx = Vec::new();
+    let mut removes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.op {
+            Op::Add(d) => {
+                let mut words = vec!["/ppp/secret/add".to_string(), format!("=name={}", d.name)];
+                words.extend(field_words(d, None));
+                writes.push(Command { words });
+                write_idx.push(i);
+            }
+            Op::Set {
+                id,
+                desired,
+                fields,
+                ..
+            } => {
+                let mut words = vec!["/ppp/secret/set".to_string(), format!("=.id={id}")];
+                words.extend(field_words(desired, Some(fields)));
+                writes.push(Command { words });
+                write_idx.push(i);
+            }
+            Op::Remove { .. } => removes.push(i),
+        }
+    }
+    let fail_all = |outcomes: &mut Vec<Option<Outcome>>, idx: &[usize], why: &str| {
+        for &i in idx {
+            outcomes[i] = Some(Outcome::failed(
+                &items[i].change.address,
+                items[i].change.action,
+                why,
+            ));
+        }
+    };
+    match conn.run(writes).await {
+        Ok(replies) => {
+            for (reply, &i) in replies.into_iter().zip(&write_idx) {
+                let c = &items[i].change;
+                outcomes[i] = Some(match reply.trap {
+                    Some(t) => Outcome::failed(
+                        &c.address,
+                        c.action,
+                        format!("router refused: {}", t.message),
+                    ),
+                    None => Outcome::applied(&c.address, c.action),
+                });
+            }
+        }
+        Err(e) => fail_all(&mut outcomes, &write_idx, &format!("connection lost: {e}")),
+    }
+    if !removes.is_empty() {
+        let ids: Vec<&str> = removes
+            .iter()
+            .filter_map(|&i| match &items[i].op {
+                Op::Remove { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let cmd = Command::new([
+            "/ppp/secret/remove".to_string(),
+            format!("=.id={}", ids.join(",")),
+        ]);
+        match conn.call(cmd).await {
+            Ok(r) => match r.trap {
+                Some(t) => fail_all(
+                    &mut outcomes,
+                    &removes,
+                    &format!("router refused the batched remove: {}", t.message),
+                ),
+                None => {
+                    for &i in &removes {
+                        outcomes[i] =
+                            Some(Outcome::applied(&items[i].change.address, Action::Delete));
+                    }
+                }
+            },
+            Err(e) => fail_all(&mut outcomes, &removes, &format!("connection lost: {e}")),
+        }
+    }
+    // Kicks, for what was applied, in one command.
+    let mut kick_ids = Vec::new();
+    let mut kicked = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let applied = outcomes[i].as_ref().is_some_and(|o| o.reason.is_none());
+        let ids = match &item.op {
+            Op::Set { kick, .. } | Op::Remove { kick, .. } => kick,
+            Op::Add(_) => continue,
+        };
+        if applied && !ids.is_empty() {
+            kick_ids.extend(ids.iter().cloned());
+            kicked.push(i);
+        }
+    }
+    if !kick_ids.is_empty() {
+        let cmd = Command::new([
+            "/ppp/active/remove".to_string(),
+            format!("=.id={}", kick_ids.join(",")),
+        ]);
+        let err = match conn.call(cmd).await {
+            Ok(r) => r.trap.map(|t| t.message),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = err {
+            // A session that ended on its own since the plan is not a failure worth reporting.
+            if !why.contains("no such item") {
+                fail_all(
+                    &mut outcomes,
+                    &kicked,
+                    &format!("applied, but the session could not be disconnected: {why}"),
+                );
+            }
+        }
+    }
+    // Verify what was written with one print.
+    let written: Vec<usize> = write_idx
+        .iter()
+        .copied()
+        .filter(|&i| outcomes[i].as_ref().is_some_and(|o| o.reason.is_none()))
+        .collect();
+    if !written.is_empty() {
+        match read_router(conn).await {
+            Ok((live, ..)) => {
+                let by_name: BTreeMap<&str, &LiveSecret> =
+                    live.iter().map(|s| (s.name(), s)).collect();
+                for &i in &written {
+                    let d = match &items[i].op {
+                        Op::Add(d) | Op::Set { desired: d, .. } => d,
+                        Op::Remove { .. } => continue,
+                    };
+                    if let Some(why) = verify(d, by_name.get(d.name.as_str()).copied()) {
+                        let c = &items[i].change;
+                        outcomes[i] = Some(Outcome::failed(
+                            &c.address,
+                            c.action,
+                            format!("verification failed: {why}"),
+                        ));
+                    } else if let Some(p) = &d.password {
+                        hashes.push((d.name.clone(), Some(SecretHash::of(key, p))));
+                    }
+                }
+            }
+            Err(e) => fail_all(
+                &mut outcomes,
+                &written,
+                &format!("written, but could not be verified: {e}"),
+            ),
+        }
+    }
+    for &i in &removes {
+        if let Op::Remove { name, .. } = &items[i].op
+            && outcomes[i].as_ref().is_some_and(|o| o.reason.is_none())
+        {
+            hashes.push((name.clone(), None));
+        }
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| o.expect("every item has an outcome"))
+        .collect();
+    (outcomes, hashes)
+}
+
+fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
+    let Some(l) = live else {
+        return Some(format!("secret {:?} is not on the router", d.name));
+    };
+    for (k, v) in &d.fields {
+        let now = l.fields.get(*k).map_or("", String::as_str);
+        if now != v {
+            return Some(format!("{k} reads back {now:?}, not {v:?}"));
+        }
+    }
+    if let (Some(p), Some(now)) = (&d.password, l.fields.get("password"))
+        && now != p.expose()
+    {
+        return Some("the password does not read back as written".into());
+    }
+    if l.comment() != tagged(&d.comment) {
+        return Some("the comment does not read back as written".into());
+    }
+    None
+}

@@ -1,0 +1,412 @@
+//! `pppoe/<router>.yaml`: the PPPoE secrets (`/ppp/secret`) of one MikroTik router.
+//!
+//! [`PppoeFile`] is the file as written; [`PppoeDesired`] is what validation leaves: defaults
+//! applied, values normalised to the router's own forms, passwords resolved.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{FileCheck, Prune};
+use crate::secret::{Secret, SecretRef};
+
+/// One router's PPPoE secrets file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PppoeFile {
+    /// The router, as named in `inventory.yaml` under `routers`.
+    pub router: String,
+    /// `owned` removes secrets that carry wispctl's tag in their comment and are no longer
+    /// listed. Default `none`: nothing is ever removed.
+    #[serde(default)]
+    pub prune: Prune,
+    /// Whether a change that takes effect only on a new session (password, profile, disabled,
+    /// addresses, limits, service) also disconnects the customer's active session so the CPE
+    /// redials with it. Default `on-change`; a comment edit never kicks.
+    #[serde(default)]
+    pub kick: Kick,
+    /// Let this file hold `{ inline: ... }` passwords (each one is warned about).
+    #[serde(default)]
+    pub allow_inline_secrets: bool,
+    /// Let an empty `secrets` list prune every owned secret.
+    #[serde(default)]
+    pub allow_empty_prune: bool,
+    /// Values for every secret that does not set its own.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The secrets.
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// When to disconnect an active session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kick {
+    /// When an effective field changes.
+    #[default]
+    OnChange,
+    /// Never: changes wait for the customer's next reconnection.
+    Never,
+}
+
+/// Defaults for every secret of the file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// `service`.
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// `profile`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `local-address`.
+    #[serde(default)]
+    pub local_address: Option<String>,
+    /// `routes`.
+    #[serde(default)]
+    pub routes: Option<String>,
+    /// `limit-bytes-in`.
+    #[serde(default)]
+    pub limit_bytes_in: Option<u64>,
+    /// `limit-bytes-out`.
+    #[serde(default)]
+    pub limit_bytes_out: Option<u64>,
+    /// `disabled`.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// One PPPoE secret. Fields left out are not managed (the router's value stays), except
+/// `comment`, which always carries wispctl's tag.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// The PPPoE user name.
+    pub name: String,
+    /// The password, as a reference. Left out: the router's password is not managed.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// `service` (default from `defaults`, else not managed).
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// `profile`, such as a speed plan or `Morosos` for customers behind on payment.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `local-address`.
+    #[serde(default)]
+    pub local_address: Option<String>,
+    /// `remote-address`: the customer's address; unique across all routers.
+    #[serde(default)]
+    pub remote_address: Option<String>,
+    /// `routes`.
+    #[serde(default)]
+    pub routes: Option<String>,
+    /// `limit-bytes-in`.
+    #[serde(default)]
+    pub limit_bytes_in: Option<u64>,
+    /// `limit-bytes-out`.
+    #[serde(default)]
+    pub limit_bytes_out: Option<u64>,
+    /// `caller-id`: the CPE's MAC address, binding the secret to it.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// `disabled`: a suspended customer.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Free text, such as `Tomatlan, Juan Perez`.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A PPP service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// any
+    Any,
+    /// async
+    Async,
+    /// l2tp
+    L2tp,
+    /// ovpn
+    Ovpn,
+    /// pppoe
+    Pppoe,
+    /// pptp
+    Pptp,
+    /// sstp
+    Sstp,
+}
+
+impl Service {
+    fn as_str(self) -> &'static str {
+        match self {
+            Service::Any => "any",
+            Service::Async => "async",
+            Service::L2tp => "l2tp",
+            Service::Ovpn => "ovpn",
+            Service::Pppoe => "pppoe",
+            Service::Pptp => "pptp",
+            Service::Sstp => "sstp",
+        }
+    }
+}
+
+/// A validated secret: the managed fields in the router's own names and value forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredSecret {
+    /// The user name.
+    pub name: String,
+    /// The password, when managed.
+    pub password: Option<Secret>,
+    /// Managed fields by RouterOS name (`profile`, `remote-address`, `disabled` as
+    /// `true`/`false`, ...), `comment` excluded.
+    pub fields: BTreeMap<&'static str, String>,
+    /// The comment without wispctl's tag.
+    pub comment: String,
+}
+
+/// The validated desired state of one router.
+#[derive(Debug, Clone)]
+pub struct PppoeDesired {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Prune policy.
+    pub prune: Prune,
+    /// Kick policy.
+    pub kick: Kick,
+    /// See [`PppoeFile::allow_empty_prune`].
+    pub allow_empty_prune: bool,
+    /// Secrets, names unique.
+    pub secrets: Vec<DesiredSecret>,
+}
+
+/// Where each remote address is used, across files: (address -> (file, line, router, name)).
+pub(crate) type RemoteAddresses = HashMap<String, (PathBuf, usize, String, String)>;
+
+/// Validates a parsed file. `None` when any error was found.
+pub(crate) fn validate(
+    file: PppoeFile,
+    check: &mut FileCheck<'_>,
+    remote: &mut RemoteAddresses,
+) -> Option<PppoeDesired> {
+    let before = check.error_count();
+    let d = &file.defaults;
+    if let Some(p) = &d.profile {
+        check_text(check, "defaults.profile", p);
+    }
+    for (path, v) in [
+        ("defaults.local_address", &d.local_address),
+        ("defaults.routes", &d.routes),
+    ] {
+        if let Some(v) = v {
+            check_text(check, path, v);
+        }
+    }
+    if let Some(a) = &d.local_address
+        && !a.is_empty()
+        && a.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        check.error(
+            "defaults.local_address",
+            format!("{a:?} is not an IPv4 address"),
+        );
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut secrets = Vec::new();
+    for (i, s) in file.secrets.iter().enumerate() {
+        let at = format!("secrets[{i}]");
+        if s.name.is_empty() || s.name.chars().any(|c| c.is_control()) || s.name.len() > 64 {
+            check.error(
+                &format!("{at}.name"),
+                format!(
+                    "invalid secret name {:?}: 1 to 64 characters, no control characters",
+                    s.name
+                ),
+            );
+        }
+        if let Some(first) = seen.insert(&s.name, i) {
+            let (line, _) = check.place(&format!("secrets[{first}].name"));
+            check.error(
+                &format!("{at}.name"),
+                format!(
+                    "duplicate secret {:?} (first declared at line {line})",
+                    s.name
+                ),
+            );
+        }
+        for (field, v) in [
+            ("profile", &s.profile),
+            ("routes", &s.routes),
+            ("comment", &s.comment),
+        ] {
+            if let Some(v) = v {
+                check_text(check, &format!("{at}.{field}"), v);
+            }
+        }
+        for (field, v) in [
+            ("local_address", &s.local_address),
+            ("remote_address", &s.remote_address),
+        ] {
+            if let Some(a) = v
+                && !a.is_empty()
+                && a.parse::<std::net::Ipv4Addr>().is_err()
+            {
+                check.error(
+                    &format!("{at}.{field}"),
+                    format!("{a:?} is not an IPv4 address"),
+                );
+            }
+        }
+        if let Some(a) = s.remote_address.as_ref().filter(|a| !a.is_empty()) {
+            let (line, _) = check.place(&format!("{at}.remote_address"));
+            if let Some((f, l, router, name)) = remote.get(a) {
+                check.error(
+                    &format!("{at}.remote_address"),
+                    format!(
+                        "remote address {a} is already used by secret {name:?} on router {router} ({}:{l})",
+                        f.display()
+                    ),
+                );
+            } else {
+                remote.insert(
+                    a.clone(),
+                    (
+                        check.file.to_path_buf(),
+                        line,
+                        file.router.clone(),
+                        s.name.clone(),
+                    ),
+                );
+            }
+        }
+        let caller_id = match &s.caller_id {
+            Some(c) if c.is_empty() => Some(String::new()),
+            Some(c) => match normalise_mac(c) {
+                Some(m) => Some(m),
+                None => {
+                    check.error(
+                        &format!("{at}.caller_id"),
+                        format!("caller_id {c:?} is not a MAC address (AA:BB:CC:DD:EE:FF)"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let password = match &s.password {
+            Some(r) => {
+                let path = format!("{at}.password");
+                let secret = check.secret(r, &path, file.allow_inline_secrets);
+                if let Some(p) = &secret
+                    && (p.expose().is_empty() || p.expose().chars().any(char::is_control))
+                {
+                    check.error(
+                        &path,
+                        format!("the password from {r:?} is empty or holds a control character"),
+                    );
+                }
+                secret
+            }
+            None => None,
+        };
+        let mut fields = BTreeMap::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                fields.insert(k, v);
+            }
+        };
+        put(
+            "service",
+            s.service.or(d.service).map(|x| x.as_str().to_string()),
+        );
+        put("profile", s.profile.clone().or_else(|| d.profile.clone()));
+        put(
+            "local-address",
+            s.local_address.clone().or_else(|| d.local_address.clone()),
+        );
+        put("remote-address", s.remote_address.clone());
+        put("routes", s.routes.clone().or_else(|| d.routes.clone()));
+        put(
+            "limit-bytes-in",
+            s.limit_bytes_in.or(d.limit_bytes_in).map(|n| n.to_string()),
+        );
+        put(
+            "limit-bytes-out",
+            s.limit_bytes_out
+                .or(d.limit_bytes_out)
+                .map(|n| n.to_string()),
+        );
+        put("caller-id", caller_id);
+        put("disabled", s.disabled.or(d.disabled).map(|b| b.to_string()));
+        secrets.push(DesiredSecret {
+            name: s.name.clone(),
+            password,
+            fields,
+            comment: s.comment.clone().unwrap_or_default(),
+        });
+    }
+    if check.error_count() > before {
+        return None;
+    }
+    Some(PppoeDesired {
+        source: check.file.to_path_buf(),
+        prune: file.prune,
+        kick: file.kick,
+        allow_empty_prune: file.allow_empty_prune,
+        secrets,
+    })
+}
+
+fn check_text(check: &mut FileCheck<'_>, path: &str, v: &str) {
+    if v.chars().any(char::is_control) {
+        check.error(
+            path,
+            "must not hold control characters (newlines, tabs)".into(),
+        );
+    }
+}
+
+/// `aa-bb-cc-dd-ee-ff`, `aabbccddeeff` or `AA:BB:...` to `AA:BB:CC:DD:EE:FF`.
+pub fn normalise_mac(s: &str) -> Option<String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | '.'))
+        .collect();
+    if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let up = hex.to_ascii_uppercase();
+    Some(
+        (0..6)
+            .map(|i| &up[i * 2..i * 2 + 2])
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_normalise() {
+        assert_eq!(
+            normalise_mac("28:70:4e:a8:16:99").as_deref(),
+            Some("28:70:4E:A8:16:99")
+        );
+        assert_eq!(
+            normalise_mac("28704EA81699").as_deref(),
+            Some("28:70:4E:A8:16:99")
+        );
+        assert_eq!(
+            normalise_mac("28-70-4E-A8-16-99").as_deref(),
+            Some("28:70:4E:A8:16:99")
+        );
+        assert!(normalise_mac("28:70:4E:A8:16").is_none());
+        assert!(normalise_mac("zz:70:4E:A8:16:99").is_none());
+    }
+}
