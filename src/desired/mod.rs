@@ -487,7 +487,11 @@ fn redact_secret_values(msg: String) -> String {
     let secret_bearing = path
         .split(['.', '['])
         .any(|seg| matches!(seg, "secret" | "password" | "inline"));
-    if secret_bearing {
+    // Only these serde errors quote the value; `unknown field` names a key, which is useful.
+    let quotes_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|w| msg.contains(w));
+    if secret_bearing && quotes_value {
         format!(
             "{path}: not a valid secret reference (the value is not shown): write {{ env: NAME }} or {{ file: PATH }}"
         )

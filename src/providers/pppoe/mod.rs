@@ -756,3 +756,222 @@ fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn key() -> HashKey {
+        HashKey::from_bytes([9; 32])
+    }
+
+    fn desired(secrets: Vec<DesiredSecret>, prune: Prune) -> PppoeDesired {
+        PppoeDesired {
+            source: "pppoe/r.yaml".into(),
+            prune,
+            kick: Kick::OnChange,
+            allow_empty_prune: false,
+            secrets,
+        }
+    }
+
+    fn want(
+        name: &str,
+        password: Option<&str>,
+        fields: &[(&'static str, &str)],
+        comment: &str,
+    ) -> DesiredSecret {
+        DesiredSecret {
+            name: name.into(),
+            password: password.map(Secret::new),
+            fields: fields.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            comment: comment.into(),
+        }
+    }
+
+    fn live_secret(id: &str, fields: &[(&str, &str)]) -> LiveSecret {
+        LiveSecret {
+            id: id.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), normalise(k, v)))
+                .collect(),
+        }
+    }
+
+    fn live(secrets: Vec<LiveSecret>, active: &[(&str, &str)], visible: bool) -> RouterLive {
+        let mut a: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (n, id) in active {
+            a.entry(n.to_string()).or_default().push(id.to_string());
+        }
+        RouterLive {
+            secrets,
+            profiles: ["default", "10M", "20M", "Morosos"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            active: a,
+            passwords_visible: visible,
+            applied: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_comment_edit_never_kicks_and_sets_only_the_comment() {
+        let d = desired(
+            vec![want("juan", Some("pw"), &[("profile", "10M")], "new note")],
+            Prune::None,
+        );
+        let l = live(
+            vec![live_secret(
+                "*1",
+                &[
+                    ("name", "juan"),
+                    ("password", "pw"),
+                    ("profile", "10M"),
+                    ("comment", "old [wispctl]"),
+                ],
+            )],
+            &[("juan", "*8001")],
+            true,
+        );
+        let p = diff_router("r", &d, &l, &key()).unwrap();
+        assert_eq!(p.items.len(), 1);
+        match &p.items[0].op {
+            Op::Set { fields, kick, .. } => {
+                assert_eq!(fields, &vec!["comment".to_string()]);
+                assert!(kick.is_empty(), "a comment edit kicked the session");
+            }
+            _ => panic!("expected a set"),
+        }
+        assert!(p.items[0].change.side_effects.is_empty());
+    }
+
+    #[test]
+    fn a_suspension_kicks_the_active_session() {
+        let d = desired(
+            vec![want("maria", None, &[("profile", "Morosos")], "")],
+            Prune::None,
+        );
+        let l = live(
+            vec![live_secret(
+                "*2",
+                &[
+                    ("name", "maria"),
+                    ("profile", "10M"),
+                    ("comment", "[wispctl]"),
+                ],
+            )],
+            &[("maria", "*8002")],
+            true,
+        );
+        let p = diff_router("r", &d, &l, &key()).unwrap();
+        match &p.items[0].op {
+            Op::Set { fields, kick, .. } => {
+                assert_eq!(fields, &vec!["profile".to_string()]);
+                assert_eq!(kick, &vec!["*8002".to_string()]);
+            }
+            _ => panic!("expected a set"),
+        }
+        assert!(p.items[0].change.side_effects[0].contains("disconnects"));
+    }
+
+    #[test]
+    fn v6_yes_no_equals_v7_true_false() {
+        let d = desired(
+            vec![want("a", None, &[("disabled", "true")], "")],
+            Prune::None,
+        );
+        let l = live(
+            vec![live_secret(
+                "*3",
+                &[("name", "a"), ("disabled", "yes"), ("comment", "[wispctl]")],
+            )],
+            &[],
+            true,
+        );
+        assert!(diff_router("r", &d, &l, &key()).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn hidden_passwords_compare_by_the_hash_of_what_was_applied() {
+        let d = desired(vec![want("a", Some("s3cret"), &[], "")], Prune::None);
+        let mut l = live(
+            vec![live_secret(
+                "*4",
+                &[("name", "a"), ("comment", "[wispctl]")],
+            )],
+            &[("a", "*8004")],
+            false,
+        );
+        // Never applied by wispctl: set, but no kick (the value may well be the same).
+        let p = diff_router("r", &d, &l, &key()).unwrap();
+        match &p.items[0].op {
+            Op::Set { fields, kick, .. } => {
+                assert_eq!(fields, &vec!["password".to_string()]);
+                assert!(kick.is_empty());
+            }
+            _ => panic!(),
+        }
+        assert!(p.notes[0].contains("hides passwords"));
+        // Applied before with this value: no change.
+        l.applied
+            .insert("a".into(), SecretHash::of(&key(), &Secret::new("s3cret")));
+        assert!(diff_router("r", &d, &l, &key()).unwrap().items.is_empty());
+        // Applied before with another value: a known change, which kicks.
+        l.applied
+            .insert("a".into(), SecretHash::of(&key(), &Secret::new("old")));
+        match &diff_router("r", &d, &l, &key()).unwrap().items[0].op {
+            Op::Set { kick, .. } => assert_eq!(kick, &vec!["*8004".to_string()]),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn unowned_secrets_survive_prune_and_named_ones_are_adopted() {
+        let d = desired(vec![want("named", None, &[], "")], Prune::Owned);
+        let l = live(
+            vec![
+                live_secret("*5", &[("name", "named"), ("comment", "by hand")]),
+                live_secret("*6", &[("name", "someone-elses"), ("comment", "by hand")]),
+                live_secret("*7", &[("name", "retired"), ("comment", "x [wispctl]")]),
+            ],
+            &[],
+            true,
+        );
+        let p = diff_router("r", &d, &l, &key()).unwrap();
+        let actions: Vec<(Action, &str)> = p
+            .items
+            .iter()
+            .map(|i| (i.change.action, i.change.address.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                (Action::Update, r#"pppoe.r.secret["named"]"#),
+                (Action::Delete, r#"pppoe.r.secret["retired"]"#)
+            ]
+        );
+        assert!(
+            p.items[0]
+                .change
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("adopts")
+        );
+    }
+
+    #[test]
+    fn a_missing_profile_stops_the_router() {
+        let d = desired(
+            vec![want("a", None, &[("profile", "50M")], "")],
+            Prune::None,
+        );
+        let e = diff_router("r", &d, &live(vec![], &[], true), &key())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("\"50M\""), "{e}");
+    }
+}
