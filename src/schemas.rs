@@ -3,6 +3,7 @@
 
 use crate::desired::inventory::InventoryFile;
 use crate::desired::pppd::PppdFile;
+use crate::desired::pppoe::PppoeFile;
 use crate::plan::Plan;
 use crate::plan::report::ApplyReport;
 
@@ -19,6 +20,10 @@ pub fn all() -> Vec<(&'static str, String)> {
             pretty(schemars::schema_for!(InventoryFile)),
         ),
         ("pppd.schema.json", pretty(schemars::schema_for!(PppdFile))),
+        (
+            "pppoe.schema.json",
+            pretty(schemars::schema_for!(PppoeFile)),
+        ),
         ("plan.schema.json", pretty(schemars::schema_for!(Plan))),
         (
             "apply-report.schema.json",

@@ -106,6 +106,11 @@ impl LiveSecret {
     fn owned(&self) -> bool {
         self.comment().ends_with(TAG)
     }
+    /// The comment without wispctl's tag.
+    fn comment_text(&self) -> &str {
+        let c = self.comment();
+        c.strip_suffix(TAG).map_or(c, str::trim_end)
+    }
 }
 
 /// A router as read.
@@ -436,23 +441,28 @@ fn diff_router(
                         effective |= EFFECTIVE.contains(k);
                     }
                 }
-                let want_comment = tagged(&d.comment);
-                if l.comment() != want_comment {
+                // The tag alone is no change: a secret the YAML names is already wispctl's
+                // (that is what lets `import` be followed by an empty plan). The tag is written
+                // with the first change wispctl makes to it.
+                if l.comment_text() != d.comment {
                     fields.push(FieldDiff::plain(
                         "comment",
-                        Some(l.comment().to_string()),
-                        Some(want_comment),
+                        Some(l.comment_text().to_string()),
+                        Some(d.comment.clone()),
                     ));
                     changed.push("comment".into());
-                    if !l.owned() {
-                        reason.get_or_insert_with(|| {
-                            "adopts a secret wispctl did not create: its comment gets the tag"
-                                .to_string()
-                        });
-                    }
                 }
                 if changed.is_empty() {
                     continue;
+                }
+                if !l.owned() {
+                    if !changed.iter().any(|c| c == "comment") {
+                        changed.push("comment".into());
+                    }
+                    reason.get_or_insert_with(|| {
+                        "adopts a secret wispctl did not create: its comment gets the [wispctl] tag"
+                            .to_string()
+                    });
                 }
                 let kick = if kick_on && effective {
                     sessions
@@ -752,7 +762,7 @@ fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
         return Some("the password does not read back as written".into());
     }
     if l.comment() != tagged(&d.comment) {
-        return Some("the comment does not read back as written".into());
+        return Some("the comment does not read back as written, with its tag".into());
     }
     None
 }
@@ -961,6 +971,39 @@ mod tests {
                 .unwrap()
                 .contains("adopts")
         );
+    }
+
+    #[test]
+    fn a_named_untagged_secret_that_matches_is_no_change() {
+        // As right after `wispctl import`: the tag alone is not a difference.
+        let d = desired(
+            vec![want("named", None, &[("profile", "10M")], "by hand")],
+            Prune::None,
+        );
+        let l = live(
+            vec![live_secret(
+                "*5",
+                &[
+                    ("name", "named"),
+                    ("profile", "10M"),
+                    ("comment", "by hand"),
+                ],
+            )],
+            &[],
+            true,
+        );
+        assert!(diff_router("r", &d, &l, &key()).unwrap().items.is_empty());
+        // Any other change also writes the tag.
+        let d = desired(
+            vec![want("named", None, &[("profile", "20M")], "by hand")],
+            Prune::None,
+        );
+        match &diff_router("r", &d, &l, &key()).unwrap().items[0].op {
+            Op::Set { fields, .. } => {
+                assert_eq!(fields, &vec!["profile".to_string(), "comment".to_string()])
+            }
+            _ => panic!(),
+        }
     }
 
     #[test]
