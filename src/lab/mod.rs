@@ -7,6 +7,7 @@
 //! `{ env: NAME }` secrets fall back to `DIR/secrets.env`.
 
 pub mod demo;
+pub mod routeros;
 
 use std::collections::HashMap;
 use std::io;
