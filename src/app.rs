@@ -105,7 +105,12 @@ fn load(g: &Globals) -> anyhow::Result<Option<DesiredState>> {
     }
 }
 
-fn engine_for(g: &Globals, d: &DesiredState, o: &ReadOptions) -> anyhow::Result<Engine> {
+fn engine_for(
+    g: &Globals,
+    d: &DesiredState,
+    o: &ReadOptions,
+    lab: &crate::lab::Runtime,
+) -> anyhow::Result<Engine> {
     std::fs::create_dir_all(&g.state_dir)
         .with_context(|| format!("cannot create state directory {}", g.state_dir.display()))?;
     let key = Arc::new(HashKey::load_or_create(&g.state_dir)?);
@@ -113,7 +118,7 @@ fn engine_for(g: &Globals, d: &DesiredState, o: &ReadOptions) -> anyhow::Result<
         key: key.clone(),
         lab_root: g.lab.clone(),
         state_dir: g.state_dir.clone(),
-        lab_routers: Default::default(),
+        lab_routers: lab.router_addrs(),
     };
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     Ok(Engine::new(
@@ -154,7 +159,8 @@ pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let run = engine_for(g, &d, o)?.plan().await;
+    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
+    let run = engine_for(g, &d, o, &lab)?.plan().await;
     write!(
         out,
         "{}",
@@ -191,7 +197,8 @@ pub async fn drift(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow:
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let run = engine_for(g, &d, o)?.plan().await;
+    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
+    let run = engine_for(g, &d, o, &lab)?.plan().await;
     let plan = run.plan; // the apply half of the run is dropped here, unused
     write!(out, "{}", render(&plan, Purpose::Drift, o.format, g.color))?;
     Ok(read_exit(&plan, true))
@@ -229,7 +236,8 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
             read.targets.push("-none-".into());
         }
     }
-    let run: PlannedRun = engine_for(g, &d, &read)?.plan().await;
+    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
+    let run: PlannedRun = engine_for(g, &d, &read, &lab)?.plan().await;
     let refusals = match &saved {
         Some(s) => match engine::check_saved(s, &run.plan) {
             Ok(r) => r,
@@ -258,6 +266,7 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
         return Ok(exit::ERROR);
     }
     let report = run.apply(&refusals).await;
+    lab.save()?;
     write!(out, "{}", text::report(&report, text::Paint(g.color)))?;
     drop(lock);
     Ok(if report.succeeded() {
@@ -318,6 +327,101 @@ pub fn schema(dir: &Path, check: bool, out: &mut dyn Write) -> anyhow::Result<u8
             stale.join(", ")
         );
         return Ok(exit::ERROR);
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Options of `import pppoe`.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Router name.
+    pub router: String,
+    /// YAML destination.
+    pub out: Option<PathBuf>,
+    /// Password file destination.
+    pub secrets_file: Option<PathBuf>,
+    /// Overwrite the YAML.
+    pub force: bool,
+}
+
+/// `import pppoe ROUTER`: reads the router once and writes YAML that plans to no changes.
+pub async fn import_pppoe(
+    g: &Globals,
+    o: &ImportOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let Some(d) = load(g)? else {
+        return Ok(exit::ERROR);
+    };
+    let Some(router) = d.routers.get(&o.router) else {
+        bail!("router {:?} is not defined in inventory.yaml", o.router);
+    };
+    let yaml_path = o
+        .out
+        .clone()
+        .unwrap_or_else(|| g.dir.join("pppoe").join(format!("{}.yaml", o.router)));
+    if yaml_path.exists() && !o.force {
+        bail!(
+            "{} exists; pass --force to overwrite it",
+            yaml_path.display()
+        );
+    }
+    let env_path = o
+        .secrets_file
+        .clone()
+        .unwrap_or_else(|| g.state_dir.join("import").join(format!("{}.env", o.router)));
+    let inside = |p: &Path| -> bool {
+        let parent = p.parent().unwrap_or(Path::new("."));
+        let (Ok(a), Ok(b)) = (std::fs::canonicalize(parent), std::fs::canonicalize(&g.dir)) else {
+            return false;
+        };
+        a.starts_with(b)
+    };
+    if let Some(parent) = env_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if inside(&env_path) {
+        bail!(
+            "{} is inside the desired-state folder: passwords must never be written there",
+            env_path.display()
+        );
+    }
+    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
+    let addr = lab.router_addr(&o.router);
+    if lab.is_lab() && addr.is_none() {
+        bail!("the lab has no router {}", o.router);
+    }
+    let mut conn = crate::providers::pppoe::routeros::connect(router, addr)
+        .await
+        .with_context(|| format!("router {}", o.router))?;
+    let (secrets, passwords_visible) = crate::providers::pppoe::read_secrets(&mut conn)
+        .await
+        .with_context(|| format!("router {}", o.router))?;
+    drop(lab);
+    let imported = crate::providers::pppoe::import::render(&o.router, &secrets, passwords_visible);
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(parent) = yaml_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", yaml_path.display()))?;
+    writeln!(
+        out,
+        "wrote {} ({} secret(s))",
+        yaml_path.display(),
+        secrets.len()
+    )?;
+    if !imported.env.is_empty() {
+        write_atomic(&env_path, imported.env.as_bytes(), 0o600)
+            .with_context(|| format!("cannot write {}", env_path.display()))?;
+        writeln!(
+            out,
+            "wrote the passwords to {} (mode 0600); load them before plan: set -a; . {}; set +a",
+            env_path.display(),
+            env_path.display()
+        )?;
     }
     Ok(exit::SUCCESS)
 }

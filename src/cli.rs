@@ -69,6 +69,29 @@ pub enum Command {
     Lab(LabCommand),
     /// Run the demo on a fresh lab: plan, apply, plan, an out-of-band edit, drift.
     Demo(DemoArgs),
+    /// Write YAML for what a target holds today, so that the next plan shows no changes.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+/// `import`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A router's PPPoE secrets; passwords go to a separate env file, never into the YAML.
+    Pppoe {
+        /// The router, as named in inventory.yaml.
+        router: String,
+        /// Where to write the YAML (default DIR/pppoe/ROUTER.yaml; never overwritten without --force).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where to write the passwords as NAME=value lines, mode 0600 (default
+        /// STATE_DIR/import/ROUTER.env); refused inside the desired-state folder.
+        #[arg(long)]
+        secrets_file: Option<PathBuf>,
+        /// Overwrite an existing YAML file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Target selection and guards.
@@ -176,6 +199,8 @@ pub enum Invocation {
     LabInit(PathBuf),
     /// demo
     Demo(Globals, Option<PathBuf>),
+    /// import pppoe
+    ImportPppoe(Globals, app::ImportOptions),
 }
 
 impl Cli {
@@ -227,6 +252,20 @@ impl Cli {
             },
             Command::Lab(LabCommand::Init { dir }) => Invocation::LabInit(dir),
             Command::Demo(a) => Invocation::Demo(g, a.keep),
+            Command::Import(ImportCommand::Pppoe {
+                router,
+                out,
+                secrets_file,
+                force,
+            }) => Invocation::ImportPppoe(
+                g,
+                app::ImportOptions {
+                    router,
+                    out,
+                    secrets_file,
+                    force,
+                },
+            ),
         }
     }
 }

@@ -19,16 +19,16 @@ fn readme_demo_runs_end_to_end() {
     run.expect(0);
     assert!(
         run.stdout
-            .contains("Plan: 2 to add, 3 to change, 1 to destroy."),
+            .contains("Plan: 3 to add, 6 to change, 2 to destroy."),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("Apply: 6 applied, 0 failed, 0 skipped.")
+            .contains("Apply: 11 applied, 0 failed, 0 skipped.")
     );
     assert!(run.stdout.contains("No changes."));
-    assert!(run.stdout.contains("Drift: 0 missing, 1 differing"));
+    assert!(run.stdout.contains("Drift: 0 missing, 2 differing"));
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn apply_waits_for_the_lock_then_fails_naming_the_holder() {
     drop(held);
     let r = common::Run::from(child.wait_with_output().unwrap());
     r.expect(0);
-    assert!(r.stdout.contains("Apply: 6 applied"), "{}", r.stdout);
+    assert!(r.stdout.contains("Apply: 11 applied"), "{}", r.stdout);
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn concurrent_applies_never_both_write() {
                 .count()
         })
         .sum();
-    assert_eq!(applied, 6, "each change applied exactly once across runs");
+    assert_eq!(applied, 11, "each change applied exactly once across runs");
     for r in &runs {
         match r.code {
             0 => {}
@@ -276,14 +276,14 @@ fn delete_cap_refuses_the_whole_run_unless_raised() {
     let r = lab.run(&["plan", "--max-deletes", "2"]);
     r.expect(1);
     assert!(
-        r.stdout.contains("4 deletes exceed the cap of 2"),
+        r.stdout.contains("5 deletes exceed the cap of 2"),
         "{}",
         r.stdout
     );
     let r = lab.run(&["apply", "--auto-approve", "--max-deletes", "2"]);
     r.expect(1);
     assert_eq!(before, lab.snapshot(), "over the cap, nothing is written");
-    lab.run(&["apply", "--auto-approve", "--max-deletes", "4"])
+    lab.run(&["apply", "--auto-approve", "--max-deletes", "5"])
         .expect(0);
     assert!(!lab.host().join("etc/ppp/peers/old-a").exists());
     assert!(

@@ -17,24 +17,27 @@ fn lab_plan() -> Plan {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state");
     let d = wispctl::desired::load(&dir, &resolver).unwrap();
     let key = Arc::new(HashKey::from_bytes([3; 32]));
-    let ctx = Context {
-        key: key.clone(),
-        lab_root: Some(lab),
-        state_dir: std::env::temp_dir().join("wispctl-test-unused-state"),
-        lab_routers: Default::default(),
-    };
-    let engine = Engine::new(
-        providers::kinds(&d, &ctx),
-        TargetFilter::default(),
-        10,
-        d.digest.clone(),
-        key.id(),
-    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(engine.plan()).plan
+    rt.block_on(async {
+        let labs = wispctl::lab::Runtime::start(Some(&lab), &d).await.unwrap();
+        let ctx = Context {
+            key: key.clone(),
+            lab_root: Some(lab.clone()),
+            state_dir: tmp.path().join("state"),
+            lab_routers: labs.router_addrs(),
+        };
+        let engine = Engine::new(
+            providers::kinds(&d, &ctx),
+            TargetFilter::default(),
+            10,
+            d.digest.clone(),
+            key.id(),
+        );
+        engine.plan().await.plan
+    })
 }
 
 #[test]

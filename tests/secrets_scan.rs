@@ -11,12 +11,33 @@ const TECNICO: &str = "Zq9x-tecnico \"quoted\" \\ back";
 const ADMIN: &str = "Zq9x-admin-secret-2";
 const LIVE_TAMPERED: &str = "Zq9x-live-tampered";
 
+const ROUTER_PW: &str = "Zq9x-router-api-pw";
+
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("CHAP_TECNICO_NODE1", TECNICO),
         ("CHAP_ADMIN_NODE2", ADMIN),
+        ("ROUTER_BALANCEADOR_PASSWORD", ROUTER_PW),
+        ("PPPOE_JUAN_PEREZ", "Zq9x-juan \"q\" =eq"),
+        ("PPPOE_MARIA_LOPEZ", "Zq9x-maria"),
+        ("PPPOE_LUIS_TORRES", "Zq9x-luis"),
+        ("PPPOE_ANA_GARCIA", "Zq9x-ana"),
         ("RUST_LOG", "trace"),
     ]
+}
+
+/// A lab whose router accepts the scan's API password, and whose live secrets carry tokens too.
+fn scan_lab() -> Lab {
+    let lab = Lab::new();
+    let path = wispctl::lab::runtime::router_path(&lab.lab(), "balanceador");
+    let mut router: wispctl::lab::runtime::RouterFile =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    router.users = vec![("wispctl".into(), ROUTER_PW.into())];
+    for s in &mut router.secrets {
+        s.password = format!("Zq9x-live-{}", s.name);
+    }
+    std::fs::write(&path, serde_json::to_vec(&router).unwrap()).unwrap();
+    lab
 }
 
 #[track_caller]
@@ -39,7 +60,7 @@ fn scan(lab: &Lab, args: &[&str]) -> Run {
 
 #[test]
 fn no_secret_in_any_output_or_file() {
-    let lab = Lab::new();
+    let lab = scan_lab();
     let plan_file = lab.tmp.path().join("plan.json");
     let pf = plan_file.to_str().unwrap();
     scan(&lab, &["validate"]).expect(0);
@@ -77,6 +98,14 @@ fn no_secret_in_any_output_or_file() {
     }
     scan(&lab, &["apply", "--auto-approve"]).expect(0);
     scan(&lab, &["drift"]).expect(0);
+
+    // The router got the passwords (so the scan above saw them pass through).
+    let router = std::fs::read_to_string(wispctl::lab::runtime::router_path(
+        &lab.lab(),
+        "balanceador",
+    ))
+    .unwrap();
+    assert!(router.contains("Zq9x-ana"), "{router}");
 
     // The state directory holds no secret either.
     for (path, (bytes, _)) in common::snapshot(&lab.lab().join("state")) {

@@ -8,6 +8,9 @@
 
 pub mod demo;
 pub mod routeros;
+pub mod runtime;
+
+pub use runtime::Runtime;
 
 use std::collections::HashMap;
 use std::io;
@@ -50,7 +53,59 @@ pub const SEED_PEER_PROVIDER: &str =
 /// Secret values of the demo's environment references. Lab-only: never real credentials.
 pub const SEED_SECRETS: &str = "# Lab-only secret values for { env: NAME } references.\n\
 CHAP_TECNICO_NODE1=n3w \"clave\" \\ 2026\n\
-CHAP_ADMIN_NODE2=s3cret-admin-2\n";
+CHAP_ADMIN_NODE2=s3cret-admin-2\n\
+ROUTER_BALANCEADOR_PASSWORD=lab-router-pw\n\
+PPPOE_JUAN_PEREZ=juan-2026-nuevo\n\
+PPPOE_MARIA_LOPEZ=maria-2024\n\
+PPPOE_LUIS_TORRES=luis-pw\n\
+PPPOE_ANA_GARCIA=ana-nueva-1\n";
+
+/// The lab's router `balanceador`, as the operator's main router looks before wispctl.
+pub fn seed_router() -> runtime::RouterFile {
+    let s = |name: &str, password: &str, remote: &str, comment: &str| runtime::SecretRow {
+        name: name.into(),
+        password: password.into(),
+        service: "pppoe".into(),
+        profile: "10M".into(),
+        remote_address: remote.into(),
+        comment: comment.into(),
+        ..Default::default()
+    };
+    runtime::RouterFile {
+        version: "v7".into(),
+        password_visible: true,
+        users: vec![("wispctl".into(), "lab-router-pw".into())],
+        profiles: vec!["10M".into(), "20M".into(), "Morosos".into()],
+        secrets: vec![
+            // Created by hand: the YAML names it, so it is adopted (new password, new plan).
+            s(
+                "juan.perez",
+                "viejo-juan",
+                "10.10.1.45",
+                "Tomatlan, Juan Perez",
+            ),
+            // Behind on payment: the YAML moves it to Morosos (kicks the session).
+            s("maria.lopez", "maria-2024", "10.10.1.46", "[wispctl]"),
+            // Only the comment changes: never kicks.
+            s("luis.torres", "luis-pw", "10.10.1.47", "Centro [wispctl]"),
+            // Written by wispctl once, no longer in the YAML: pruned (prune: owned).
+            s(
+                "pedro.ramirez",
+                "pedro-pw",
+                "10.10.1.49",
+                "Retired [wispctl]",
+            ),
+            // The shared install secret: not wispctl's, left alone.
+            s("clienteprueba", "prueba", "", "shared install secret"),
+        ],
+        active: vec![
+            ("juan.perez".into(), "10.10.1.45".into()),
+            ("maria.lopez".into(), "10.10.1.46".into()),
+            ("luis.torres".into(), "10.10.1.47".into()),
+            ("clienteprueba".into(), "10.10.1.200".into()),
+        ],
+    }
+}
 
 /// Creates a lab in `dir` (which may exist; existing lab files are replaced).
 pub fn init(dir: &Path) -> io::Result<()> {
@@ -66,15 +121,28 @@ pub fn init(dir: &Path) -> io::Result<()> {
     write(peers.join("connexa-node-9"), SEED_PEER_RETIRED, 0o600)?;
     write(peers.join("provider"), SEED_PEER_PROVIDER, 0o640)?;
     write(dir.join("secrets.env"), SEED_SECRETS, 0o600)?;
+    std::fs::create_dir_all(dir.join("routers"))?;
+    let router = serde_json::to_string_pretty(&seed_router()).map_err(io::Error::other)?;
+    write(runtime::router_path(dir, "balanceador"), &router, 0o600)?;
     std::fs::create_dir_all(dir.join("state"))?;
     Ok(())
 }
 
-/// An out-of-band edit, as someone with a shell on the VPS would make: a peer's MTU changed
-/// by hand. Returns what was done, for the demo to say.
+/// Out-of-band edits, as people make them: a peer's MTU changed by hand on the VPS, and a
+/// customer moved to another plan in Winbox. Returns what was done, for the demo to say.
 pub fn tamper(dir: &Path) -> io::Result<String> {
     let p = host_root(dir, "vps").join("etc/ppp/peers/connexa-node-2");
     let text = std::fs::read_to_string(&p)?;
     std::fs::write(&p, text.replace("mtu 1400", "mtu 1500"))?;
-    Ok("edited /etc/ppp/peers/connexa-node-2 by hand: mtu 1400 -> 1500".into())
+    let r = runtime::router_path(dir, "balanceador");
+    let mut router: runtime::RouterFile =
+        serde_json::from_str(&std::fs::read_to_string(&r)?).map_err(io::Error::other)?;
+    for s in router.secrets.iter_mut().filter(|s| s.name == "ana.garcia") {
+        s.profile = "20M".into();
+    }
+    std::fs::write(
+        &r,
+        serde_json::to_vec_pretty(&router).map_err(io::Error::other)?,
+    )?;
+    Ok("edited /etc/ppp/peers/connexa-node-2 by hand (mtu 1400 -> 1500), and moved ana.garcia to profile 20M on router balanceador".into())
 }

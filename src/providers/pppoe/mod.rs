@@ -14,6 +14,7 @@
 //! hash of what wispctl last applied, kept in `STATE_DIR/pppoe/<router>.json` (never the
 //! password itself).
 
+pub mod import;
 pub mod routeros;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,6 +66,9 @@ pub struct PppoeProvider {
     routers: BTreeMap<String, (Router, PppoeDesired, Option<SocketAddr>)>,
     key: Arc<HashKey>,
     state_dir: PathBuf,
+    /// In lab mode a router without a lab twin is an error, never a connection to its real
+    /// address.
+    lab_mode: bool,
 }
 
 impl PppoeProvider {
@@ -83,6 +87,7 @@ impl PppoeProvider {
             routers,
             key: ctx.key.clone(),
             state_dir: ctx.state_dir.join("pppoe"),
+            lab_mode: ctx.lab_root.is_some(),
         }
     }
 }
@@ -199,6 +204,11 @@ impl Provider for PppoeProvider {
 
     async fn observe(&self, router: &str) -> Result<Observation<RouterLive>, ProviderError> {
         let (r, desired, lab) = &self.routers[router];
+        if self.lab_mode && lab.is_none() {
+            return Err(ProviderError::Refused(format!(
+                "the lab has no router {router}"
+            )));
+        }
         let refused =
             |e: routeros::client::ApiError| ProviderError::Refused(format!("router {router}: {e}"));
         let mut conn = routeros::connect(r, *lab).await.map_err(refused)?;
@@ -258,6 +268,14 @@ impl Provider for PppoeProvider {
         _obs: Observation<RouterLive>,
     ) -> Vec<Outcome> {
         let (r, _, lab) = &self.routers[router];
+        if self.lab_mode && lab.is_none() {
+            return items
+                .iter()
+                .map(|i| {
+                    Outcome::failed(&i.change.address, i.change.action, "the lab has no router")
+                })
+                .collect();
+        }
         let mut conn = match routeros::connect(r, *lab).await {
             Ok(c) => c,
             Err(e) => {
@@ -289,6 +307,15 @@ impl Provider for PppoeProvider {
         }
         outcomes
     }
+}
+
+/// Reads a router's secrets with one print, for `import`: the secrets, and whether this API
+/// user sees passwords.
+pub async fn read_secrets(
+    conn: &mut Connection,
+) -> Result<(Vec<LiveSecret>, bool), routeros::client::ApiError> {
+    let (secrets, _, _, visible) = read_router(conn).await?;
+    Ok((secrets, visible))
 }
 
 type LiveRead = (
