@@ -44,9 +44,12 @@ pub enum ApiError {
         /// The router's message.
         message: String,
     },
-    /// Login refused.
+        /// Login refused.
     #[error("login failed: {0}")]
     Login(String),
+    /// The TLS handshake failed or the certificate was refused.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No reply in time.
     #[error("no reply within {0:?}")]
     Timeout(Duration),

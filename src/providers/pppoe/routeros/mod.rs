@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -15,16 +16,23 @@ pub async fn connect(router: &Router, addr: Option<SocketAddr>) -> Result<Connec
         Some(a) => a.to_string(),
         None => format!("{}:{}", router.address, router.port),
     };
-    if router.tls.is_some() && addr.is_none() {
-        return Err(ApiError::Protocol(
-            "the TLS API service (api-ssl) is not supported yet; use the plain API over a private network (ZeroTier, WireGuard)".into(),
-        ));
-    }
-    let stream = tokio::time::timeout(router.timeout, tokio::net::TcpStream::connect(&target))
+        let stream = tokio::time::timeout(router.timeout, tokio::net::TcpStream::connect(&target))
         .await
         .map_err(|_| ApiError::Timeout(router.timeout))??;
     stream.set_nodelay(true)?;
-    let mut conn = Connection::new(stream, router.timeout);
+    let mut conn = match &router.tls {
+        None => Connection::new(stream, router.timeout),
+        Some(verify) => {
+            let config = tls::client_config(verify).map_err(ApiError::Tls)?;
+            let name = tls::server_name(&router.address).map_err(ApiError::Tls)?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            let tls = tokio::time::timeout(router.timeout, connector.connect(name, stream))
+                .await
+                .map_err(|_| ApiError::Timeout(router.timeout))?
+                .map_err(|e| ApiError::Tls(e.to_string()))?;
+            Connection::new(tls, router.timeout)
+        }
+    };
     conn.login(&router.username, &router.password).await?;
     Ok(conn)
 }

@@ -1,0 +1,130 @@
+//! TLS for the API service (`api-ssl`, 8729). Verification is always on: against a CA file
+//! (the certificate's names must match the router's address), or against a pinned SHA-256
+//! fingerprint of the router's certificate (for the self-signed certificates routers usually
+//! carry). `insecure: true` turns verification off and is warned about at load.
+//!
+//! A router with no certificate on `api-ssl` offers only anonymous Diffie-Hellman suites,
+//! which rustls (rightly) refuses: give the router a certificate.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use crate::desired::inventory::TlsVerify;
+
+/// A TLS client configuration for one router.
+pub fn client_config(verify: &TlsVerify) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = match verify {
+        TlsVerify::Ca(path) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("CA file {} holds no certificate", path.display()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        TlsVerify::Fingerprint(fp) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                fingerprint: Some(*fp),
+                provider,
+            }))
+            .with_no_client_auth(),
+        TlsVerify::Insecure => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                fingerprint: None,
+                provider,
+            }))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// The name to verify: the router's address as an IP address or a DNS name.
+pub fn server_name(address: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(address.to_string()).map_err(|e| format!("{address:?}: {e}"))
+}
+
+/// Accepts exactly the certificate whose SHA-256 is pinned (or, with `None`, any); the
+/// handshake's signatures are still checked, so the peer must hold the certificate's key.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: Option<[u8; 32]>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let Some(want) = self.fingerprint else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if got == want {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(Error::General(format!(
+                "the router's certificate has fingerprint {}, not the pinned {}",
+                hex::encode(got),
+                hex::encode(want)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
