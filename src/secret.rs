@@ -166,13 +166,60 @@ impl SecretResolver {
     }
 }
 
-/// Parses `KEY=VALUE` lines (the lab's `secrets.env`); `#` lines and blank lines are skipped.
+/// Parses `KEY=VALUE` lines as `sh` reads them when the file is sourced (`set -a; . FILE`):
+/// single quotes, double quotes and backslashes are unquoted; `#` lines and blank lines are
+/// skipped. The lab's `secrets.env` and the files `import` writes use this form.
 pub fn parse_env_file(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .map(|(k, v)| (k.trim().to_string(), shell_unquote(v)))
         .collect()
+}
+
+/// Quotes a value for a `KEY=VALUE` line that `sh` sources unchanged.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+fn shell_unquote(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    out.push(c);
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                if !matches!(n, '"' | '\\' | '$' | '`') {
+                                    out.push('\\');
+                                }
+                                out.push(n);
+                            }
+                        }
+                        c => out.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The key of every keyed hash the tool makes (fingerprints, secret hashes in plans and state).
@@ -296,6 +343,19 @@ mod tests {
             .resolve(&SecretRef::File("missing".into()), dir.path())
             .unwrap_err();
         assert!(e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn env_file_values_round_trip_through_shell_quoting() {
+        for v in ["plain", "it's a \"pw\" $HOME", "back\\slash 'x'", ""] {
+            let text = format!("K={}\n", shell_quote(v));
+            assert_eq!(parse_env_file(&text)["K"], v, "{text}");
+        }
+        // What sh makes of the lab's own lines.
+        assert_eq!(
+            parse_env_file("K='n3w \"clave\" \\ 2026'\n")["K"],
+            "n3w \"clave\" \\ 2026"
+        );
     }
 
     #[test]

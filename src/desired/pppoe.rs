@@ -139,6 +139,8 @@ pub enum Service {
     Pptp,
     /// sstp
     Sstp,
+    /// isdn (RouterOS 6 only)
+    Isdn,
 }
 
 impl Service {
@@ -151,6 +153,7 @@ impl Service {
             Service::Pppoe => "pppoe",
             Service::Pptp => "pptp",
             Service::Sstp => "sstp",
+            Service::Isdn => "isdn",
         }
     }
 }

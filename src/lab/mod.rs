@@ -52,7 +52,7 @@ pub const SEED_PEER_PROVIDER: &str =
 
 /// Secret values of the demo's environment references. Lab-only: never real credentials.
 pub const SEED_SECRETS: &str = "# Lab-only secret values for { env: NAME } references.\n\
-CHAP_TECNICO_NODE1=n3w \"clave\" \\ 2026\n\
+CHAP_TECNICO_NODE1='n3w \"clave\" \\ 2026'\n\
 CHAP_ADMIN_NODE2=s3cret-admin-2\n\
 ROUTER_BALANCEADOR_PASSWORD=lab-router-pw\n\
 PPPOE_JUAN_PEREZ=juan-2026-nuevo\n\

@@ -74,7 +74,7 @@ pub fn render(router: &str, secrets: &[LiveSecret], passwords_visible: bool) -> 
             } else {
                 let var = env_name(router, name, &mut taken);
                 y.push_str(&format!("    password: {{ env: {var} }}\n"));
-                env.push_str(&format!("{var}={p}\n"));
+                env.push_str(&format!("{var}={}\n", crate::secret::shell_quote(p)));
             }
         }
         let get = |k: &str| s.fields.get(k).map(String::as_str).unwrap_or("");

@@ -113,8 +113,11 @@ impl LiveSecret {
     }
     /// The comment without wispctl's tag.
     fn comment_text(&self) -> &str {
+        // Exactly the one space `tagged` puts before the tag: a comment that itself ends in
+        // spaces keeps them.
         let c = self.comment();
-        c.strip_suffix(TAG).map_or(c, str::trim_end)
+        c.strip_suffix(TAG)
+            .map_or(c, |s| s.strip_suffix(' ').unwrap_or(s))
     }
 }
 
@@ -128,6 +131,8 @@ pub struct RouterLive {
     passwords_visible: bool,
     /// Keyed hashes of the passwords wispctl last applied, by secret name.
     applied: BTreeMap<String, SecretHash>,
+    /// Secrets whose kick an earlier apply could not make.
+    pending_kicks: BTreeSet<String>,
 }
 
 /// What wispctl remembers of a router between runs.
@@ -135,6 +140,10 @@ pub struct RouterLive {
 struct RouterState {
     /// Keyed hash of the last applied password, by secret name.
     passwords: BTreeMap<String, SecretHash>,
+    /// Secrets changed by an apply that could not disconnect their session: the next run
+    /// kicks them even though nothing differs any more.
+    #[serde(default)]
+    pending_kicks: BTreeSet<String>,
 }
 
 fn normalise(key: &str, value: &str) -> String {
@@ -220,7 +229,10 @@ impl Provider for PppoeProvider {
             "observed router"
         );
         let (secrets, profiles, active, passwords_visible) = live;
-        let applied = read_state(&self.state_dir, router).passwords;
+        let RouterState {
+            passwords: applied,
+            pending_kicks,
+        } = read_state(&self.state_dir, router);
         let mut fp = BTreeMap::new();
         let by_name: BTreeMap<&str, &LiveSecret> = secrets.iter().map(|s| (s.name(), s)).collect();
         let digest = |s: &LiveSecret| {
@@ -247,6 +259,7 @@ impl Provider for PppoeProvider {
                 active,
                 passwords_visible,
                 applied,
+                pending_kicks,
             },
             fingerprints: fp,
         })
@@ -291,14 +304,18 @@ impl Provider for PppoeProvider {
                     .collect();
             }
         };
-        let (outcomes, hashes) = apply_router(&mut conn, items, &self.key).await;
+        let (outcomes, done) = apply_router(&mut conn, items, &self.key).await;
         let mut state = read_state(&self.state_dir, router);
-        for (name, hash) in hashes {
+        for (name, hash) in done.hashes {
             match hash {
                 Some(h) => state.passwords.insert(name, h),
                 None => state.passwords.remove(&name),
             };
         }
+        for name in done.kicked {
+            state.pending_kicks.remove(&name);
+        }
+        state.pending_kicks.extend(done.kicks_lost);
         let bytes = serde_json::to_vec_pretty(&state).expect("state serialises");
         if let Err(e) = std::fs::create_dir_all(&self.state_dir).and_then(|()| {
             crate::files::write_atomic(&state_path(&self.state_dir, router), &bytes, 0o600)
@@ -479,8 +496,16 @@ fn diff_router(
                     ));
                     changed.push("comment".into());
                 }
-                if changed.is_empty() {
+                let pending =
+                    kick_on && live.pending_kicks.contains(&d.name) && !sessions.is_empty();
+                if changed.is_empty() && !pending {
                     continue;
+                }
+                if changed.is_empty() {
+                    reason = Some(
+                        "an earlier apply changed this secret but could not disconnect its session"
+                            .into(),
+                    );
                 }
                 if !l.owned() {
                     if !changed.iter().any(|c| c == "comment") {
@@ -491,7 +516,7 @@ fn diff_router(
                             .to_string()
                     });
                 }
-                let kick = if kick_on && effective {
+                let kick = if kick_on && (effective || pending) {
                     sessions
                 } else {
                     Vec::new()
@@ -600,16 +625,24 @@ fn field_words(d: &DesiredSecret, which: Option<&[String]>) -> Vec<String> {
     words
 }
 
-/// Password hash updates after an apply: `Some` set, `None` forget.
-type HashUpdates = Vec<(String, Option<SecretHash>)>;
+/// What an apply leaves for the router's state file.
+#[derive(Default)]
+struct Done {
+    /// Password hash updates: `Some` set, `None` forget.
+    hashes: Vec<(String, Option<SecretHash>)>,
+    /// Secrets whose sessions were disconnected.
+    kicked: Vec<String>,
+    /// Secrets changed whose sessions could not be disconnected: kicked by the next run.
+    kicks_lost: Vec<String>,
+}
 
 async fn apply_router(
     conn: &mut Connection,
     items: Vec<Item<Op>>,
     key: &HashKey,
-) -> (Vec<Outcome>, HashUpdates) {
+) -> (Vec<Outcome>, Done) {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
-    let mut hashes = Vec::new();
+    let mut done = Done::default();
     // Creates and updates: one command each, in one round trip.
     let mut writes = Vec::new();
     let mut write_idx = Vec::new();
@@ -621,6 +654,10 @@ async fn apply_router(
                 words.extend(field_words(d, None));
                 writes.push(Command { words });
                 write_idx.push(i);
+            }
+            Op::Set { fields, .. } if fields.is_empty() => {
+                // Only a pending kick: nothing to write.
+                outcomes[i] = Some(Outcome::applied(&item.change.address, item.change.action));
             }
             Op::Set {
                 id,
@@ -704,23 +741,27 @@ async fn apply_router(
             kicked.push(i);
         }
     }
+    let kicked_names = |idx: &[usize]| -> Vec<String> {
+        idx.iter()
+            .filter_map(|&i| match &items[i].op {
+                Op::Set { desired, .. } => Some(desired.name.clone()),
+                Op::Remove { name, .. } => Some(name.clone()),
+                Op::Add(_) => None,
+            })
+            .collect()
+    };
     if !kick_ids.is_empty() {
-        let cmd = Command::new([
-            "/ppp/active/remove".to_string(),
-            format!("=.id={}", kick_ids.join(",")),
-        ]);
-        let err = match conn.call(cmd).await {
-            Ok(r) => r.trap.map(|t| t.message),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(why) = err {
-            // A session that ended on its own since the plan is not a failure worth reporting.
-            if !why.contains("no such item") {
+        match kick(conn, &kick_ids).await {
+            Ok(()) => done.kicked = kicked_names(&kicked),
+            Err(why) => {
                 fail_all(
                     &mut outcomes,
                     &kicked,
-                    &format!("applied, but the session could not be disconnected: {why}"),
+                    &format!(
+                        "applied, but the session could not be disconnected (the next run retries): {why}"
+                    ),
                 );
+                done.kicks_lost = kicked_names(&kicked);
             }
         }
     }
@@ -748,7 +789,8 @@ async fn apply_router(
                             format!("verification failed: {why}"),
                         ));
                     } else if let Some(p) = &d.password {
-                        hashes.push((d.name.clone(), Some(SecretHash::of(key, p))));
+                        done.hashes
+                            .push((d.name.clone(), Some(SecretHash::of(key, p))));
                     }
                 }
             }
@@ -763,14 +805,47 @@ async fn apply_router(
         if let Op::Remove { name, .. } = &items[i].op
             && outcomes[i].as_ref().is_some_and(|o| o.reason.is_none())
         {
-            hashes.push((name.clone(), None));
+            done.hashes.push((name.clone(), None));
         }
     }
     let outcomes = outcomes
         .into_iter()
         .map(|o| o.expect("every item has an outcome"))
         .collect();
-    (outcomes, hashes)
+    (outcomes, done)
+}
+
+/// Disconnects sessions with one batched remove. RouterOS changes nothing when one id of the
+/// list is unknown (a session that ended on its own since the plan): then each id is removed on
+/// its own, in one round trip, and the ones already gone are not an error.
+async fn kick(conn: &mut Connection, ids: &[String]) -> Result<(), String> {
+    let batched = Command::new([
+        "/ppp/active/remove".to_string(),
+        format!("=.id={}", ids.join(",")),
+    ]);
+    let trap = match conn.call(batched).await {
+        Ok(r) => r.trap.map(|t| t.message),
+        Err(e) => return Err(e.to_string()),
+    };
+    let Some(why) = trap else {
+        return Ok(());
+    };
+    if !why.contains("no such item") {
+        return Err(why);
+    }
+    let one_by_one = ids
+        .iter()
+        .map(|id| Command::new(["/ppp/active/remove".to_string(), format!("=.id={id}")]))
+        .collect();
+    let replies = conn.run(one_by_one).await.map_err(|e| e.to_string())?;
+    match replies
+        .into_iter()
+        .filter_map(|r| r.trap)
+        .find(|t| !t.message.contains("no such item"))
+    {
+        Some(t) => Err(t.message),
+        None => Ok(()),
+    }
 }
 
 fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
@@ -788,7 +863,7 @@ fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
     {
         return Some("the password does not read back as written".into());
     }
-    if l.comment() != tagged(&d.comment) {
+    if l.comment_text() != d.comment || !l.owned() {
         return Some("the comment does not read back as written, with its tag".into());
     }
     None
@@ -851,6 +926,7 @@ mod tests {
             active: a,
             passwords_visible: visible,
             applied: BTreeMap::new(),
+            pending_kicks: BTreeSet::new(),
         }
     }
 

@@ -44,7 +44,7 @@ pub enum ApiError {
         /// The router's message.
         message: String,
     },
-        /// Login refused.
+    /// Login refused.
     #[error("login failed: {0}")]
     Login(String),
     /// The TLS handshake failed or the certificate was refused.

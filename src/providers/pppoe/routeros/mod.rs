@@ -16,7 +16,7 @@ pub async fn connect(router: &Router, addr: Option<SocketAddr>) -> Result<Connec
         Some(a) => a.to_string(),
         None => format!("{}:{}", router.address, router.port),
     };
-        let stream = tokio::time::timeout(router.timeout, tokio::net::TcpStream::connect(&target))
+    let stream = tokio::time::timeout(router.timeout, tokio::net::TcpStream::connect(&target))
         .await
         .map_err(|_| ApiError::Timeout(router.timeout))??;
     stream.set_nodelay(true)?;
