@@ -16,3 +16,4 @@ pub mod plan;
 pub mod providers;
 pub mod schemas;
 pub mod secret;
+pub mod tls;

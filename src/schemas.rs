@@ -4,6 +4,7 @@
 use crate::desired::inventory::InventoryFile;
 use crate::desired::pppd::PppdFile;
 use crate::desired::pppoe::PppoeFile;
+use crate::desired::uisp::UispFile;
 use crate::plan::Plan;
 use crate::plan::report::ApplyReport;
 

@@ -152,6 +152,7 @@ impl World {
                 .iter()
                 .map(|(n, l)| (n.clone(), l.addr()))
                 .collect(),
+            lab_uisp: Default::default(),
         };
         Engine::new(
             providers::kinds(&d, &ctx),

@@ -330,6 +330,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         lab_root: None,
         state_dir: std::env::temp_dir().join("wispctl-test-unused-state"),
         lab_routers: Default::default(),
+        lab_uisp: Default::default(),
     };
     let engine = Engine::new(
         providers::kinds(&d, &ctx),

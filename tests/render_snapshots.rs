@@ -28,6 +28,7 @@ fn lab_plan() -> Plan {
             lab_root: Some(lab.clone()),
             state_dir: tmp.path().join("state"),
             lab_routers: labs.router_addrs(),
+            lab_uisp: Default::default(),
         };
         let engine = Engine::new(
             providers::kinds(&d, &ctx),

@@ -22,6 +22,9 @@ pub struct InventoryFile {
     /// MikroTik routers reached over the RouterOS API, by name.
     #[serde(default)]
     pub routers: BTreeMap<String, RouterSpec>,
+    /// UISP (NMS) servers, by name.
+    #[serde(default)]
+    pub uisp: BTreeMap<String, UispSpec>,
     /// Let this file hold `{ inline: ... }` credentials (each one is warned about).
     #[serde(default)]
     pub allow_inline_secrets: bool,
@@ -157,4 +160,40 @@ pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         .filter(|c| *c != ':')
         .collect();
     hex::decode(hexs).ok()?.try_into().ok()
+}
+
+/// A UISP (NMS) server.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UispSpec {
+    /// Base URL of UISP, such as `https://uisp.example.net` (the NMS API path is added).
+    pub url: String,
+    /// An NMS API token (Settings > Users > API tokens), as a reference. Not a CRM app key.
+    pub token: SecretRef,
+    /// PEM file of a CA to trust instead of the system's (a self-signed UISP certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate. Only for a lab; warned about.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Seconds to wait for an answer (default 120: `GET /devices` is one unpaginated list).
+    #[serde(default = "default_uisp_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_uisp_timeout() -> u64 {
+    120
+}
+
+/// A UISP server after validation.
+#[derive(Debug, Clone)]
+pub struct Uisp {
+    /// `https://HOST[:PORT]/nms/api/v2.1`.
+    pub api: String,
+    /// The NMS API token.
+    pub token: crate::secret::Secret,
+    /// How the server's certificate is checked: `None` for the system's roots.
+    pub tls: Option<TlsVerify>,
+    /// Bound on every request.
+    pub timeout: std::time::Duration,
 }

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod locate;
 pub mod pppd;
 pub mod pppoe;
+pub mod uisp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,11 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 pub use diag::{Diagnostic, LoadErrors, Severity};
-use inventory::{Guards, HostSpec, InventoryFile, Router, TlsVerify};
+use inventory::{Guards, HostSpec, InventoryFile, Router, TlsVerify, Uisp};
 use locate::LocationIndex;
 use pppd::{PppdDesired, PppdFile};
 use pppoe::{PppoeDesired, PppoeFile};
+use uisp::{UispDesired, UispFile};
 
 use crate::secret::{Secret, SecretRef, SecretResolver};
 
@@ -53,6 +55,10 @@ pub struct DesiredState {
     pub routers: BTreeMap<String, Router>,
     /// PPPoE desired state by router name.
     pub pppoe: BTreeMap<String, PppoeDesired>,
+    /// UISP servers by name, tokens resolved.
+    pub uisp_servers: BTreeMap<String, Uisp>,
+    /// UISP desired state by server name.
+    pub uisp: BTreeMap<String, UispDesired>,
     /// SHA-256 over every file's relative path and bytes: a saved plan names the exact input.
     pub digest: String,
     /// Warnings (inline secrets and the like); errors fail the load instead.
@@ -61,7 +67,7 @@ pub struct DesiredState {
 
 /// Resource kinds that have a folder; a YAML file anywhere else is an error, so that a typo in a
 /// folder name does not silently drop a whole kind.
-const KIND_FOLDERS: &[&str] = &["pppd", "pppoe"];
+const KIND_FOLDERS: &[&str] = &["pppd", "pppoe", "uisp"];
 
 /// Loads and validates a desired-state folder.
 pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadErrors> {
@@ -83,11 +89,17 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     hasher.update(b"inventory.yaml\0");
     hasher.update(inv_text.as_bytes());
     let mut routers = BTreeMap::new();
+    let mut uisp_servers = BTreeMap::new();
     let inventory = inventory.map(|(inv, index)| {
         let mut check = FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
         for (name, r) in &inv.routers {
             if let Some(router) = validate_router(name, r, inv.allow_inline_secrets, &mut check) {
                 routers.insert(name.clone(), router);
+            }
+        }
+        for (name, u) in &inv.uisp {
+            if let Some(server) = validate_uisp(name, u, inv.allow_inline_secrets, &mut check) {
+                uisp_servers.insert(name.clone(), server);
             }
         }
         for (name, host) in &inv.hosts {
@@ -109,6 +121,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
 
     let mut pppd: BTreeMap<String, PppdDesired> = BTreeMap::new();
     let mut pppoe_ctx = PppoeLoad::default();
+    let mut uisp_ctx = UispLoad::default();
     let mut pppd_sources: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
     for (rel, path) in resource_files(dir, &mut diags) {
         let text = match std::fs::read_to_string(&path) {
@@ -128,6 +141,18 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
                 &text,
                 &inventory,
                 &mut pppoe_ctx,
+                &mut diags,
+                dir,
+                resolver,
+            );
+            continue;
+        }
+        if kind == "uisp" {
+            load_uisp(
+                &path,
+                &text,
+                &inventory,
+                &mut uisp_ctx,
                 &mut diags,
                 dir,
                 resolver,
@@ -187,6 +212,8 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         pppd,
         routers,
         pppoe: pppoe_ctx.desired,
+        uisp_servers,
+        uisp: uisp_ctx.desired,
         digest: hex::encode(hasher.finalize()),
         warnings,
     })
@@ -248,6 +275,131 @@ fn load_pppoe(
     if let Some(d) = pppoe::validate(file, &mut check, &mut ctx.remote) {
         ctx.desired.insert(router, d);
     }
+}
+
+#[derive(Default)]
+struct UispLoad {
+    desired: BTreeMap<String, UispDesired>,
+    sources: BTreeMap<String, (PathBuf, usize)>,
+}
+
+fn load_uisp(
+    path: &Path,
+    text: &str,
+    inventory: &Option<InventoryFile>,
+    ctx: &mut UispLoad,
+    diags: &mut Vec<Diagnostic>,
+    dir: &Path,
+    resolver: &SecretResolver,
+) {
+    let Some((file, index)) = parse::<UispFile>(path, text, diags) else {
+        return;
+    };
+    let mut check = FileCheck::new(path, &index, dir, resolver, diags);
+    if let Some(inv) = inventory
+        && !inv.uisp.contains_key(&file.uisp)
+    {
+        let known: Vec<_> = inv.uisp.keys().map(String::as_str).collect();
+        check.error(
+            "uisp",
+            format!(
+                "UISP server {:?} is not defined in inventory.yaml (defined: {})",
+                file.uisp,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+    }
+    if let Some((other, line)) = ctx.sources.get(&file.uisp) {
+        check.error(
+            "uisp",
+            format!(
+                "UISP server {:?} already has a file: {}:{line}",
+                file.uisp,
+                other.display()
+            ),
+        );
+    } else {
+        ctx.sources.insert(
+            file.uisp.clone(),
+            (path.to_path_buf(), check.place("uisp").0),
+        );
+    }
+    let name = file.uisp.clone();
+    if let Some(d) = uisp::validate(file, &mut check) {
+        ctx.desired.insert(name, d);
+    }
+}
+
+fn validate_uisp(
+    name: &str,
+    u: &inventory::UispSpec,
+    inline_ok: bool,
+    check: &mut FileCheck<'_>,
+) -> Option<Uisp> {
+    let at = format!("uisp.{name}");
+    let before = check.error_count();
+    if let Err(why) = valid_name(name) {
+        check.error(
+            &format!("{at}#key"),
+            format!("invalid UISP name {name:?}: {why}"),
+        );
+    }
+    let url = u.url.trim_end_matches('/');
+    let host_ok = url.strip_prefix("https://").is_some_and(|h| {
+        !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    });
+    if !host_ok {
+        check.error(
+            &format!("{at}.url"),
+            format!(
+                "url {:?} must be https://HOST[:PORT] (the token must never travel in clear)",
+                u.url
+            ),
+        );
+    }
+    let tls = match (&u.ca_file, u.insecure) {
+        (Some(_), true) => {
+            check.error(
+                &format!("{at}.insecure"),
+                "give ca_file or insecure, not both".into(),
+            );
+            None
+        }
+        (Some(ca), false) => {
+            let full = check.file.parent().unwrap_or(check.root()).join(ca);
+            if !full.is_file() {
+                check.error(
+                    &format!("{at}.ca_file"),
+                    format!("CA file {} does not exist", full.display()),
+                );
+            }
+            Some(TlsVerify::Ca(full))
+        }
+        (None, true) => {
+            check.warn(
+                &format!("{at}.insecure"),
+                "TLS certificate verification is off for this UISP server: anyone on the path can take its token".into(),
+            );
+            Some(TlsVerify::Insecure)
+        }
+        (None, false) => None,
+    };
+    let token = check.secret(&u.token, &format!("{at}.token"), inline_ok);
+    if check.error_count() > before {
+        return None;
+    }
+    Some(Uisp {
+        api: format!("{url}/nms/api/v2.1"),
+        token: token?,
+        tls,
+        timeout: std::time::Duration::from_secs(u.timeout_secs.max(1)),
+    })
 }
 
 fn validate_router(

@@ -9,6 +9,7 @@
 pub mod demo;
 pub mod routeros;
 pub mod runtime;
+pub mod uisp;
 
 pub use runtime::Runtime;
 

@@ -1,8 +1,10 @@
 //! One folder per resource kind, each with the same parts: observe, diff (pure), apply, and a
 //! lab twin. [`kinds`] is the one place that lists them.
 
+pub mod ownership;
 pub mod pppd;
 pub mod pppoe;
+pub mod uisp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,6 +26,8 @@ pub struct Context {
     pub state_dir: PathBuf,
     /// Lab routers' API addresses by router name, when the lab runs them.
     pub lab_routers: BTreeMap<String, SocketAddr>,
+    /// Lab UISP servers by name, when the lab runs them.
+    pub lab_uisp: BTreeMap<String, uisp::LabEndpoint>,
 }
 
 /// Every kind, ready for the engine.
@@ -31,5 +35,6 @@ pub fn kinds(desired: &DesiredState, ctx: &Context) -> Vec<Arc<dyn Kind>> {
     vec![
         engine::kind(pppd::PppdProvider::new(desired, ctx)),
         engine::kind(pppoe::PppoeProvider::new(desired, ctx)),
+        engine::kind(uisp::UispProvider::new(desired, ctx)),
     ]
 }

@@ -35,8 +35,7 @@ use crate::plan::report::Outcome;
 use crate::plan::{Action, Change, FieldDiff, address};
 use crate::secret::{HashKey, SecretHash};
 
-/// The tag at the end of a comment that marks a secret as wispctl's.
-pub const TAG: &str = "[wispctl]";
+pub use super::ownership::{TAG, tagged};
 
 /// Fields whose change only takes effect on a new session.
 const EFFECTIVE: &[&str] = &[
@@ -51,15 +50,6 @@ const EFFECTIVE: &[&str] = &[
     "routes",
     "caller-id",
 ];
-
-/// The comment as written to the router: the operator's text and the tag.
-pub fn tagged(comment: &str) -> String {
-    if comment.is_empty() {
-        TAG.to_string()
-    } else {
-        format!("{comment} {TAG}")
-    }
-}
 
 /// The pppoe provider.
 pub struct PppoeProvider {
@@ -109,15 +99,11 @@ impl LiveSecret {
         self.fields.get("comment").map_or("", String::as_str)
     }
     fn owned(&self) -> bool {
-        self.comment().ends_with(TAG)
+        super::ownership::is_tagged(self.comment())
     }
     /// The comment without wispctl's tag.
     fn comment_text(&self) -> &str {
-        // Exactly the one space `tagged` puts before the tag: a comment that itself ends in
-        // spaces keeps them.
-        let c = self.comment();
-        c.strip_suffix(TAG)
-            .map_or(c, |s| s.strip_suffix(' ').unwrap_or(s))
+        super::ownership::untagged(self.comment())
     }
 }
 

@@ -2,7 +2,6 @@
 
 pub mod client;
 pub mod codec;
-pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -23,8 +22,8 @@ pub async fn connect(router: &Router, addr: Option<SocketAddr>) -> Result<Connec
     let mut conn = match &router.tls {
         None => Connection::new(stream, router.timeout),
         Some(verify) => {
-            let config = tls::client_config(verify).map_err(ApiError::Tls)?;
-            let name = tls::server_name(&router.address).map_err(ApiError::Tls)?;
+            let config = crate::tls::client_config(Some(verify)).map_err(ApiError::Tls)?;
+            let name = crate::tls::server_name(&router.address).map_err(ApiError::Tls)?;
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
             let tls = tokio::time::timeout(router.timeout, connector.connect(name, stream))
                 .await

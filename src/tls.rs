@@ -1,7 +1,8 @@
-//! TLS for the API service (`api-ssl`, 8729). Verification is always on: against a CA file
-//! (the certificate's names must match the router's address), or against a pinned SHA-256
-//! fingerprint of the router's certificate (for the self-signed certificates routers usually
-//! carry). `insecure: true` turns verification off and is warned about at load.
+//! TLS client settings shared by every provider that speaks TLS (the RouterOS `api-ssl`
+//! service, UISP's HTTPS API). Verification is always on: against the system's roots, a CA
+//! file (the certificate's names must match the address), or a pinned SHA-256 fingerprint of
+//! the peer's certificate (for the self-signed certificates routers usually carry).
+//! `insecure: true` turns verification off and is warned about at load.
 //!
 //! A router with no certificate on `api-ssl` offers only anonymous Diffie-Hellman suites,
 //! which rustls (rightly) refuses: give the router a certificate.
@@ -17,12 +18,19 @@ use sha2::{Digest, Sha256};
 
 use crate::desired::inventory::TlsVerify;
 
-/// A TLS client configuration for one router.
-pub fn client_config(verify: &TlsVerify) -> Result<ClientConfig, String> {
+/// A TLS client configuration: `None` verifies against the system's roots.
+pub fn client_config(verify: Option<&TlsVerify>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let Some(verify) = verify else {
+        use rustls_platform_verifier::BuilderVerifierExt;
+        return Ok(builder
+            .with_platform_verifier()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth());
+    };
     let config = match verify {
         TlsVerify::Ca(path) => {
             let mut roots = RootCertStore::empty();
@@ -55,6 +63,22 @@ pub fn client_config(verify: &TlsVerify) -> Result<ClientConfig, String> {
             .with_no_client_auth(),
     };
     Ok(config)
+}
+
+/// A TLS client configuration trusting the CA certificates of a PEM string (the lab's).
+pub fn client_config_with_ca_pem(pem: &str) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The name to verify: the router's address as an IP address or a DNS name.
