@@ -25,6 +25,7 @@ pub fn all() -> Vec<(&'static str, String)> {
             "pppoe.schema.json",
             pretty(schemars::schema_for!(PppoeFile)),
         ),
+        ("uisp.schema.json", pretty(schemars::schema_for!(UispFile))),
         ("plan.schema.json", pretty(schemars::schema_for!(Plan))),
         (
             "apply-report.schema.json",

@@ -1975,3 +1975,958 @@ fn new_uuid() -> String {
         &h[20..32]
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::RootCertStore;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use std::time::Instant;
+
+    const TOKEN: &str = "lab-nms-token";
+    const CRM_KEY: &str = "lab-crm-app-key";
+    const TOWER: &str = "0b6f4c2e-1a2b-4c3d-8e9f-000000000001";
+    const CASA: &str = "0b6f4c2e-1a2b-4c3d-8e9f-000000000002";
+    const OTRA: &str = "0b6f4c2e-1a2b-4c3d-8e9f-000000000003";
+    const JUAN: &str = "5d1c7a10-0000-4000-8000-000000000001";
+    const AP: &str = "5d1c7a10-0000-4000-8000-000000000002";
+    const GHOST: &str = "5d1c7a10-0000-4000-8000-000000000003";
+    const NOBODY: &str = "5d1c7a10-0000-4000-8000-0000000000ff";
+
+    fn site(id: &str, name: &str, kind: &str, parent: Option<&str>) -> LabSite {
+        LabSite {
+            id: id.into(),
+            name: name.into(),
+            kind: kind.into(),
+            parent_id: parent.map(Into::into),
+            address: None,
+            note: None,
+        }
+    }
+
+    fn device(id: &str, mac: &str, name: Option<&str>, site: Option<&str>) -> LabDevice {
+        LabDevice {
+            id: id.into(),
+            mac: mac.into(),
+            name: name.map(Into::into),
+            ip: None,
+            model: "LB5".into(),
+            model_name: "LiteBeam M5".into(),
+            authorized: site.is_some(),
+            site_id: site.map(Into::into),
+            status: if site.is_some() {
+                "active".into()
+            } else {
+                "unauthorized".into()
+            },
+            failed_message_decryption: false,
+            key_resets: 0,
+        }
+    }
+
+    /// A tower site, an endpoint under it holding Juan's antenna, another empty endpoint, the
+    /// tower's AP, and a ghost.
+    fn seed() -> UispState {
+        UispState {
+            sites: vec![
+                LabSite {
+                    address: Some("Cerro Grande".into()),
+                    ..site(TOWER, "Torre Norte", "site", None)
+                },
+                LabSite {
+                    note: Some("casa azul".into()),
+                    ..site(CASA, "Tomatlan, Juan Perez", "endpoint", Some(TOWER))
+                },
+                site(OTRA, "Tomatlan, Otra Casa", "endpoint", Some(TOWER)),
+            ],
+            devices: vec![
+                LabDevice {
+                    ip: Some("10.10.1.139/24".into()),
+                    ..device(JUAN, "FC:EC:DA:00:00:01", Some("juan-lb5"), Some(CASA))
+                },
+                LabDevice {
+                    model: "LAP-GPS".into(),
+                    model_name: "LiteAP GPS".into(),
+                    ..device(AP, "FC:EC:DA:00:00:02", Some("ap-norte"), Some(TOWER))
+                },
+                LabDevice {
+                    failed_message_decryption: true,
+                    ..device(GHOST, "fc:ec:da:00:00:03", None, None)
+                },
+            ],
+        }
+    }
+
+    fn config() -> UispConfig {
+        UispConfig {
+            crm_keys: vec![CRM_KEY.into()],
+            connection_string: "wss://uisp.lab.invalid:443+abc+allowSelfSignedCertificate".into(),
+            ..UispConfig::with_token(TOKEN)
+        }
+    }
+
+    struct Lab {
+        lab: UispLab,
+        http: reqwest::Client,
+    }
+
+    struct Reply {
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+        body: Value,
+    }
+
+    impl Lab {
+        async fn new() -> Lab {
+            let lab = UispLab::start(config(), seed()).await.unwrap();
+            let http = client(&lab.ca_pem());
+            Lab { lab, http }
+        }
+
+        async fn call(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut rb = self.http.request(method, format!("{}{path}", self.lab.url()));
+            if let Some(t) = token {
+                rb = rb.header("x-auth-token", t);
+            }
+            if let Some(b) = body {
+                rb = rb.json(&b);
+            }
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let text = r.text().await.unwrap();
+            let body = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{path}: the lab answered no JSON ({e}): {text:?}"));
+            Reply {
+                status,
+                headers,
+                body,
+            }
+        }
+
+        async fn get(&self, path: &str) -> Reply {
+            self.call("GET", path, None, Some(TOKEN)).await
+        }
+
+        async fn post(&self, path: &str, body: Value) -> Reply {
+            self.call("POST", path, Some(body), Some(TOKEN)).await
+        }
+
+        fn device(&self, id: &str) -> LabDevice {
+            self.lab.state().devices.into_iter().find(|d| d.id == id).unwrap()
+        }
+    }
+
+    /// A client trusting only the lab's certificate, as a CA file.
+    fn client(ca_pem: &str) -> reqwest::Client {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    #[track_caller]
+    fn assert_error(r: &Reply, status: u16, message: &str) {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert!(r.body.is_object(), "{}", r.body);
+        assert_eq!(r.body["statusCode"], status, "{}", r.body);
+        assert_eq!(r.body["error"], reason(status), "{}", r.body);
+        assert_eq!(r.body["message"], message, "{}", r.body);
+    }
+
+    #[track_caller]
+    fn assert_invalid(r: &Reply, source: &str, key: &str, message: &str) {
+        assert_error(r, 400, message);
+        assert_eq!(r.body["validation"]["source"], source, "{}", r.body);
+        assert_eq!(r.body["validation"]["keys"], json!([key]), "{}", r.body);
+    }
+
+    fn ids(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["identification"]["id"].as_str().or(d["id"].as_str()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn serves_https_on_loopback_with_the_certificate_it_gives() {
+        let lab = Lab::new().await;
+        assert!(lab.lab.addr().ip().is_loopback());
+        assert_eq!(
+            lab.lab.url(),
+            format!("https://127.0.0.1:{}/nms/api/v2.1", lab.lab.addr().port())
+        );
+        assert!(lab.lab.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(lab.get("/devices").await.status, 200);
+        // Another lab's certificate is not trusted.
+        let other = UispLab::start(config(), UispState::default()).await.unwrap();
+        let wrong = client(&other.ca_pem());
+        let err = wrong
+            .get(format!("{}/devices", lab.lab.url()))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn auth_token_ok_wrong_token_missing_token_and_crm_key_are_401_objects() {
+        let lab = Lab::new().await;
+        assert_eq!(lab.call("GET", "/devices", None, Some(TOKEN)).await.status, 200);
+        let r = lab.call("GET", "/devices", None, Some("nope")).await;
+        assert_error(&r, 401, "Invalid token");
+        let r = lab.call("GET", "/devices", None, None).await;
+        assert_error(&r, 401, "Missing authentication");
+        // A CRM key sent to NMS: an object, never a list, like any wrong key.
+        let r = lab.call("GET", "/sites", None, Some(CRM_KEY)).await;
+        assert_error(&r, 401, "Invalid token");
+        assert!(!r.body.is_array());
+        // Nothing changes without a valid token.
+        let r = lab
+            .call("DELETE", &format!("/devices/{GHOST}"), None, Some(CRM_KEY))
+            .await;
+        assert_eq!(r.status, 401);
+        assert_eq!(lab.lab.state().devices.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_404_objects_before_auth() {
+        let lab = Lab::new().await;
+        let r = lab.call("GET", "/nothing", None, None).await;
+        assert_error(&r, 404, "Not Found");
+        let r = lab.call("PATCH", "/devices", None, Some(TOKEN)).await;
+        assert_error(&r, 404, "Not Found");
+        let r = lab.call("GET", "/devices/", None, Some(TOKEN)).await;
+        assert_error(&r, 404, "Not Found");
+        let url = format!("https://{}/crm/api/v1.0/clients", lab.lab.addr());
+        let r = lab.http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(lab.lab.calls()[3].path, "/crm/api/v1.0/clients");
+    }
+
+    #[tokio::test]
+    async fn devices_list_is_one_array_shaped_like_uisp() {
+        let lab = Lab::new().await;
+        let r = lab.get("/devices").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(ids(&r.body), [JUAN, AP, GHOST]);
+        let juan = &r.body[0];
+        let ident = &juan["identification"];
+        assert_eq!(ident["mac"], "FC:EC:DA:00:00:01");
+        assert_eq!(ident["name"], "juan-lb5");
+        assert_eq!(ident["hostname"], "juan-lb5");
+        assert_eq!(ident["displayName"], "juan-lb5");
+        assert_eq!(ident["model"], "LB5");
+        assert_eq!(ident["modelName"], "LiteBeam M5");
+        assert_eq!(ident["type"], "airMax");
+        assert_eq!(ident["category"], "wireless");
+        assert_eq!(ident["role"], "station");
+        assert_eq!(ident["authorized"], true);
+        assert_eq!(ident["status"], "active");
+        assert_eq!(
+            ident["site"],
+            json!({
+                "id": CASA, "name": "Tomatlan, Juan Perez", "status": "active", "type": "endpoint",
+                "parent": { "id": TOWER, "name": "Torre Norte", "type": "site" },
+            })
+        );
+        assert_eq!(juan["overview"]["status"], "active");
+        assert_eq!(juan["ipAddress"], "10.10.1.139/24");
+        assert_eq!(juan["enabled"], true);
+        assert_eq!(juan["attributes"]["series"], "M");
+        assert_eq!(juan["meta"]["failedMessageDecryption"], false);
+        assert_eq!(juan["meta"]["maintenance"], false);
+        assert!(juan["meta"]["alias"].is_null());
+        assert!(juan.get("interfaces").is_none());
+        // The AP's site is top level.
+        assert!(r.body[1]["identification"]["site"]["parent"].is_null());
+        // The ghost: no name, no IP, not authorized, no site, key out of sync.
+        let ghost = &r.body[2];
+        assert!(ghost["identification"]["name"].is_null());
+        assert!(ghost["ipAddress"].is_null());
+        assert!(ghost["identification"]["site"].is_null());
+        assert_eq!(ghost["identification"]["authorized"], false);
+        assert_eq!(ghost["identification"]["status"], "unauthorized");
+        assert_eq!(ghost["identification"]["mac"], "fc:ec:da:00:00:03");
+        assert_eq!(ghost["meta"]["failedMessageDecryption"], true);
+
+        let r = lab.get("/devices?withInterfaces=true").await;
+        assert_eq!(r.body[0]["interfaces"], json!([]));
+        let r = lab.get(&format!("/devices/{JUAN}")).await;
+        assert_eq!(r.body["identification"]["id"], JUAN);
+        assert_eq!(r.body["ipAddress"], "10.10.1.139/24");
+    }
+
+    #[tokio::test]
+    async fn devices_filters_and_bad_queries() {
+        let lab = Lab::new().await;
+        let r = lab.get(&format!("/devices?siteId={CASA}")).await;
+        assert_eq!(ids(&r.body), [JUAN]);
+        let r = lab.get(&format!("/devices?siteId={TOWER}")).await;
+        assert_eq!(ids(&r.body), [AP]);
+        let r = lab.get(&format!("/devices?siteId={OTRA}")).await;
+        assert_eq!(ids(&r.body), Vec::<&str>::new());
+        let r = lab.get("/devices?authorized=false").await;
+        assert_eq!(ids(&r.body), [GHOST]);
+        let r = lab.get("/devices?authorized=true").await;
+        assert_eq!(ids(&r.body), [JUAN, AP]);
+        let r = lab.get("/devices?type=airMax&role=station").await;
+        assert_eq!(r.body.as_array().unwrap().len(), 3);
+        let r = lab.get("/devices?type=erouter").await;
+        assert_eq!(r.body, json!([]));
+        let r = lab.get("/devices?role=ap&role=router").await;
+        assert_eq!(r.body, json!([]));
+        let r = lab.get("/devices?type=router").await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.body["validation"]["keys"], json!(["type"]));
+        let r = lab.get("/devices?authorized=maybe").await;
+        assert_invalid(&r, "query", "authorized", "\"authorized\" must be a boolean");
+        let r = lab.get("/devices?siteId=torre").await;
+        assert_invalid(&r, "query", "siteId", "\"siteId\" must be a valid GUID");
+        let r = lab.get("/devices?page=2").await;
+        assert_invalid(&r, "query", "page", "\"page\" is not allowed");
+    }
+
+    #[tokio::test]
+    async fn device_by_id_and_by_mac() {
+        let lab = Lab::new().await;
+        let r = lab.get(&format!("/devices/{NOBODY}")).await;
+        assert_error(&r, 404, &format!("Device {NOBODY} not found"));
+        let r = lab.get("/devices/FC:EC:DA:00:00:01").await;
+        assert_invalid(&r, "params", "id", "\"id\" must be a valid GUID");
+        for mac in ["FC:EC:DA:00:00:03", "fcecda000003", "fc%3Aec%3Ada%3A00%3A00%3A03"] {
+            let r = lab.get(&format!("/devices/mac/{mac}")).await;
+            assert_eq!(r.status, 200, "{mac}: {}", r.body);
+            assert_eq!(r.body, json!({ "id": GHOST, "type": "airMax", "series": "M" }));
+        }
+        let r = lab.get("/devices/mac/FC:EC:DA:00:00:02").await;
+        assert_eq!(r.body["series"], "M");
+        let r = lab.get("/devices/mac/FC:EC:DA:00:00:99").await;
+        assert_eq!(r.status, 404);
+        let r = lab.get("/devices/mac/not-a-mac").await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.body["validation"]["keys"], json!(["mac"]));
+    }
+
+    #[tokio::test]
+    async fn sites_list_filter_and_detail() {
+        let lab = Lab::new().await;
+        let r = lab.get("/sites").await;
+        assert_eq!(ids(&r.body), [TOWER, CASA, OTRA]);
+        let tower = &r.body[0];
+        assert_eq!(tower["id"], TOWER);
+        assert_eq!(tower["identification"]["type"], "site");
+        assert_eq!(tower["identification"]["name"], "Torre Norte");
+        assert_eq!(tower["identification"]["status"], "active");
+        assert_eq!(tower["identification"]["suspended"], false);
+        assert!(tower["identification"]["parent"].is_null());
+        assert_eq!(tower["description"]["address"], "Cerro Grande");
+        assert!(tower["description"]["note"].is_null());
+        assert_eq!(tower["description"]["deviceCount"], 1);
+        let endpoints: Vec<&Value> = tower["description"]["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["id"])
+            .collect();
+        assert_eq!(endpoints, [CASA, OTRA]);
+        let casa = &r.body[1];
+        assert_eq!(
+            casa["identification"]["parent"],
+            json!({ "id": TOWER, "name": "Torre Norte", "type": "site" })
+        );
+        assert_eq!(casa["description"]["note"], "casa azul");
+        assert_eq!(r.body[2]["identification"]["status"], "inactive");
+
+        assert_eq!(ids(&lab.get("/sites?type=endpoint").await.body), [CASA, OTRA]);
+        assert_eq!(ids(&lab.get("/sites?type=site").await.body), [TOWER]);
+        assert_eq!(lab.get("/sites?type=client").await.body, json!([]));
+        assert_eq!(lab.get("/sites?type=endpoint&ucrm=true").await.body, json!([]));
+        assert_eq!(ids(&lab.get(&format!("/sites?id={OTRA}&id={TOWER}")).await.body), [TOWER, OTRA]);
+        assert_eq!(ids(&lab.get(&format!("/sites?deviceId={JUAN}")).await.body), [CASA]);
+        assert_eq!(ids(&lab.get("/sites?ip=10.10.1.139").await.body), [CASA]);
+        assert_eq!(lab.get("/sites?type=tower").await.status, 400);
+
+        let r = lab.get(&format!("/sites/{CASA}")).await;
+        assert_eq!(r.body["identification"]["name"], "Tomatlan, Juan Perez");
+        let r = lab.get(&format!("/sites/{NOBODY}")).await;
+        assert_error(&r, 404, &format!("Site {NOBODY} not found"));
+        let r = lab.get("/sites/torre").await;
+        assert_invalid(&r, "params", "id", "\"id\" must be a valid GUID");
+    }
+
+    #[tokio::test]
+    async fn create_site_validates_and_answers_the_site() {
+        let lab = Lab::new().await;
+        let r = lab
+            .post(
+                "/sites",
+                json!({
+                    "name": "Tomatlan, Maria Lopez", "type": "endpoint", "parentSiteId": TOWER,
+                    "address": "Calle 5", "note": "", "contactName": "Maria",
+                    "location": { "latitude": 19.9, "longitude": -105.2 },
+                }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        assert!(is_guid(&id));
+        assert_eq!(r.body["identification"]["type"], "endpoint");
+        assert_eq!(r.body["identification"]["parent"]["id"], TOWER);
+        assert_eq!(r.body["description"]["address"], "Calle 5");
+        assert!(r.body["description"]["note"].is_null());
+        let made = lab.lab.state().sites.into_iter().find(|s| s.id == id).unwrap();
+        assert_eq!(
+            made,
+            LabSite {
+                id: id.clone(),
+                name: "Tomatlan, Maria Lopez".into(),
+                kind: "endpoint".into(),
+                parent_id: Some(TOWER.into()),
+                address: Some("Calle 5".into()),
+                note: None,
+            }
+        );
+        // The type defaults to site, the parent to none.
+        let r = lab.post("/sites", json!({ "name": "Torre Sur" })).await;
+        assert_eq!(r.body["identification"]["type"], "site");
+        assert!(r.body["identification"]["parent"].is_null());
+
+        let r = lab.post("/sites", json!({ "type": "site" })).await;
+        assert_invalid(&r, "payload", "name", "\"name\" is required");
+        let r = lab.post("/sites", json!({ "name": "" })).await;
+        assert_invalid(&r, "payload", "name", "\"name\" is not allowed to be empty");
+        let r = lab.post("/sites", json!({ "name": 5 })).await;
+        assert_invalid(&r, "payload", "name", "\"name\" must be a string");
+        let r = lab.post("/sites", json!({ "name": "x", "parent": TOWER })).await;
+        assert_invalid(&r, "payload", "parent", "\"parent\" is not allowed");
+        let r = lab.post("/sites", json!({ "name": "x", "type": "tower" })).await;
+        assert_eq!(r.status, 400);
+        let r = lab.post("/sites", json!({ "name": "x", "type": "client" })).await;
+        assert_eq!(r.status, 400);
+        let r = lab.post("/sites", json!({ "name": "x", "parentSiteId": "torre" })).await;
+        assert_invalid(&r, "payload", "parentSiteId", "\"parentSiteId\" must be a valid GUID");
+        let r = lab.post("/sites", json!({ "name": "x", "parentSiteId": NOBODY })).await;
+        assert_error(&r, 404, &format!("Site {NOBODY} not found"));
+        let r = lab
+            .post("/sites", json!({ "name": "x", "location": { "latitude": 95, "longitude": 0 } }))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = lab.post("/sites", json!(["x"])).await;
+        assert_invalid(&r, "payload", "", "\"value\" must be an object");
+        assert_eq!(r.body["validation"]["keys"], json!([]));
+        assert_eq!(lab.lab.state().sites.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn invalid_json_is_400() {
+        let lab = Lab::new().await;
+        let r = lab
+            .http
+            .post(format!("{}/sites", lab.lab.url()))
+            .header("x-auth-token", TOKEN)
+            .header("content-type", "application/json")
+            .body("{\"name\": ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["message"], "Invalid request payload JSON format");
+        assert_eq!(lab.lab.calls()[0].body, json!("{\"name\": "));
+    }
+
+    #[tokio::test]
+    async fn put_site_is_read_modify_write() {
+        let lab = Lab::new().await;
+        let mut site = lab.get(&format!("/sites/{OTRA}")).await.body;
+        site["identification"]["name"] = json!("Tomatlan, Casa Verde");
+        site["description"]["note"] = json!("portón verde");
+        site["description"]["address"] = json!(null);
+        let r = lab
+            .call("PUT", &format!("/sites/{OTRA}"), Some(site.clone()), Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["identification"]["name"], "Tomatlan, Casa Verde");
+        let s = lab.lab.state().sites[2].clone();
+        assert_eq!(s.name, "Tomatlan, Casa Verde");
+        assert_eq!(s.note.as_deref(), Some("portón verde"));
+        assert_eq!(s.parent_id.as_deref(), Some(TOWER));
+        // Detached: parent null.
+        site["identification"]["parent"] = json!(null);
+        let r = lab
+            .call("PUT", &format!("/sites/{OTRA}"), Some(site.clone()), Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(lab.lab.state().sites[2].parent_id, None);
+        // A parent below itself is refused.
+        let mut tower = lab.get(&format!("/sites/{TOWER}")).await.body;
+        tower["identification"]["parent"] = json!({ "id": CASA });
+        let r = lab
+            .call("PUT", &format!("/sites/{TOWER}"), Some(tower), Some(TOKEN))
+            .await;
+        assert_invalid(
+            &r,
+            "payload",
+            "identification.parent",
+            "\"parent\" cannot be the site itself or one of its descendants",
+        );
+        // The whole object is required.
+        let r = lab
+            .call("PUT", &format!("/sites/{OTRA}"), Some(json!({ "identification": site["identification"] })), Some(TOKEN))
+            .await;
+        assert_invalid(&r, "payload", "description", "\"description\" is required");
+        let mut bad = site.clone();
+        bad["identification"].as_object_mut().unwrap().remove("name");
+        let r = lab
+            .call("PUT", &format!("/sites/{OTRA}"), Some(bad), Some(TOKEN))
+            .await;
+        assert_invalid(&r, "payload", "identification.name", "\"name\" is required");
+        let mut bad = site.clone();
+        bad["identification"]["colour"] = json!("red");
+        let r = lab
+            .call("PUT", &format!("/sites/{OTRA}"), Some(bad), Some(TOKEN))
+            .await;
+        assert_invalid(&r, "payload", "identification.colour", "\"colour\" is not allowed");
+        let r = lab
+            .call("PUT", &format!("/sites/{NOBODY}"), Some(site), Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 404);
+    }
+
+    #[tokio::test]
+    async fn delete_site_only_when_empty() {
+        let lab = Lab::new().await;
+        let r = lab.call("DELETE", &format!("/sites/{TOWER}"), None, Some(TOKEN)).await;
+        assert_error(&r, 400, "Site Torre Norte is not empty: 1 device(s), 2 site(s)");
+        let r = lab.call("DELETE", &format!("/sites/{CASA}"), None, Some(TOKEN)).await;
+        assert_error(&r, 400, "Site Tomatlan, Juan Perez is not empty: 1 device(s), 0 site(s)");
+        let r = lab.call("DELETE", &format!("/sites/{OTRA}"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, json!({ "result": true, "message": "Site deleted" }));
+        assert_eq!(lab.lab.state().sites.len(), 2);
+        let r = lab.call("DELETE", &format!("/sites/{OTRA}"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 404);
+    }
+
+    #[tokio::test]
+    async fn bulk_authorize_assigns_and_moves_in_one_call() {
+        let lab = Lab::new().await;
+        let mut new_ids = Vec::new();
+        for i in 0..3 {
+            new_ids.push(lab.lab.add_device(device(
+                "",
+                &format!("FC:EC:DA:00:01:{i:02X}"),
+                Some(&format!("cpe-{i}")),
+                None,
+            )));
+        }
+        lab.lab.reset_calls();
+        let mut all: Vec<&str> = new_ids.iter().map(String::as_str).collect();
+        all.push(JUAN); // already authorized in CASA: moved
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": OTRA, "deviceIds": all }))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, json!({ "result": true, "message": "Devices authorized" }));
+        assert_eq!(lab.lab.calls().len(), 1);
+        for id in &all {
+            let d = lab.device(id);
+            assert!(d.authorized);
+            assert_eq!(d.site_id.as_deref(), Some(OTRA));
+            assert_eq!(d.status, "active");
+        }
+        let r = lab.get(&format!("/devices?siteId={OTRA}")).await;
+        assert_eq!(r.body.as_array().unwrap().len(), 4);
+
+        // An unknown device: nothing changes.
+        let before = lab.lab.state();
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [GHOST, NOBODY] }))
+            .await;
+        assert_error(&r, 404, &format!("Device {NOBODY} not found"));
+        assert_eq!(lab.lab.state().devices, before.devices);
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": NOBODY, "deviceIds": [GHOST] }))
+            .await;
+        assert_error(&r, 404, &format!("Site {NOBODY} not found"));
+        let r = lab.post("/devices/authorize", json!({ "deviceIds": [GHOST] })).await;
+        assert_invalid(&r, "payload", "siteId", "\"siteId\" is required");
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": ["FC:EC:DA:00:00:03"] }))
+            .await;
+        assert_invalid(&r, "payload", "deviceIds.0", "\"0\" must be a valid GUID");
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": GHOST }))
+            .await;
+        assert_invalid(&r, "payload", "deviceIds", "\"deviceIds\" must be an array");
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "ids": [GHOST] }))
+            .await;
+        assert_invalid(&r, "payload", "ids", "\"ids\" is not allowed");
+        // The ghost, key out of sync, authorized: disconnected.
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [GHOST] }))
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(lab.device(GHOST).status, "disconnected");
+    }
+
+    #[tokio::test]
+    async fn single_authorize_unassign_refresh_delete() {
+        let lab = Lab::new().await;
+        let r = lab
+            .post(&format!("/devices/{GHOST}/authorize"), json!({ "siteId": OTRA }))
+            .await;
+        assert_eq!(r.body, json!({ "result": true, "message": "Device authorized" }));
+        assert_eq!(lab.device(GHOST).site_id.as_deref(), Some(OTRA));
+        let r = lab
+            .post(&format!("/devices/{NOBODY}/authorize"), json!({ "siteId": OTRA }))
+            .await;
+        assert_eq!(r.status, 404);
+        let r = lab
+            .post(&format!("/devices/{GHOST}/authorize"), json!({ "siteId": OTRA, "deviceIds": [] }))
+            .await;
+        assert_invalid(&r, "payload", "deviceIds", "\"deviceIds\" is not allowed");
+
+        let r = lab.call("POST", &format!("/devices/{JUAN}/unassign"), None, Some(TOKEN)).await;
+        assert_eq!(r.body, json!({ "result": true, "message": "Device unassigned" }));
+        let juan = lab.device(JUAN);
+        assert!(!juan.authorized);
+        assert_eq!(juan.site_id, None);
+        assert_eq!(juan.status, "unauthorized");
+        let r = lab.get(&format!("/devices/{JUAN}")).await;
+        assert!(r.body["identification"]["site"].is_null());
+        let r = lab.call("POST", &format!("/devices/{NOBODY}/unassign"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 404);
+
+        let r = lab.call("POST", &format!("/devices/{GHOST}/refresh"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["result"], true);
+        let ghost = lab.device(GHOST);
+        assert_eq!(ghost.key_resets, 1);
+        assert!(!ghost.failed_message_decryption);
+        lab.call("POST", &format!("/devices/{GHOST}/refresh"), None, Some(TOKEN)).await;
+        assert_eq!(lab.device(GHOST).key_resets, 2);
+        let r = lab.call("POST", &format!("/devices/{NOBODY}/refresh"), None, Some(TOKEN)).await;
+        assert_error(&r, 404, &format!("Device {NOBODY} not found"));
+
+        let r = lab.call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN)).await;
+        assert_eq!(r.body, json!({ "result": true, "message": "Device deleted" }));
+        assert_eq!(lab.lab.state().devices.len(), 2);
+        let r = lab.call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 404);
+    }
+
+    #[tokio::test]
+    async fn bulkdelete_reports_deleted_and_undeleted() {
+        let lab = Lab::new().await;
+        let r = lab
+            .post("/devices/bulkdelete", json!({ "ids": [GHOST, NOBODY, AP] }))
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["deletedIds"], json!([GHOST, AP]));
+        assert_eq!(r.body["undeletedIds"], json!([NOBODY]));
+        assert!(r.body["message"].is_string());
+        assert_eq!(ids(&lab.get("/devices").await.body), [JUAN]);
+        let r = lab.post("/devices/bulkdelete", json!({})).await;
+        assert_invalid(&r, "payload", "ids", "\"ids\" is required");
+    }
+
+    #[tokio::test]
+    async fn connection_string_is_a_json_string() {
+        let lab = Lab::new().await;
+        let r = lab.get("/nms/connection").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body,
+            json!("wss://uisp.lab.invalid:443+abc+allowSelfSignedCertificate")
+        );
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let key = LAB_CONNECTION_STRING.split('+').nth(1).unwrap();
+        assert_eq!(key.len(), 48);
+        assert!(key.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[tokio::test]
+    async fn a_fault_hits_one_site_only() {
+        let lab = Lab::new().await;
+        lab.lab.set_faults(vec![HttpFault {
+            site_id: Some(CASA.into()),
+            ..HttpFault::new("post", "/devices/authorize", 500)
+        }]);
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [GHOST] }))
+            .await;
+        assert_error(&r, 500, "An internal server error occurred");
+        assert!(!lab.device(GHOST).authorized, "a faulted request changes nothing");
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": OTRA, "deviceIds": [GHOST] }))
+            .await;
+        assert_eq!(r.status, 200);
+        // Again for CASA: still failing (times: None).
+        let r = lab
+            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [JUAN] }))
+            .await;
+        assert_eq!(r.status, 500);
+        let statuses: Vec<u16> = lab.lab.calls().iter().map(|c| c.status).collect();
+        assert_eq!(statuses, [500, 200, 500]);
+    }
+
+    #[tokio::test]
+    async fn a_429_carries_retry_after_and_times_run_out() {
+        let lab = Lab::new().await;
+        lab.lab.set_faults(vec![
+            HttpFault {
+                times: Some(2),
+                retry_after_secs: Some(7),
+                ..HttpFault::new("POST", "/devices/{id}/refresh", 429)
+            },
+            HttpFault {
+                times: Some(1),
+                ..HttpFault::new("GET", "/nms/api/v2.1/sites", 503)
+            },
+        ]);
+        let path = format!("/devices/{GHOST}/refresh");
+        for _ in 0..2 {
+            let r = lab.call("POST", &path, None, Some(TOKEN)).await;
+            assert_error(&r, 429, "Rate limit exceeded");
+            assert_eq!(r.headers["retry-after"], "7");
+        }
+        assert_eq!(lab.lab.faults()[0].times, Some(0));
+        let r = lab.call("POST", &path, None, Some(TOKEN)).await;
+        assert_eq!(r.status, 200);
+        assert!(r.headers.get("retry-after").is_none());
+        assert_eq!(lab.device(GHOST).key_resets, 1);
+        // Unauthenticated requests never reach the faults.
+        assert_eq!(lab.call("GET", "/sites", None, None).await.status, 401);
+        let r = lab.get("/sites").await;
+        assert_error(&r, 503, "Service Unavailable");
+        assert_eq!(lab.get("/sites").await.status, 200);
+        // A literal path hits only that device.
+        lab.lab.set_faults(vec![HttpFault::new(
+            "DELETE",
+            &format!("/devices/{AP}"),
+            500,
+        )]);
+        let r = lab.call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 200);
+        let r = lab.call("DELETE", &format!("/devices/{AP}"), None, Some(TOKEN)).await;
+        assert_eq!(r.status, 500);
+    }
+
+    #[tokio::test]
+    async fn the_call_log_holds_every_request_in_order() {
+        let lab = Lab::new().await;
+        lab.get(&format!("/devices?siteId={CASA}")).await;
+        lab.call("GET", "/sites", None, Some("wrong")).await;
+        lab.post("/devices/authorize", json!({ "siteId": OTRA, "deviceIds": [GHOST] }))
+            .await;
+        lab.call("POST", &format!("/devices/{GHOST}/refresh"), None, Some(TOKEN))
+            .await;
+        let calls = lab.lab.calls();
+        assert_eq!(
+            calls,
+            [
+                Call {
+                    method: "GET".into(),
+                    path: format!("/devices?siteId={CASA}"),
+                    body: Value::Null,
+                    status: 200,
+                },
+                Call {
+                    method: "GET".into(),
+                    path: "/sites".into(),
+                    body: Value::Null,
+                    status: 401,
+                },
+                Call {
+                    method: "POST".into(),
+                    path: "/devices/authorize".into(),
+                    body: json!({ "siteId": OTRA, "deviceIds": [GHOST] }),
+                    status: 200,
+                },
+                Call {
+                    method: "POST".into(),
+                    path: format!("/devices/{GHOST}/refresh"),
+                    body: Value::Null,
+                    status: 200,
+                },
+            ]
+        );
+        lab.lab.reset_calls();
+        assert!(lab.lab.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn latency_delays_every_answer_and_requests_overlap() {
+        let lab = Lab::new().await;
+        lab.get("/sites").await; // the TLS handshake out of the way
+        lab.lab.set_latency(Duration::from_millis(200));
+        let start = Instant::now();
+        let r = lab.call("GET", "/devices", None, Some("wrong")).await;
+        assert_eq!(r.status, 401);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        let start = Instant::now();
+        let (a, b, c) = tokio::join!(lab.get("/devices"), lab.get("/sites"), lab.get("/devices"));
+        assert_eq!((a.status, b.status, c.status), (200, 200, 200));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_millis(550), "3 parallel requests took {took:?}");
+        lab.lab.set_latency(Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn state_round_trips_and_ids_are_assigned() {
+        let lab = Lab::new().await;
+        let state = lab.lab.state();
+        assert_eq!(state.sites, seed().sites);
+        assert_eq!(state.devices, seed().devices);
+        let json = serde_json::to_string(&state).unwrap();
+        let back: UispState = serde_json::from_str(&json).unwrap();
+        lab.lab.set_state(back.clone());
+        assert_eq!(lab.lab.state().devices, back.devices);
+
+        let id = lab.lab.add_site(site("", "Torre Sur", "site", None));
+        assert!(is_guid(&id), "{id}");
+        assert_eq!(new_uuid().len(), 36);
+        assert_ne!(new_uuid(), new_uuid());
+        assert_eq!(&new_uuid()[14..15], "4");
+        let dev = lab.lab.add_device(device("", "FC:EC:DA:00:00:10", None, Some(&id)));
+        assert_eq!(lab.device(&dev).site_id.as_deref(), Some(id.as_str()));
+        let r = lab.get(&format!("/devices?siteId={id}")).await;
+        assert_eq!(ids(&r.body), [dev.as_str()]);
+
+        let mut empty_ids = seed();
+        empty_ids.sites.push(site("", "x", "site", None));
+        empty_ids.devices[0].id.clear();
+        lab.lab.set_state(empty_ids);
+        let state = lab.lab.state();
+        assert!(state.sites.iter().chain([]).all(|s| is_guid(&s.id)));
+        assert!(is_guid(&state.devices[0].id));
+        assert_ne!(state.devices[0].id, JUAN);
+    }
+
+    #[test]
+    fn broken_states_are_refused() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut UispState)>)> = vec![
+            ("not a UUID", Box::new(|s| s.devices[0].id = "juan".into())),
+            ("duplicate id", Box::new(|s| s.devices[1].id = JUAN.into())),
+            ("is not XX:XX", Box::new(|s| s.devices[0].mac = "fcecda000001".into())),
+            ("duplicate MAC", Box::new(|s| s.devices[1].mac = "fc:ec:da:00:00:01".into())),
+            ("unknown site", Box::new(|s| s.devices[0].site_id = Some(NOBODY.into()))),
+            ("unauthorized device has no site", Box::new(|s| s.devices[0].authorized = false)),
+            ("kind", Box::new(|s| s.sites[0].kind = "client".into())),
+            ("unknown parent", Box::new(|s| s.sites[0].parent_id = Some(NOBODY.into()))),
+            ("cycle", Box::new(|s| s.sites[0].parent_id = Some(CASA.into()))),
+        ];
+        for (want, edit) in cases {
+            let mut state = seed();
+            edit(&mut state);
+            let err = checked(state).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn start_refuses_a_broken_state_and_set_state_panics() {
+        let mut state = seed();
+        state.sites[0].kind = "tower".into();
+        let err = UispLab::start(config(), state.clone()).await.err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let lab = UispLab::start(config(), seed()).await.unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.set_state(state)));
+        assert!(panicked.is_err());
+        assert_eq!(lab.state().sites[0].kind, "site", "the state is unchanged");
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(is_guid("0b6f4c2e-1a2b-4c3d-8e9f-000000000001"));
+        assert!(is_guid("0B6F4C2E-1A2B-4C3D-8E9F-00000000000A"));
+        assert!(!is_guid("0b6f4c2e1a2b4c3d8e9f000000000001"));
+        assert!(!is_guid("0b6f4c2e-1a2b-4c3d-8e9f-00000000000g"));
+        assert_eq!(mac_key("FC:EC:DA:00:00:01").as_deref(), Some("fcecda000001"));
+        assert_eq!(mac_key("fcecda000001").as_deref(), Some("fcecda000001"));
+        assert_eq!(mac_key("FC-EC-DA-00-00-01"), None);
+        assert_eq!(percent_decode("a%3Ab+c%zz%4", true), "a:b c%zz%4");
+        assert_eq!(percent_decode("a+b%2", false), "a+b%2");
+        assert_eq!(
+            parse_query("siteId=x&type=airMax&type=olt&flag"),
+            [
+                ("siteId".to_string(), "x".to_string()),
+                ("type".into(), "airMax".into()),
+                ("type".into(), "olt".into()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(series("LBE-5AC-Gen2"), "AC");
+        assert_eq!(series("LB5"), "M");
+        assert_eq!(route("GET", "/devices/mac/x").unwrap().0.op, Op::DeviceByMac);
+        assert_eq!(route("POST", "/devices/authorize").unwrap().0.op, Op::AuthorizeDevices);
+        assert_eq!(route("POST", "/devices/x/authorize").unwrap().1, ["x"]);
+        assert!(route("POST", "/devices//authorize").is_none());
+        assert!(route("PUT", "/devices").is_none());
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_the_listener_and_is_idempotent() {
+        let lab = Lab::new().await;
+        let Lab { mut lab, http } = lab;
+        let addr = lab.addr();
+        let url = lab.url();
+        assert_eq!(
+            http.get(format!("{url}/sites"))
+                .header("x-auth-token", TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        lab.shutdown().await;
+        assert!(TcpStream::connect(addr).await.is_err());
+        assert!(
+            http.get(format!("{url}/sites"))
+                .header("x-auth-token", TOKEN)
+                .send()
+                .await
+                .is_err()
+        );
+        assert_eq!(lab.state().devices.len(), 3, "the state stays readable");
+        lab.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_lab_stops_it() {
+        let lab = UispLab::start(config(), seed()).await.unwrap();
+        let addr = lab.addr();
+        drop(lab);
+        // The accept loop ends on its own; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(addr).await.is_ok() {
+            assert!(Instant::now() < deadline, "still listening");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

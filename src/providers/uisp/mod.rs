@@ -174,7 +174,7 @@ impl Provider for UispProvider {
             fp.entry(site_address(name, &s.name))
                 .or_insert_with(|| site_fp(s));
         }
-        for (mac, _) in &desired.devices {
+        for mac in desired.devices.keys() {
             let v = devices
                 .iter()
                 .find(|d| &d.mac == mac)
