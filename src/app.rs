@@ -119,7 +119,7 @@ fn engine_for(
         lab_root: g.lab.clone(),
         state_dir: g.state_dir.clone(),
         lab_routers: lab.router_addrs(),
-        lab_uisp: Default::default(),
+        lab_uisp: lab.uisp_endpoints(),
     };
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     Ok(Engine::new(

@@ -19,13 +19,13 @@ fn readme_demo_runs_end_to_end() {
     run.expect(0);
     assert!(
         run.stdout
-            .contains("Plan: 3 to add, 6 to change, 2 to destroy."),
+            .contains("Plan: 4 to add, 8 to change, 2 to destroy."),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("Apply: 11 applied, 0 failed, 0 skipped.")
+            .contains("Apply: 14 applied, 0 failed, 0 skipped.")
     );
     assert!(run.stdout.contains("No changes."));
     assert!(run.stdout.contains("Drift: 0 missing, 2 differing"));
@@ -198,7 +198,7 @@ fn apply_waits_for_the_lock_then_fails_naming_the_holder() {
     drop(held);
     let r = common::Run::from(child.wait_with_output().unwrap());
     r.expect(0);
-    assert!(r.stdout.contains("Apply: 11 applied"), "{}", r.stdout);
+    assert!(r.stdout.contains("Apply: 14 applied"), "{}", r.stdout);
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn concurrent_applies_never_both_write() {
                 .count()
         })
         .sum();
-    assert_eq!(applied, 11, "each change applied exactly once across runs");
+    assert_eq!(applied, 14, "each change applied exactly once across runs");
     for r in &runs {
         match r.code {
             0 => {}

@@ -12,12 +12,14 @@ const ADMIN: &str = "Zq9x-admin-secret-2";
 const LIVE_TAMPERED: &str = "Zq9x-live-tampered";
 
 const ROUTER_PW: &str = "Zq9x-router-api-pw";
+const UISP_TOKEN: &str = "Zq9x-uisp-nms-token";
 
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
         ("CHAP_TECNICO_NODE1", TECNICO),
         ("CHAP_ADMIN_NODE2", ADMIN),
         ("ROUTER_BALANCEADOR_PASSWORD", ROUTER_PW),
+        ("UISP_MAIN_TOKEN", UISP_TOKEN),
         ("PPPOE_JUAN_PEREZ", "Zq9x-juan \"q\" =eq"),
         ("PPPOE_MARIA_LOPEZ", "Zq9x-maria"),
         ("PPPOE_LUIS_TORRES", "Zq9x-luis"),
@@ -37,6 +39,11 @@ fn scan_lab() -> Lab {
         s.password = format!("Zq9x-live-{}", s.name);
     }
     std::fs::write(&path, serde_json::to_vec(&router).unwrap()).unwrap();
+    let path = wispctl::lab::runtime::uisp_path(&lab.lab(), "main");
+    let mut uisp: wispctl::lab::runtime::UispFile =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    uisp.token = UISP_TOKEN.into();
+    std::fs::write(&path, serde_json::to_vec(&uisp).unwrap()).unwrap();
     lab
 }
 

@@ -11,7 +11,9 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use super::routeros::{RouterConfig, RouterLab, Secret, Version};
+use super::uisp::{UispConfig, UispLab, UispState};
 use crate::desired::DesiredState;
+use crate::providers::uisp::LabEndpoint;
 
 /// A lab router as kept on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +109,22 @@ impl From<&Secret> for SecretRow {
     }
 }
 
+/// A lab UISP server as kept on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UispFile {
+    /// The NMS API token it accepts (lab-only value).
+    pub token: String,
+    /// What `GET /nms/connection` answers (lab-only value).
+    pub connection_string: String,
+    /// Sites and devices.
+    pub state: UispState,
+}
+
+/// The path of a lab UISP server's file.
+pub fn uisp_path(lab: &Path, name: &str) -> PathBuf {
+    lab.join("uisp").join(format!("{name}.json"))
+}
+
 /// The path of a lab router's file.
 pub fn router_path(lab: &Path, name: &str) -> PathBuf {
     lab.join("routers").join(format!("{name}.json"))
@@ -117,6 +135,7 @@ pub fn router_path(lab: &Path, name: &str) -> PathBuf {
 pub struct Runtime {
     lab: Option<PathBuf>,
     routers: BTreeMap<String, RouterLab>,
+    uisp: BTreeMap<String, UispLab>,
 }
 
 impl Runtime {
@@ -155,9 +174,28 @@ impl Runtime {
             }
             routers.insert(name.clone(), server);
         }
+        let mut uisp = BTreeMap::new();
+        for name in desired.uisp_servers.keys() {
+            let path = uisp_path(lab, name);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "the lab has no UISP server {name} ({}); run `wispctl lab init`",
+                    path.display()
+                )
+            })?;
+            let file: UispFile = serde_json::from_str(&text)
+                .with_context(|| format!("lab UISP file {}", path.display()))?;
+            let config = UispConfig {
+                tokens: vec![file.token.clone()],
+                connection_string: file.connection_string.clone(),
+                ..UispConfig::default()
+            };
+            uisp.insert(name.clone(), UispLab::start(config, file.state).await?);
+        }
         Ok(Runtime {
             lab: Some(lab.to_path_buf()),
             routers,
+            uisp,
         })
     }
 
@@ -179,6 +217,22 @@ impl Runtime {
             .collect()
     }
 
+    /// Every lab UISP server's endpoint.
+    pub fn uisp_endpoints(&self) -> BTreeMap<String, LabEndpoint> {
+        self.uisp
+            .iter()
+            .map(|(n, u)| {
+                (
+                    n.clone(),
+                    LabEndpoint {
+                        api: u.url(),
+                        ca_pem: u.ca_pem(),
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Saves every router's state back to its file (after a command that writes).
     pub fn save(&self) -> anyhow::Result<()> {
         let Some(lab) = &self.lab else {
@@ -194,6 +248,13 @@ impl Runtime {
                 .iter()
                 .map(|a| (a.name.clone(), a.address.clone()))
                 .collect();
+            let bytes = serde_json::to_vec_pretty(&file)?;
+            crate::files::write_atomic(&path, &bytes, 0o600)?;
+        }
+        for (name, server) in &self.uisp {
+            let path = uisp_path(lab, name);
+            let mut file: UispFile = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            file.state = server.state();
             let bytes = serde_json::to_vec_pretty(&file)?;
             crate::files::write_atomic(&path, &bytes, 0o600)?;
         }
