@@ -55,8 +55,9 @@
 //!   `.parent` (`{id}`: moved; `null`: top level; absent: unchanged) and `description.address`
 //!   and `.note` (absent: unchanged); a parent that is the site itself or below it is `400`.
 //! - `DELETE /sites/{id}` of a site that holds a device or a child site is `400` (the only 4xx
-//!   besides 401/403/404 the Swagger lists there), message `Site is not empty: N device(s), M
-//!   site(s)`.
+//!   besides 401/403/404 the Swagger lists there), message `Site NAME is not empty: N
+//!   device(s), M site(s)`. Unknown ids where the Swagger lists no 404 (`GET /devices/{id}`,
+//!   `DELETE /devices/{id}`, authorize, refresh) are `404` all the same.
 //! - Authorize: every listed device must exist, or nothing changes and the answer is `404`
 //!   (bulk or single); a device that was `unauthorized` becomes `active`, or `disconnected`
 //!   when its key is out of sync (`failedMessageDecryption`); other statuses stay. Moving an
@@ -68,11 +69,12 @@
 //! - `POST /devices/bulkdelete` deletes the ids it knows (`deletedIds`) and lists the others
 //!   in `undeletedIds`, never `404`.
 //! - Rendering: every device is `type: airMax`, `category: wireless`, `role: station`,
-//!   `enabled: true`, with `attributes.series` `AC` when its model names AC, else `M`.
-//!   `identification.name`, `hostname` and `displayName` are the name (`null` for a device
-//!   without one); `ipAddress` is the lab's `ip` as stored (a `/24` suffix kept) or `null`;
-//!   `identification.site` is `null` unless the device is authorized and in a site;
-//!   `meta.alias`, `customIpAddress`, `note` and `restartTimestamp` are `null`. A site's (and a
+//!   `enabled: true`, with `attributes.series` `AC` when its model names AC, else `M`, and
+//!   `interfaces: []` when asked `withInterfaces=true`. `identification.name`, `hostname` and
+//!   `displayName` are the name (`null` for a device without one); `ipAddress` is the lab's
+//!   `ip` as stored (a `/24` suffix kept) or `null`; `identification.site` is `null` unless
+//!   the device is authorized and in a site; `meta.alias`, `customIpAddress`, `note` and
+//!   `restartTimestamp` are `null`. A site's (and a
 //!   device's site's) `parent` is `{id, name, type}` or `null`. A site's `status` is `inactive`
 //!   when it holds no device, `active` when all its devices are active, else `disconnected`;
 //!   `description.address`/`note` are `null` when unset; `endpoints` lists its endpoint
@@ -1270,11 +1272,7 @@ fn create_site(req: &Incoming, state: &UispState) -> Result<LabSite, Fail> {
     };
     let parent_id = match body.get("parentSiteId") {
         None | Some(Value::Null) => None,
-        Some(_) => {
-            let id = required_guid(body, "parentSiteId")?;
-            state.site(id)?;
-            Some(id.to_owned())
-        }
+        Some(_) => Some(required_guid(body, "parentSiteId")?),
     };
     for key in [
         "contactName",
@@ -1288,18 +1286,23 @@ fn create_site(req: &Incoming, state: &UispState) -> Result<LabSite, Fail> {
         opt_number(body, key, key)?;
     }
     check_location(body.get("location"), "location")?;
+    let address = text_field(body, "address", "address")?.flatten();
+    let note = text_field(body, "note", "note")?.flatten();
+    // Valid: now the lookups.
+    if let Some(parent) = parent_id {
+        state.site(parent)?;
+    }
     Ok(LabSite {
         id: new_uuid(),
         name: name.to_owned(),
         kind: kind.into(),
-        parent_id,
-        address: text_field(body, "address", "address")?.flatten(),
-        note: text_field(body, "note", "note")?.flatten(),
+        parent_id: parent_id.map(str::to_owned),
+        address,
+        note,
     })
 }
 
 fn put_site(req: &Incoming, state: &mut UispState, id: &str) -> Result<(), Fail> {
-    state.site(id)?;
     let body = payload_object(req, SITE_UPDATE_KEYS)?;
     opt_str(body, "id", "id")?;
     for key in ["notifications", "qos", "ucrm"] {
@@ -1342,19 +1345,7 @@ fn put_site(req: &Incoming, state: &mut UispState, id: &str) -> Result<(), Fail>
                 ),
                 ..f
             })?;
-            state.site(pid)?;
-            let mut up = Some(pid);
-            while let Some(cur) = up {
-                if cur == id {
-                    return Err(Fail::invalid(
-                        "payload",
-                        "identification.parent",
-                        "\"parent\" cannot be the site itself or one of its descendants",
-                    ));
-                }
-                up = state.site(cur)?.parent_id.as_deref();
-            }
-            Some(Some(pid.to_owned()))
+            Some(Some(pid))
         }
         Some(_) => {
             return Err(Fail::invalid(
@@ -1378,11 +1369,27 @@ fn put_site(req: &Incoming, state: &mut UispState, id: &str) -> Result<(), Fail>
     opt_object(desc, "contact", "description.contact")?;
     check_location(desc.get("location"), "description.location")?;
 
+    // Valid: now the lookups.
+    state.site(id)?;
+    if let Some(Some(pid)) = parent {
+        state.site(pid)?;
+        let mut up = Some(pid);
+        while let Some(cur) = up {
+            if cur == id {
+                return Err(Fail::invalid(
+                    "payload",
+                    "identification.parent",
+                    "\"parent\" cannot be the site itself or one of its descendants",
+                ));
+            }
+            up = state.site(cur)?.parent_id.as_deref();
+        }
+    }
     let site = state.site_mut(id)?;
     site.name = name;
     site.kind = kind;
     if let Some(parent) = parent {
-        site.parent_id = parent;
+        site.parent_id = parent.map(str::to_owned);
     }
     if let Some(address) = address {
         site.address = address;
@@ -2084,9 +2091,17 @@ mod tests {
             Lab { lab, http }
         }
 
-        async fn call(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Reply {
+        async fn call(
+            &self,
+            method: &str,
+            path: &str,
+            body: Option<Value>,
+            token: Option<&str>,
+        ) -> Reply {
             let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            let mut rb = self.http.request(method, format!("{}{path}", self.lab.url()));
+            let mut rb = self
+                .http
+                .request(method, format!("{}{path}", self.lab.url()));
             if let Some(t) = token {
                 rb = rb.header("x-auth-token", t);
             }
@@ -2115,7 +2130,12 @@ mod tests {
         }
 
         fn device(&self, id: &str) -> LabDevice {
-            self.lab.state().devices.into_iter().find(|d| d.id == id).unwrap()
+            self.lab
+                .state()
+                .devices
+                .into_iter()
+                .find(|d| d.id == id)
+                .unwrap()
         }
     }
 
@@ -2152,14 +2172,20 @@ mod tests {
     fn assert_invalid(r: &Reply, source: &str, key: &str, message: &str) {
         assert_error(r, 400, message);
         assert_eq!(r.body["validation"]["source"], source, "{}", r.body);
-        assert_eq!(r.body["validation"]["keys"], json!([key]), "{}", r.body);
+        let keys: Vec<&str> = [key].into_iter().filter(|k| !k.is_empty()).collect();
+        assert_eq!(r.body["validation"]["keys"], json!(keys), "{}", r.body);
     }
 
     fn ids(list: &Value) -> Vec<&str> {
         list.as_array()
             .unwrap()
             .iter()
-            .map(|d| d["identification"]["id"].as_str().or(d["id"].as_str()).unwrap())
+            .map(|d| {
+                d["identification"]["id"]
+                    .as_str()
+                    .or(d["id"].as_str())
+                    .unwrap()
+            })
             .collect()
     }
 
@@ -2174,7 +2200,9 @@ mod tests {
         assert!(lab.lab.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(lab.get("/devices").await.status, 200);
         // Another lab's certificate is not trusted.
-        let other = UispLab::start(config(), UispState::default()).await.unwrap();
+        let other = UispLab::start(config(), UispState::default())
+            .await
+            .unwrap();
         let wrong = client(&other.ca_pem());
         let err = wrong
             .get(format!("{}/devices", lab.lab.url()))
@@ -2187,7 +2215,10 @@ mod tests {
     #[tokio::test]
     async fn auth_token_ok_wrong_token_missing_token_and_crm_key_are_401_objects() {
         let lab = Lab::new().await;
-        assert_eq!(lab.call("GET", "/devices", None, Some(TOKEN)).await.status, 200);
+        assert_eq!(
+            lab.call("GET", "/devices", None, Some(TOKEN)).await.status,
+            200
+        );
         let r = lab.call("GET", "/devices", None, Some("nope")).await;
         assert_error(&r, 401, "Invalid token");
         let r = lab.call("GET", "/devices", None, None).await;
@@ -2295,7 +2326,12 @@ mod tests {
         assert_eq!(r.status, 400);
         assert_eq!(r.body["validation"]["keys"], json!(["type"]));
         let r = lab.get("/devices?authorized=maybe").await;
-        assert_invalid(&r, "query", "authorized", "\"authorized\" must be a boolean");
+        assert_invalid(
+            &r,
+            "query",
+            "authorized",
+            "\"authorized\" must be a boolean",
+        );
         let r = lab.get("/devices?siteId=torre").await;
         assert_invalid(&r, "query", "siteId", "\"siteId\" must be a valid GUID");
         let r = lab.get("/devices?page=2").await;
@@ -2309,10 +2345,17 @@ mod tests {
         assert_error(&r, 404, &format!("Device {NOBODY} not found"));
         let r = lab.get("/devices/FC:EC:DA:00:00:01").await;
         assert_invalid(&r, "params", "id", "\"id\" must be a valid GUID");
-        for mac in ["FC:EC:DA:00:00:03", "fcecda000003", "fc%3Aec%3Ada%3A00%3A00%3A03"] {
+        for mac in [
+            "FC:EC:DA:00:00:03",
+            "fcecda000003",
+            "fc%3Aec%3Ada%3A00%3A00%3A03",
+        ] {
             let r = lab.get(&format!("/devices/mac/{mac}")).await;
             assert_eq!(r.status, 200, "{mac}: {}", r.body);
-            assert_eq!(r.body, json!({ "id": GHOST, "type": "airMax", "series": "M" }));
+            assert_eq!(
+                r.body,
+                json!({ "id": GHOST, "type": "airMax", "series": "M" })
+            );
         }
         let r = lab.get("/devices/mac/FC:EC:DA:00:00:02").await;
         assert_eq!(r.body["series"], "M");
@@ -2353,12 +2396,24 @@ mod tests {
         assert_eq!(casa["description"]["note"], "casa azul");
         assert_eq!(r.body[2]["identification"]["status"], "inactive");
 
-        assert_eq!(ids(&lab.get("/sites?type=endpoint").await.body), [CASA, OTRA]);
+        assert_eq!(
+            ids(&lab.get("/sites?type=endpoint").await.body),
+            [CASA, OTRA]
+        );
         assert_eq!(ids(&lab.get("/sites?type=site").await.body), [TOWER]);
         assert_eq!(lab.get("/sites?type=client").await.body, json!([]));
-        assert_eq!(lab.get("/sites?type=endpoint&ucrm=true").await.body, json!([]));
-        assert_eq!(ids(&lab.get(&format!("/sites?id={OTRA}&id={TOWER}")).await.body), [TOWER, OTRA]);
-        assert_eq!(ids(&lab.get(&format!("/sites?deviceId={JUAN}")).await.body), [CASA]);
+        assert_eq!(
+            lab.get("/sites?type=endpoint&ucrm=true").await.body,
+            json!([])
+        );
+        assert_eq!(
+            ids(&lab.get(&format!("/sites?id={OTRA}&id={TOWER}")).await.body),
+            [TOWER, OTRA]
+        );
+        assert_eq!(
+            ids(&lab.get(&format!("/sites?deviceId={JUAN}")).await.body),
+            [CASA]
+        );
         assert_eq!(ids(&lab.get("/sites?ip=10.10.1.139").await.body), [CASA]);
         assert_eq!(lab.get("/sites?type=tower").await.status, 400);
 
@@ -2390,7 +2445,13 @@ mod tests {
         assert_eq!(r.body["identification"]["parent"]["id"], TOWER);
         assert_eq!(r.body["description"]["address"], "Calle 5");
         assert!(r.body["description"]["note"].is_null());
-        let made = lab.lab.state().sites.into_iter().find(|s| s.id == id).unwrap();
+        let made = lab
+            .lab
+            .state()
+            .sites
+            .into_iter()
+            .find(|s| s.id == id)
+            .unwrap();
         assert_eq!(
             made,
             LabSite {
@@ -2413,20 +2474,45 @@ mod tests {
         assert_invalid(&r, "payload", "name", "\"name\" is not allowed to be empty");
         let r = lab.post("/sites", json!({ "name": 5 })).await;
         assert_invalid(&r, "payload", "name", "\"name\" must be a string");
-        let r = lab.post("/sites", json!({ "name": "x", "parent": TOWER })).await;
-        assert_invalid(&r, "payload", "parent", "\"parent\" is not allowed");
-        let r = lab.post("/sites", json!({ "name": "x", "type": "tower" })).await;
-        assert_eq!(r.status, 400);
-        let r = lab.post("/sites", json!({ "name": "x", "type": "client" })).await;
-        assert_eq!(r.status, 400);
-        let r = lab.post("/sites", json!({ "name": "x", "parentSiteId": "torre" })).await;
-        assert_invalid(&r, "payload", "parentSiteId", "\"parentSiteId\" must be a valid GUID");
-        let r = lab.post("/sites", json!({ "name": "x", "parentSiteId": NOBODY })).await;
-        assert_error(&r, 404, &format!("Site {NOBODY} not found"));
         let r = lab
-            .post("/sites", json!({ "name": "x", "location": { "latitude": 95, "longitude": 0 } }))
+            .post("/sites", json!({ "name": "x", "parent": TOWER }))
+            .await;
+        assert_invalid(&r, "payload", "parent", "\"parent\" is not allowed");
+        let r = lab
+            .post("/sites", json!({ "name": "x", "type": "tower" }))
             .await;
         assert_eq!(r.status, 400);
+        let r = lab
+            .post("/sites", json!({ "name": "x", "type": "client" }))
+            .await;
+        assert_eq!(r.status, 400);
+        let r = lab
+            .post("/sites", json!({ "name": "x", "parentSiteId": "torre" }))
+            .await;
+        assert_invalid(
+            &r,
+            "payload",
+            "parentSiteId",
+            "\"parentSiteId\" must be a valid GUID",
+        );
+        let r = lab
+            .post("/sites", json!({ "name": "x", "parentSiteId": NOBODY }))
+            .await;
+        assert_error(&r, 404, &format!("Site {NOBODY} not found"));
+        let r = lab
+            .post(
+                "/sites",
+                json!({ "name": "x", "location": { "latitude": 95, "longitude": 0 } }),
+            )
+            .await;
+        assert_eq!(r.status, 400);
+        let r = lab
+            .post(
+                "/sites",
+                json!({ "name": "x", "parentSiteId": NOBODY, "height": "tall" }),
+            )
+            .await;
+        assert_invalid(&r, "payload", "height", "\"height\" must be a number");
         let r = lab.post("/sites", json!(["x"])).await;
         assert_invalid(&r, "payload", "", "\"value\" must be an object");
         assert_eq!(r.body["validation"]["keys"], json!([]));
@@ -2459,7 +2545,12 @@ mod tests {
         site["description"]["note"] = json!("portón verde");
         site["description"]["address"] = json!(null);
         let r = lab
-            .call("PUT", &format!("/sites/{OTRA}"), Some(site.clone()), Some(TOKEN))
+            .call(
+                "PUT",
+                &format!("/sites/{OTRA}"),
+                Some(site.clone()),
+                Some(TOKEN),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["identification"]["name"], "Tomatlan, Casa Verde");
@@ -2470,7 +2561,12 @@ mod tests {
         // Detached: parent null.
         site["identification"]["parent"] = json!(null);
         let r = lab
-            .call("PUT", &format!("/sites/{OTRA}"), Some(site.clone()), Some(TOKEN))
+            .call(
+                "PUT",
+                &format!("/sites/{OTRA}"),
+                Some(site.clone()),
+                Some(TOKEN),
+            )
             .await;
         assert_eq!(r.status, 200);
         assert_eq!(lab.lab.state().sites[2].parent_id, None);
@@ -2488,11 +2584,19 @@ mod tests {
         );
         // The whole object is required.
         let r = lab
-            .call("PUT", &format!("/sites/{OTRA}"), Some(json!({ "identification": site["identification"] })), Some(TOKEN))
+            .call(
+                "PUT",
+                &format!("/sites/{OTRA}"),
+                Some(json!({ "identification": site["identification"] })),
+                Some(TOKEN),
+            )
             .await;
         assert_invalid(&r, "payload", "description", "\"description\" is required");
         let mut bad = site.clone();
-        bad["identification"].as_object_mut().unwrap().remove("name");
+        bad["identification"]
+            .as_object_mut()
+            .unwrap()
+            .remove("name");
         let r = lab
             .call("PUT", &format!("/sites/{OTRA}"), Some(bad), Some(TOKEN))
             .await;
@@ -2502,25 +2606,61 @@ mod tests {
         let r = lab
             .call("PUT", &format!("/sites/{OTRA}"), Some(bad), Some(TOKEN))
             .await;
-        assert_invalid(&r, "payload", "identification.colour", "\"colour\" is not allowed");
+        assert_invalid(
+            &r,
+            "payload",
+            "identification.colour",
+            "\"colour\" is not allowed",
+        );
         let r = lab
             .call("PUT", &format!("/sites/{NOBODY}"), Some(site), Some(TOKEN))
             .await;
         assert_eq!(r.status, 404);
+        // Validation comes before the lookups.
+        let r = lab
+            .call(
+                "PUT",
+                &format!("/sites/{NOBODY}"),
+                Some(json!({})),
+                Some(TOKEN),
+            )
+            .await;
+        assert_invalid(
+            &r,
+            "payload",
+            "identification",
+            "\"identification\" is required",
+        );
     }
 
     #[tokio::test]
     async fn delete_site_only_when_empty() {
         let lab = Lab::new().await;
-        let r = lab.call("DELETE", &format!("/sites/{TOWER}"), None, Some(TOKEN)).await;
-        assert_error(&r, 400, "Site Torre Norte is not empty: 1 device(s), 2 site(s)");
-        let r = lab.call("DELETE", &format!("/sites/{CASA}"), None, Some(TOKEN)).await;
-        assert_error(&r, 400, "Site Tomatlan, Juan Perez is not empty: 1 device(s), 0 site(s)");
-        let r = lab.call("DELETE", &format!("/sites/{OTRA}"), None, Some(TOKEN)).await;
+        let r = lab
+            .call("DELETE", &format!("/sites/{TOWER}"), None, Some(TOKEN))
+            .await;
+        assert_error(
+            &r,
+            400,
+            "Site Torre Norte is not empty: 1 device(s), 2 site(s)",
+        );
+        let r = lab
+            .call("DELETE", &format!("/sites/{CASA}"), None, Some(TOKEN))
+            .await;
+        assert_error(
+            &r,
+            400,
+            "Site Tomatlan, Juan Perez is not empty: 1 device(s), 0 site(s)",
+        );
+        let r = lab
+            .call("DELETE", &format!("/sites/{OTRA}"), None, Some(TOKEN))
+            .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body, json!({ "result": true, "message": "Site deleted" }));
         assert_eq!(lab.lab.state().sites.len(), 2);
-        let r = lab.call("DELETE", &format!("/sites/{OTRA}"), None, Some(TOKEN)).await;
+        let r = lab
+            .call("DELETE", &format!("/sites/{OTRA}"), None, Some(TOKEN))
+            .await;
         assert_eq!(r.status, 404);
     }
 
@@ -2540,10 +2680,16 @@ mod tests {
         let mut all: Vec<&str> = new_ids.iter().map(String::as_str).collect();
         all.push(JUAN); // already authorized in CASA: moved
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": OTRA, "deviceIds": all }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": OTRA, "deviceIds": all }),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(r.body, json!({ "result": true, "message": "Devices authorized" }));
+        assert_eq!(
+            r.body,
+            json!({ "result": true, "message": "Devices authorized" })
+        );
         assert_eq!(lab.lab.calls().len(), 1);
         for id in &all {
             let d = lab.device(id);
@@ -2557,31 +2703,51 @@ mod tests {
         // An unknown device: nothing changes.
         let before = lab.lab.state();
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [GHOST, NOBODY] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "deviceIds": [GHOST, NOBODY] }),
+            )
             .await;
         assert_error(&r, 404, &format!("Device {NOBODY} not found"));
         assert_eq!(lab.lab.state().devices, before.devices);
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": NOBODY, "deviceIds": [GHOST] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": NOBODY, "deviceIds": [GHOST] }),
+            )
             .await;
         assert_error(&r, 404, &format!("Site {NOBODY} not found"));
-        let r = lab.post("/devices/authorize", json!({ "deviceIds": [GHOST] })).await;
+        let r = lab
+            .post("/devices/authorize", json!({ "deviceIds": [GHOST] }))
+            .await;
         assert_invalid(&r, "payload", "siteId", "\"siteId\" is required");
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": ["FC:EC:DA:00:00:03"] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "deviceIds": ["FC:EC:DA:00:00:03"] }),
+            )
             .await;
         assert_invalid(&r, "payload", "deviceIds.0", "\"0\" must be a valid GUID");
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": GHOST }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "deviceIds": GHOST }),
+            )
             .await;
         assert_invalid(&r, "payload", "deviceIds", "\"deviceIds\" must be an array");
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "ids": [GHOST] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "ids": [GHOST] }),
+            )
             .await;
         assert_invalid(&r, "payload", "ids", "\"ids\" is not allowed");
         // The ghost, key out of sync, authorized: disconnected.
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [GHOST] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "deviceIds": [GHOST] }),
+            )
             .await;
         assert_eq!(r.status, 200);
         assert_eq!(lab.device(GHOST).status, "disconnected");
@@ -2591,45 +2757,101 @@ mod tests {
     async fn single_authorize_unassign_refresh_delete() {
         let lab = Lab::new().await;
         let r = lab
-            .post(&format!("/devices/{GHOST}/authorize"), json!({ "siteId": OTRA }))
+            .post(
+                &format!("/devices/{GHOST}/authorize"),
+                json!({ "siteId": OTRA }),
+            )
             .await;
-        assert_eq!(r.body, json!({ "result": true, "message": "Device authorized" }));
+        assert_eq!(
+            r.body,
+            json!({ "result": true, "message": "Device authorized" })
+        );
         assert_eq!(lab.device(GHOST).site_id.as_deref(), Some(OTRA));
         let r = lab
-            .post(&format!("/devices/{NOBODY}/authorize"), json!({ "siteId": OTRA }))
+            .post(
+                &format!("/devices/{NOBODY}/authorize"),
+                json!({ "siteId": OTRA }),
+            )
             .await;
         assert_eq!(r.status, 404);
         let r = lab
-            .post(&format!("/devices/{GHOST}/authorize"), json!({ "siteId": OTRA, "deviceIds": [] }))
+            .post(
+                &format!("/devices/{GHOST}/authorize"),
+                json!({ "siteId": OTRA, "deviceIds": [] }),
+            )
             .await;
         assert_invalid(&r, "payload", "deviceIds", "\"deviceIds\" is not allowed");
 
-        let r = lab.call("POST", &format!("/devices/{JUAN}/unassign"), None, Some(TOKEN)).await;
-        assert_eq!(r.body, json!({ "result": true, "message": "Device unassigned" }));
+        let r = lab
+            .call(
+                "POST",
+                &format!("/devices/{JUAN}/unassign"),
+                None,
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(
+            r.body,
+            json!({ "result": true, "message": "Device unassigned" })
+        );
         let juan = lab.device(JUAN);
         assert!(!juan.authorized);
         assert_eq!(juan.site_id, None);
         assert_eq!(juan.status, "unauthorized");
         let r = lab.get(&format!("/devices/{JUAN}")).await;
         assert!(r.body["identification"]["site"].is_null());
-        let r = lab.call("POST", &format!("/devices/{NOBODY}/unassign"), None, Some(TOKEN)).await;
+        let r = lab
+            .call(
+                "POST",
+                &format!("/devices/{NOBODY}/unassign"),
+                None,
+                Some(TOKEN),
+            )
+            .await;
         assert_eq!(r.status, 404);
 
-        let r = lab.call("POST", &format!("/devices/{GHOST}/refresh"), None, Some(TOKEN)).await;
+        let r = lab
+            .call(
+                "POST",
+                &format!("/devices/{GHOST}/refresh"),
+                None,
+                Some(TOKEN),
+            )
+            .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body["result"], true);
         let ghost = lab.device(GHOST);
         assert_eq!(ghost.key_resets, 1);
         assert!(!ghost.failed_message_decryption);
-        lab.call("POST", &format!("/devices/{GHOST}/refresh"), None, Some(TOKEN)).await;
+        lab.call(
+            "POST",
+            &format!("/devices/{GHOST}/refresh"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
         assert_eq!(lab.device(GHOST).key_resets, 2);
-        let r = lab.call("POST", &format!("/devices/{NOBODY}/refresh"), None, Some(TOKEN)).await;
+        let r = lab
+            .call(
+                "POST",
+                &format!("/devices/{NOBODY}/refresh"),
+                None,
+                Some(TOKEN),
+            )
+            .await;
         assert_error(&r, 404, &format!("Device {NOBODY} not found"));
 
-        let r = lab.call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN)).await;
-        assert_eq!(r.body, json!({ "result": true, "message": "Device deleted" }));
+        let r = lab
+            .call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN))
+            .await;
+        assert_eq!(
+            r.body,
+            json!({ "result": true, "message": "Device deleted" })
+        );
         assert_eq!(lab.lab.state().devices.len(), 2);
-        let r = lab.call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN)).await;
+        let r = lab
+            .call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN))
+            .await;
         assert_eq!(r.status, 404);
     }
 
@@ -2676,17 +2898,29 @@ mod tests {
             ..HttpFault::new("post", "/devices/authorize", 500)
         }]);
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [GHOST] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "deviceIds": [GHOST] }),
+            )
             .await;
         assert_error(&r, 500, "An internal server error occurred");
-        assert!(!lab.device(GHOST).authorized, "a faulted request changes nothing");
+        assert!(
+            !lab.device(GHOST).authorized,
+            "a faulted request changes nothing"
+        );
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": OTRA, "deviceIds": [GHOST] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": OTRA, "deviceIds": [GHOST] }),
+            )
             .await;
         assert_eq!(r.status, 200);
         // Again for CASA: still failing (times: None).
         let r = lab
-            .post("/devices/authorize", json!({ "siteId": CASA, "deviceIds": [JUAN] }))
+            .post(
+                "/devices/authorize",
+                json!({ "siteId": CASA, "deviceIds": [JUAN] }),
+            )
             .await;
         assert_eq!(r.status, 500);
         let statuses: Vec<u16> = lab.lab.calls().iter().map(|c| c.status).collect();
@@ -2729,9 +2963,13 @@ mod tests {
             &format!("/devices/{AP}"),
             500,
         )]);
-        let r = lab.call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN)).await;
+        let r = lab
+            .call("DELETE", &format!("/devices/{GHOST}"), None, Some(TOKEN))
+            .await;
         assert_eq!(r.status, 200);
-        let r = lab.call("DELETE", &format!("/devices/{AP}"), None, Some(TOKEN)).await;
+        let r = lab
+            .call("DELETE", &format!("/devices/{AP}"), None, Some(TOKEN))
+            .await;
         assert_eq!(r.status, 500);
     }
 
@@ -2740,10 +2978,18 @@ mod tests {
         let lab = Lab::new().await;
         lab.get(&format!("/devices?siteId={CASA}")).await;
         lab.call("GET", "/sites", None, Some("wrong")).await;
-        lab.post("/devices/authorize", json!({ "siteId": OTRA, "deviceIds": [GHOST] }))
-            .await;
-        lab.call("POST", &format!("/devices/{GHOST}/refresh"), None, Some(TOKEN))
-            .await;
+        lab.post(
+            "/devices/authorize",
+            json!({ "siteId": OTRA, "deviceIds": [GHOST] }),
+        )
+        .await;
+        lab.call(
+            "POST",
+            &format!("/devices/{GHOST}/refresh"),
+            None,
+            Some(TOKEN),
+        )
+        .await;
         let calls = lab.lab.calls();
         assert_eq!(
             calls,
@@ -2792,7 +3038,10 @@ mod tests {
         assert_eq!((a.status, b.status, c.status), (200, 200, 200));
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(200), "{took:?}");
-        assert!(took < Duration::from_millis(550), "3 parallel requests took {took:?}");
+        assert!(
+            took < Duration::from_millis(550),
+            "3 parallel requests took {took:?}"
+        );
         lab.lab.set_latency(Duration::ZERO);
     }
 
@@ -2812,7 +3061,9 @@ mod tests {
         assert_eq!(new_uuid().len(), 36);
         assert_ne!(new_uuid(), new_uuid());
         assert_eq!(&new_uuid()[14..15], "4");
-        let dev = lab.lab.add_device(device("", "FC:EC:DA:00:00:10", None, Some(&id)));
+        let dev = lab
+            .lab
+            .add_device(device("", "FC:EC:DA:00:00:10", None, Some(&id)));
         assert_eq!(lab.device(&dev).site_id.as_deref(), Some(id.as_str()));
         let r = lab.get(&format!("/devices?siteId={id}")).await;
         assert_eq!(ids(&r.body), [dev.as_str()]);
@@ -2829,16 +3080,35 @@ mod tests {
 
     #[test]
     fn broken_states_are_refused() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut UispState)>)> = vec![
+        type Edit = Box<dyn Fn(&mut UispState)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("not a UUID", Box::new(|s| s.devices[0].id = "juan".into())),
             ("duplicate id", Box::new(|s| s.devices[1].id = JUAN.into())),
-            ("is not XX:XX", Box::new(|s| s.devices[0].mac = "fcecda000001".into())),
-            ("duplicate MAC", Box::new(|s| s.devices[1].mac = "fc:ec:da:00:00:01".into())),
-            ("unknown site", Box::new(|s| s.devices[0].site_id = Some(NOBODY.into()))),
-            ("unauthorized device has no site", Box::new(|s| s.devices[0].authorized = false)),
+            (
+                "is not XX:XX",
+                Box::new(|s| s.devices[0].mac = "fcecda000001".into()),
+            ),
+            (
+                "duplicate MAC",
+                Box::new(|s| s.devices[1].mac = "fc:ec:da:00:00:01".into()),
+            ),
+            (
+                "unknown site",
+                Box::new(|s| s.devices[0].site_id = Some(NOBODY.into())),
+            ),
+            (
+                "unauthorized device has no site",
+                Box::new(|s| s.devices[0].authorized = false),
+            ),
             ("kind", Box::new(|s| s.sites[0].kind = "client".into())),
-            ("unknown parent", Box::new(|s| s.sites[0].parent_id = Some(NOBODY.into()))),
-            ("cycle", Box::new(|s| s.sites[0].parent_id = Some(CASA.into()))),
+            (
+                "unknown parent",
+                Box::new(|s| s.sites[0].parent_id = Some(NOBODY.into())),
+            ),
+            (
+                "cycle",
+                Box::new(|s| s.sites[0].parent_id = Some(CASA.into())),
+            ),
         ];
         for (want, edit) in cases {
             let mut state = seed();
@@ -2855,7 +3125,8 @@ mod tests {
         let err = UispLab::start(config(), state.clone()).await.err().unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         let lab = UispLab::start(config(), seed()).await.unwrap();
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.set_state(state)));
+        let panicked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.set_state(state)));
         assert!(panicked.is_err());
         assert_eq!(lab.state().sites[0].kind, "site", "the state is unchanged");
     }
@@ -2866,7 +3137,10 @@ mod tests {
         assert!(is_guid("0B6F4C2E-1A2B-4C3D-8E9F-00000000000A"));
         assert!(!is_guid("0b6f4c2e1a2b4c3d8e9f000000000001"));
         assert!(!is_guid("0b6f4c2e-1a2b-4c3d-8e9f-00000000000g"));
-        assert_eq!(mac_key("FC:EC:DA:00:00:01").as_deref(), Some("fcecda000001"));
+        assert_eq!(
+            mac_key("FC:EC:DA:00:00:01").as_deref(),
+            Some("fcecda000001")
+        );
         assert_eq!(mac_key("fcecda000001").as_deref(), Some("fcecda000001"));
         assert_eq!(mac_key("FC-EC-DA-00-00-01"), None);
         assert_eq!(percent_decode("a%3Ab+c%zz%4", true), "a:b c%zz%4");
@@ -2882,8 +3156,14 @@ mod tests {
         );
         assert_eq!(series("LBE-5AC-Gen2"), "AC");
         assert_eq!(series("LB5"), "M");
-        assert_eq!(route("GET", "/devices/mac/x").unwrap().0.op, Op::DeviceByMac);
-        assert_eq!(route("POST", "/devices/authorize").unwrap().0.op, Op::AuthorizeDevices);
+        assert_eq!(
+            route("GET", "/devices/mac/x").unwrap().0.op,
+            Op::DeviceByMac
+        );
+        assert_eq!(
+            route("POST", "/devices/authorize").unwrap().0.op,
+            Op::AuthorizeDevices
+        );
         assert_eq!(route("POST", "/devices/x/authorize").unwrap().1, ["x"]);
         assert!(route("POST", "/devices//authorize").is_none());
         assert!(route("PUT", "/devices").is_none());
