@@ -335,7 +335,7 @@ pub fn schema(dir: &Path, check: bool, out: &mut dyn Write) -> anyhow::Result<u8
 /// Options of `import pppoe`.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// Router name.
+    /// The target's name (router or UISP server).
     pub router: String,
     /// YAML destination.
     pub out: Option<PathBuf>,
@@ -424,5 +424,69 @@ pub async fn import_pppoe(
             env_path.display()
         )?;
     }
+    Ok(exit::SUCCESS)
+}
+
+/// `import uisp SERVER`: reads the server once and writes YAML that plans to no changes.
+pub async fn import_uisp(
+    g: &Globals,
+    o: &ImportOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let Some(d) = load(g)? else {
+        return Ok(exit::ERROR);
+    };
+    let Some(server) = d.uisp_servers.get(&o.router) else {
+        bail!(
+            "UISP server {:?} is not defined in inventory.yaml",
+            o.router
+        );
+    };
+    let yaml_path = o
+        .out
+        .clone()
+        .unwrap_or_else(|| g.dir.join("uisp").join(format!("{}.yaml", o.router)));
+    if yaml_path.exists() && !o.force {
+        bail!(
+            "{} exists; pass --force to overwrite it",
+            yaml_path.display()
+        );
+    }
+    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
+    let endpoint = lab.uisp_endpoints().remove(&o.router);
+    if lab.is_lab() && endpoint.is_none() {
+        bail!("the lab has no UISP server {}", o.router);
+    }
+    let client = match &endpoint {
+        Some(e) => crate::providers::uisp::client::UispClient::new(
+            server,
+            Some(e.api.clone()),
+            Some(&e.ca_pem),
+        ),
+        None => crate::providers::uisp::client::UispClient::new(server, None, None),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let (sites, devices) = tokio::join!(client.sites(), client.devices());
+    let (sites, devices) = (
+        sites.with_context(|| format!("UISP {}", o.router))?,
+        devices.with_context(|| format!("UISP {}", o.router))?,
+    );
+    drop(lab);
+    let imported = crate::providers::uisp::import::render(&o.router, &sites, &devices);
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(parent) = yaml_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", yaml_path.display()))?;
+    writeln!(
+        out,
+        "wrote {} ({} site(s), {} device(s) read)",
+        yaml_path.display(),
+        sites.len(),
+        devices.len()
+    )?;
     Ok(exit::SUCCESS)
 }

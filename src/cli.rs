@@ -77,6 +77,17 @@ pub enum Command {
 /// `import`.
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
+    /// A UISP server's sites and device assignments (unauthorized devices and ghosts left out).
+    Uisp {
+        /// The UISP server, as named in inventory.yaml.
+        server: String,
+        /// Where to write the YAML (default DIR/uisp/SERVER.yaml; never overwritten without --force).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite an existing YAML file.
+        #[arg(long)]
+        force: bool,
+    },
     /// A router's PPPoE secrets; passwords go to a separate env file, never into the YAML.
     Pppoe {
         /// The router, as named in inventory.yaml.
@@ -201,6 +212,8 @@ pub enum Invocation {
     Demo(Globals, Option<PathBuf>),
     /// import pppoe
     ImportPppoe(Globals, app::ImportOptions),
+    /// import uisp
+    ImportUisp(Globals, app::ImportOptions),
 }
 
 impl Cli {
@@ -252,6 +265,15 @@ impl Cli {
             },
             Command::Lab(LabCommand::Init { dir }) => Invocation::LabInit(dir),
             Command::Demo(a) => Invocation::Demo(g, a.keep),
+            Command::Import(ImportCommand::Uisp { server, out, force }) => Invocation::ImportUisp(
+                g,
+                app::ImportOptions {
+                    router: server,
+                    out,
+                    secrets_file: None,
+                    force,
+                },
+            ),
             Command::Import(ImportCommand::Pppoe {
                 router,
                 out,

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
                 .map_err(Into::into),
             Invocation::Demo(g, keep) => lab::demo::run(&g.dir, keep, g.color, &mut out).await,
             Invocation::ImportPppoe(g, o) => app::import_pppoe(&g, &o, &mut out).await,
+            Invocation::ImportUisp(g, o) => app::import_uisp(&g, &o, &mut out).await,
         }
     });
     match result {

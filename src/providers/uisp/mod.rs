@@ -10,6 +10,7 @@
 //! Ownership: a site is wispctl's when its note ends with the tag, or when the YAML declares it.
 
 pub mod client;
+pub mod import;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
