@@ -15,10 +15,48 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-# Python peers of the RouterOS conformance tests (pinned): librouteros, the client Ansible's
-# community.routeros uses.
+# Ansible's community.routeros, a second real client of the lab RouterOS server
+# (tests/routeros_ansible.rs, benches/pppoe_plan.rs): ansible-core from PyPI, and only the
+# community.routeros collection (3.14.0) out of the PyPI `ansible` 12.3.0 wheel, unpacked under
+# target/ansible-collections (gitignored; the tests look there, or in $WISPCTL_ANSIBLE_COLLECTIONS).
+# Idempotent: each part is skipped when present.
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check "$@" \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+}
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/setup.sh: need root to install: python3-pip" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
+fi
+# librouteros: the Python RouterOS API client Ansible's community.routeros uses (pinned).
 if ! python3 -c 'import librouteros' >/dev/null 2>&1; then
-  python3 -m pip install -q 'librouteros==4.2.2' \
-    || python3 -m pip install -q --break-system-packages 'librouteros==4.2.2'
+  pip_install 'librouteros==4.2.2'
+fi
+if ! python3 -c 'import ansible.release as r, sys; sys.exit(not r.__version__.startswith("2.19."))' >/dev/null 2>&1; then
+  pip_install 'ansible-core~=2.19.5' 'librouteros==4.2.2'
+fi
+# pyenv puts new console scripts on PATH only after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+ansible_collections="${WISPCTL_ANSIBLE_COLLECTIONS:-$(cd "$(dirname "$0")/.." && pwd)/target/ansible-collections}"
+if [ ! -f "$ansible_collections/ansible_collections/community/routeros/MANIFEST.json" ]; then
+  ansible_tmp="$(mktemp -d)"
+  python3 -m pip download -q --disable-pip-version-check --no-deps 'ansible==12.3.0' -d "$ansible_tmp"
+  python3 - "$ansible_tmp" "$ansible_collections" <<'PY'
+import glob, os, shutil, sys, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(os.path.join(tmp, "ansible-12.3.0-*.whl"))
+prefix = "ansible_collections/community/routeros/"
+stage = os.path.join(tmp, "stage")
+with zipfile.ZipFile(wheel) as z:
+    z.extractall(stage, [n for n in z.namelist() if n.startswith(prefix)])
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+shutil.rmtree(dest, ignore_errors=True)
+shutil.move(stage, dest)
+PY
+  rm -rf "$ansible_tmp"
 fi
 echo "tests/setup.sh: test prerequisites present"
