@@ -28,6 +28,35 @@ fn readme_demo_runs_end_to_end() {
             .contains("Apply: 14 applied, 0 failed, 0 skipped.")
     );
     assert!(run.stdout.contains("No changes."));
+    // PPPoE: an add, changes, a suspension that kicks, passwords masked, then no changes.
+    for line in [
+        r#"+ pppoe.balanceador.secret["ana.garcia"] will be created"#,
+        r#"~ pppoe.balanceador.secret["maria.lopez"] will be updated"#,
+        r#"profile: "10M" -> "Morosos""#,
+        "disconnects the active session of maria.lopez",
+        "password: (sensitive, changed)",
+        r#"applied pppoe.balanceador.secret["maria.lopez"] (update)"#,
+        "pppoe.balanceador: up to date",
+        // UISP: authorize an unauthorized device, move another, create an endpoint site.
+        r#"+ uisp.main.site["Tomatlan, Maria Lopez"] will be created"#,
+        r#"site: "(unauthorized)" -> "Tomatlan, Maria Lopez""#,
+        r#"site: "Centro" -> "Centro, Luis Torres""#,
+        r#"applied uisp.main.device["28:70:4E:A8:17:01"] (update)"#,
+        "uisp.main: up to date",
+    ] {
+        assert!(run.stdout.contains(line), "demo output lacks {line:?}");
+    }
+    for leaked in [
+        "juan-2026-nuevo",
+        "ana-nueva-1",
+        "lab-router-pw",
+        "lab-uisp-nms-token",
+    ] {
+        assert!(
+            !run.stdout.contains(leaked),
+            "the demo printed a lab secret"
+        );
+    }
     assert!(run.stdout.contains("Drift: 0 missing, 2 differing"));
 }
 
