@@ -357,16 +357,7 @@ pub async fn import_pppoe(
     let Some(router) = d.routers.get(&o.router) else {
         bail!("router {:?} is not defined in inventory.yaml", o.router);
     };
-    let yaml_path = o
-        .out
-        .clone()
-        .unwrap_or_else(|| g.dir.join("pppoe").join(format!("{}.yaml", o.router)));
-    if yaml_path.exists() && !o.force {
-        bail!(
-            "{} exists; pass --force to overwrite it",
-            yaml_path.display()
-        );
-    }
+    let yaml_path = import_destination(g, o, "pppoe")?;
     let env_path = o
         .secrets_file
         .clone()
@@ -400,14 +391,7 @@ pub async fn import_pppoe(
         .with_context(|| format!("router {}", o.router))?;
     drop(lab);
     let imported = crate::providers::pppoe::import::render(&o.router, &secrets, passwords_visible);
-    for w in &imported.warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Some(parent) = yaml_path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
-        .with_context(|| format!("cannot write {}", yaml_path.display()))?;
+    write_import(&yaml_path, &imported.yaml, &imported.warnings)?;
     writeln!(
         out,
         "wrote {} ({} secret(s))",
@@ -442,16 +426,7 @@ pub async fn import_uisp(
             o.router
         );
     };
-    let yaml_path = o
-        .out
-        .clone()
-        .unwrap_or_else(|| g.dir.join("uisp").join(format!("{}.yaml", o.router)));
-    if yaml_path.exists() && !o.force {
-        bail!(
-            "{} exists; pass --force to overwrite it",
-            yaml_path.display()
-        );
-    }
+    let yaml_path = import_destination(g, o, "uisp")?;
     let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
     let endpoint = lab.uisp_endpoints().remove(&o.router);
     if lab.is_lab() && endpoint.is_none() {
@@ -473,14 +448,7 @@ pub async fn import_uisp(
     );
     drop(lab);
     let imported = crate::providers::uisp::import::render(&o.router, &sites, &devices);
-    for w in &imported.warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Some(parent) = yaml_path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
-        .with_context(|| format!("cannot write {}", yaml_path.display()))?;
+    write_import(&yaml_path, &imported.yaml, &imported.warnings)?;
     writeln!(
         out,
         "wrote {} ({} site(s), {} device(s) read)",
@@ -489,4 +457,29 @@ pub async fn import_uisp(
         devices.len()
     )?;
     Ok(exit::SUCCESS)
+}
+
+/// Where an import writes its YAML: `--out`, or `DIR/KIND/TARGET.yaml`; never over an existing
+/// file without `--force`.
+fn import_destination(g: &Globals, o: &ImportOptions, kind: &str) -> anyhow::Result<PathBuf> {
+    let path = o
+        .out
+        .clone()
+        .unwrap_or_else(|| g.dir.join(kind).join(format!("{}.yaml", o.router)));
+    if path.exists() && !o.force {
+        bail!("{} exists; pass --force to overwrite it", path.display());
+    }
+    Ok(path)
+}
+
+/// Writes an import's YAML (atomically) and prints its warnings.
+fn write_import(path: &Path, yaml: &str, warnings: &[String]) -> anyhow::Result<()> {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(path, yaml.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

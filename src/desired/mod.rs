@@ -119,10 +119,11 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         inv
     });
 
-    let mut pppd: BTreeMap<String, PppdDesired> = BTreeMap::new();
-    let mut pppoe_ctx = PppoeLoad::default();
-    let mut uisp_ctx = UispLoad::default();
-    let mut pppd_sources: BTreeMap<String, (PathBuf, usize)> = BTreeMap::new();
+    let mut pppd = Kind::new("host", "pppd");
+    let mut pppoe = Kind::new("router", "pppoe");
+    let mut uisp = Kind::new("UISP server", "uisp");
+    // Remote addresses are unique across all routers: the check spans files.
+    let mut remote = pppoe::RemoteAddresses::default();
     for (rel, path) in resource_files(dir, &mut diags) {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -134,67 +135,37 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         hasher.update(rel.as_bytes());
         hasher.update([0]);
         hasher.update(text.as_bytes());
-        let kind = rel.split('/').next().unwrap_or_default();
-        if kind == "pppoe" {
-            load_pppoe(
-                &path,
-                &text,
-                &inventory,
-                &mut pppoe_ctx,
-                &mut diags,
-                dir,
-                resolver,
-            );
-            continue;
-        }
-        if kind == "uisp" {
-            load_uisp(
-                &path,
-                &text,
-                &inventory,
-                &mut uisp_ctx,
-                &mut diags,
-                dir,
-                resolver,
-            );
-            continue;
-        }
-        let Some((file, index)) = parse::<PppdFile>(&path, &text, &mut diags) else {
-            continue;
+        let mut file = ResourceFile {
+            path: &path,
+            text: &text,
+            diags: &mut diags,
+            dir,
+            resolver,
         };
-        let mut check = FileCheck::new(&path, &index, dir, resolver, &mut diags);
-        if let Some(inv) = &inventory
-            && !inv.hosts.contains_key(&file.host)
-        {
-            let known: Vec<_> = inv.hosts.keys().map(String::as_str).collect();
-            check.error(
+        let inv = inventory.as_ref();
+        match rel.split('/').next().unwrap_or_default() {
+            "pppd" => pppd.load(
+                &mut file,
                 "host",
-                format!(
-                    "host {:?} is not defined in inventory.yaml (defined: {})",
-                    file.host,
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            );
-        }
-        if let Some((other, line)) = pppd_sources.get(&file.host) {
-            check.error(
-                "host",
-                format!(
-                    "host {:?} already has a pppd file: {}:{line}",
-                    file.host,
-                    other.display()
-                ),
-            );
-        } else {
-            pppd_sources.insert(file.host.clone(), (path.clone(), check.place("host").0));
-        }
-        let host = file.host.clone();
-        if let Some(d) = pppd::validate(file, &mut check) {
-            pppd.insert(host, d);
+                |f: &PppdFile| f.host.clone(),
+                inv.map(|i| i.hosts.keys().collect()),
+                pppd::validate,
+            ),
+            "pppoe" => pppoe.load(
+                &mut file,
+                "router",
+                |f: &PppoeFile| f.router.clone(),
+                inv.map(|i| i.routers.keys().collect()),
+                |f, check| pppoe::validate(f, check, &mut remote),
+            ),
+            "uisp" => uisp.load(
+                &mut file,
+                "uisp",
+                |f: &UispFile| f.uisp.clone(),
+                inv.map(|i| i.uisp.keys().collect()),
+                uisp::validate,
+            ),
+            _ => {}
         }
     }
 
@@ -209,128 +180,95 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         root: dir.to_path_buf(),
         guards: inv.guards,
         hosts: inv.hosts,
-        pppd,
+        pppd: pppd.desired,
         routers,
-        pppoe: pppoe_ctx.desired,
+        pppoe: pppoe.desired,
         uisp_servers,
-        uisp: uisp_ctx.desired,
+        uisp: uisp.desired,
         digest: hex::encode(hasher.finalize()),
         warnings,
     })
 }
 
-#[derive(Default)]
-struct PppoeLoad {
-    desired: BTreeMap<String, PppoeDesired>,
-    sources: BTreeMap<String, (PathBuf, usize)>,
-    remote: pppoe::RemoteAddresses,
+/// One resource file being loaded.
+struct ResourceFile<'a> {
+    path: &'a Path,
+    text: &'a str,
+    diags: &'a mut Vec<Diagnostic>,
+    dir: &'a Path,
+    resolver: &'a SecretResolver,
 }
 
-fn load_pppoe(
-    path: &Path,
-    text: &str,
-    inventory: &Option<InventoryFile>,
-    ctx: &mut PppoeLoad,
-    diags: &mut Vec<Diagnostic>,
-    dir: &Path,
-    resolver: &SecretResolver,
-) {
-    let Some((file, index)) = parse::<PppoeFile>(path, text, diags) else {
-        return;
-    };
-    let mut check = FileCheck::new(path, &index, dir, resolver, diags);
-    if let Some(inv) = inventory
-        && !inv.routers.contains_key(&file.router)
-    {
-        let known: Vec<_> = inv.routers.keys().map(String::as_str).collect();
-        check.error(
-            "router",
-            format!(
-                "router {:?} is not defined in inventory.yaml (defined: {})",
-                file.router,
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        );
-    }
-    if let Some((other, line)) = ctx.sources.get(&file.router) {
-        check.error(
-            "router",
-            format!(
-                "router {:?} already has a pppoe file: {}:{line}",
-                file.router,
-                other.display()
-            ),
-        );
-    } else {
-        ctx.sources.insert(
-            file.router.clone(),
-            (path.to_path_buf(), check.place("router").0),
-        );
-    }
-    let router = file.router.clone();
-    if let Some(d) = pppoe::validate(file, &mut check, &mut ctx.remote) {
-        ctx.desired.insert(router, d);
-    }
-}
-
-#[derive(Default)]
-struct UispLoad {
-    desired: BTreeMap<String, UispDesired>,
+/// The files of one kind: every file names one target of the inventory, and a target has one
+/// file.
+struct Kind<D> {
+    label: &'static str,
+    folder: &'static str,
+    desired: BTreeMap<String, D>,
     sources: BTreeMap<String, (PathBuf, usize)>,
 }
 
-fn load_uisp(
-    path: &Path,
-    text: &str,
-    inventory: &Option<InventoryFile>,
-    ctx: &mut UispLoad,
-    diags: &mut Vec<Diagnostic>,
-    dir: &Path,
-    resolver: &SecretResolver,
-) {
-    let Some((file, index)) = parse::<UispFile>(path, text, diags) else {
-        return;
-    };
-    let mut check = FileCheck::new(path, &index, dir, resolver, diags);
-    if let Some(inv) = inventory
-        && !inv.uisp.contains_key(&file.uisp)
-    {
-        let known: Vec<_> = inv.uisp.keys().map(String::as_str).collect();
-        check.error(
-            "uisp",
-            format!(
-                "UISP server {:?} is not defined in inventory.yaml (defined: {})",
-                file.uisp,
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ),
-        );
+impl<D> Kind<D> {
+    fn new(label: &'static str, folder: &'static str) -> Self {
+        Kind {
+            label,
+            folder,
+            desired: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        }
     }
-    if let Some((other, line)) = ctx.sources.get(&file.uisp) {
-        check.error(
-            "uisp",
-            format!(
-                "UISP server {:?} already has a file: {}:{line}",
-                file.uisp,
-                other.display()
-            ),
-        );
-    } else {
-        ctx.sources.insert(
-            file.uisp.clone(),
-            (path.to_path_buf(), check.place("uisp").0),
-        );
-    }
-    let name = file.uisp.clone();
-    if let Some(d) = uisp::validate(file, &mut check) {
-        ctx.desired.insert(name, d);
+
+    /// Parses, checks the target (`field` names it; `defined` lists the inventory's, `None`
+    /// when the inventory did not load) and validates one file.
+    fn load<F: DeserializeOwned>(
+        &mut self,
+        file: &mut ResourceFile<'_>,
+        field: &str,
+        target: impl Fn(&F) -> String,
+        defined: Option<Vec<&String>>,
+        validate: impl FnOnce(F, &mut FileCheck<'_>) -> Option<D>,
+    ) {
+        let Some((parsed, index)) = parse::<F>(file.path, file.text, file.diags) else {
+            return;
+        };
+        let name = target(&parsed);
+        let mut check = FileCheck::new(file.path, &index, file.dir, file.resolver, file.diags);
+        if let Some(defined) = defined
+            && !defined.contains(&&name)
+        {
+            let known: Vec<&str> = defined.iter().map(|s| s.as_str()).collect();
+            check.error(
+                field,
+                format!(
+                    "{} {name:?} is not defined in inventory.yaml (defined: {})",
+                    self.label,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        if let Some((other, line)) = self.sources.get(&name) {
+            check.error(
+                field,
+                format!(
+                    "{} {name:?} already has a {} file: {}:{line}",
+                    self.label,
+                    self.folder,
+                    other.display()
+                ),
+            );
+        } else {
+            self.sources.insert(
+                name.clone(),
+                (file.path.to_path_buf(), check.place(field).0),
+            );
+        }
+        if let Some(d) = validate(parsed, &mut check) {
+            self.desired.insert(name, d);
+        }
     }
 }
 
