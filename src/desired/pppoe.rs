@@ -79,8 +79,8 @@ pub struct Defaults {
     pub disabled: Option<bool>,
 }
 
-/// One PPPoE secret. Fields left out are not managed (the router's value stays), except
-/// `comment`, which always carries wispctl's tag.
+/// One PPPoE secret. Fields left out are not managed (the router's value stays); the comment
+/// gets wispctl's tag when wispctl writes the secret.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSpec {
@@ -168,8 +168,9 @@ pub struct DesiredSecret {
     /// Managed fields by RouterOS name (`profile`, `remote-address`, `disabled` as
     /// `true`/`false`, ...), `comment` excluded.
     pub fields: BTreeMap<&'static str, String>,
-    /// The comment without wispctl's tag.
-    pub comment: String,
+    /// The comment without wispctl's tag; `None`: not managed (the tag is still added when
+    /// wispctl writes the secret).
+    pub comment: Option<String>,
 }
 
 /// The validated desired state of one router.
@@ -349,7 +350,7 @@ pub(crate) fn validate(
             name: s.name.clone(),
             password,
             fields,
-            comment: s.comment.clone().unwrap_or_default(),
+            comment: s.comment.clone(),
         });
     }
     if check.error_count() > before {

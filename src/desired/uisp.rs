@@ -78,7 +78,8 @@ pub struct SiteSpec {
     /// `site` (default) or `endpoint`.
     #[serde(default, rename = "type")]
     pub kind: SiteKind,
-    /// The parent site's name.
+    /// The parent site's name. Left out: not managed (a new site is created at the top level,
+    /// an existing one stays where it is).
     #[serde(default)]
     pub parent: Option<String>,
     /// Postal address.

@@ -964,7 +964,7 @@ impl Reply {
         let mut words = vec![head.to_string()];
         words.extend(self.tag.as_ref().map(|t| format!(".tag={t}")));
         words.extend(attrs);
-        self.sentences.push(Sentence { words });
+        self.sentences.push(Sentence::new(words));
     }
 
     fn row(&mut self, row: &Row) {

@@ -113,7 +113,11 @@ pub fn render(router: &str, secrets: &[LiveSecret], passwords_visible: bool) -> 
             y.push_str(&format!("    disabled: {}\n", d == "true"));
         }
         let comment = s.comment_text();
-        if !comment.is_empty() {
+        if comment.chars().any(char::is_control) {
+            warnings.push(format!(
+                "secret {name:?}: its comment holds a line break or control character and is left out (not managed)"
+            ));
+        } else if !comment.is_empty() {
             y.push_str(&format!("    comment: {}\n", yaml_str(comment)));
         }
     }

@@ -83,12 +83,24 @@ impl PppoeProvider {
 }
 
 /// A secret as read, values normalised.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LiveSecret {
     /// `.id`, sent back exactly as received.
     pub id: String,
     /// Fields by RouterOS name, `last-*` dropped.
     pub fields: BTreeMap<String, String>,
+    /// Fields whose bytes were not UTF-8 (Latin-1 from Winbox), decoded as Latin-1.
+    pub not_utf8: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for LiveSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `fields` may hold a readable password.
+        f.debug_struct("LiveSecret")
+            .field("id", &self.id)
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LiveSecret {
@@ -156,6 +168,15 @@ pub enum Op {
         desired: DesiredSecret,
         /// Changed fields, RouterOS names; the password under `password`.
         fields: Vec<String>,
+        /// The comment text written (with the tag) when `fields` holds `comment`.
+        comment: String,
+        /// Active session ids to disconnect.
+        kick: Vec<String>,
+    },
+    /// Only disconnect the sessions of a secret (a kick an earlier apply could not make).
+    Kick {
+        /// The secret's name.
+        name: String,
         /// Active session ids to disconnect.
         kick: Vec<String>,
     },
@@ -183,6 +204,17 @@ fn read_state(dir: &std::path::Path, router: &str) -> RouterState {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
+}
+
+impl PppoeProvider {
+    fn save_state(&self, router: &str, state: &RouterState) {
+        let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
+        if let Err(e) = std::fs::create_dir_all(&self.state_dir).and_then(|()| {
+            crate::files::write_atomic(&state_path(&self.state_dir, router), &bytes, 0o600)
+        }) {
+            tracing::error!(router, "cannot save the router's state: {e}");
+        }
+    }
 }
 
 impl Provider for PppoeProvider {
@@ -290,6 +322,18 @@ impl Provider for PppoeProvider {
                     .collect();
             }
         };
+        // The kicks this apply owes are written down before anything is sent: if the
+        // connection dies after a write but before its kick, the next run still kicks.
+        let owed: Vec<String> = items
+            .iter()
+            .filter(|i| !i.op.kick().is_empty())
+            .map(|i| i.op.name().to_string())
+            .collect();
+        if !owed.is_empty() {
+            let mut state = read_state(&self.state_dir, router);
+            state.pending_kicks.extend(owed);
+            self.save_state(router, &state);
+        }
         let (outcomes, done) = apply_router(&mut conn, items, &self.key).await;
         let mut state = read_state(&self.state_dir, router);
         for (name, hash) in done.hashes {
@@ -298,16 +342,11 @@ impl Provider for PppoeProvider {
                 None => state.passwords.remove(&name),
             };
         }
-        for name in done.kicked {
-            state.pending_kicks.remove(&name);
+        for name in done.kicked.iter().chain(&done.refused) {
+            state.pending_kicks.remove(name);
         }
         state.pending_kicks.extend(done.kicks_lost);
-        let bytes = serde_json::to_vec_pretty(&state).expect("state serialises");
-        if let Err(e) = std::fs::create_dir_all(&self.state_dir).and_then(|()| {
-            crate::files::write_atomic(&state_path(&self.state_dir, router), &bytes, 0o600)
-        }) {
-            tracing::error!(router, "cannot save password hashes: {e}");
-        }
+        self.save_state(router, &state);
         outcomes
     }
 }
@@ -351,10 +390,16 @@ async fn read_router(conn: &mut Connection) -> Result<LiveRead, routeros::client
         .expect("three replies")
         .ok("/ppp/active/print")?;
     let mut visible = false;
+    let not_utf8 = secrets.not_utf8;
     let secrets = secrets
         .rows
         .into_iter()
-        .map(|row| {
+        .zip(
+            not_utf8
+                .into_iter()
+                .chain(std::iter::repeat_with(BTreeSet::new)),
+        )
+        .map(|(row, not_utf8)| {
             visible |= row.contains_key("password");
             let id = row.get(".id").cloned().unwrap_or_default();
             let fields = row
@@ -365,7 +410,11 @@ async fn read_router(conn: &mut Connection) -> Result<LiveRead, routeros::client
                     (k, v)
                 })
                 .collect();
-            LiveSecret { id, fields }
+            LiveSecret {
+                id,
+                fields,
+                not_utf8,
+            }
         })
         .collect();
     let profiles = profiles
@@ -408,6 +457,7 @@ fn diff_router(
     let mut notes = Vec::new();
     let mut secret_hashes = BTreeMap::new();
     let mut unverifiable = 0usize;
+    let mut untagged_latin1: Vec<String> = Vec::new();
     for d in &desired.secrets {
         let addr = secret_address(router, &d.name);
         if let Some(p) = &d.password {
@@ -424,7 +474,11 @@ fn diff_router(
                 if d.password.is_some() {
                     fields.insert(0, FieldDiff::sensitive("password"));
                 }
-                fields.push(FieldDiff::plain("comment", None, Some(tagged(&d.comment))));
+                fields.push(FieldDiff::plain(
+                    "comment",
+                    None,
+                    Some(tagged(d.comment.as_deref().unwrap_or(""))),
+                ));
                 items.push(Item {
                     change: Change {
                         address: addr,
@@ -474,11 +528,16 @@ fn diff_router(
                 // The tag alone is no change: a secret the YAML names is already wispctl's
                 // (that is what lets `import` be followed by an empty plan). The tag is written
                 // with the first change wispctl makes to it.
-                if l.comment_text() != d.comment {
+                // A comment left out of the YAML is not managed: its text stays.
+                let comment = d
+                    .comment
+                    .clone()
+                    .unwrap_or_else(|| l.comment_text().to_string());
+                if d.comment.as_deref().is_some_and(|c| c != l.comment_text()) {
                     fields.push(FieldDiff::plain(
                         "comment",
                         Some(l.comment_text().to_string()),
-                        Some(d.comment.clone()),
+                        Some(comment.clone()),
                     ));
                     changed.push("comment".into());
                 }
@@ -494,13 +553,21 @@ fn diff_router(
                     );
                 }
                 if !l.owned() {
-                    if !changed.iter().any(|c| c == "comment") {
-                        changed.push("comment".into());
+                    if changed.iter().all(|c| c != "comment") {
+                        if l.not_utf8.contains("comment") {
+                            // Written back as UTF-8 it would change under the operator's eyes:
+                            // left alone, so this secret is not tagged (and never pruned).
+                            untagged_latin1.push(d.name.clone());
+                        } else {
+                            changed.push("comment".into());
+                        }
                     }
-                    reason.get_or_insert_with(|| {
-                        "adopts a secret wispctl did not create: its comment gets the [wispctl] tag"
-                            .to_string()
-                    });
+                    if changed.iter().any(|c| c == "comment") {
+                        reason.get_or_insert_with(|| {
+                            "adopts a secret wispctl did not create: its comment gets the [wispctl] tag"
+                                .to_string()
+                        });
+                    }
                 }
                 let kick = if kick_on && (effective || pending) {
                     sessions
@@ -529,6 +596,7 @@ fn diff_router(
                         id: l.id.clone(),
                         desired: d.clone(),
                         fields: changed,
+                        comment,
                         kick,
                     },
                 });
@@ -536,6 +604,35 @@ fn diff_router(
         }
     }
     let wanted: BTreeSet<&str> = desired.secrets.iter().map(|s| s.name.as_str()).collect();
+    // Sessions of secrets an earlier apply removed, which it could not disconnect.
+    if kick_on {
+        for name in &live.pending_kicks {
+            let Some(sessions) = live.active.get(name) else {
+                continue;
+            };
+            if wanted.contains(name.as_str()) || by_name.contains_key(name.as_str()) {
+                continue;
+            }
+            items.push(Item {
+                change: Change {
+                    address: secret_address(router, name),
+                    action: Action::Update,
+                    reason: Some(
+                        "an earlier apply removed this secret but could not disconnect its session"
+                            .into(),
+                    ),
+                    fields: vec![],
+                    content: None,
+                    side_effects: vec![format!("disconnects the active session of {name}")],
+                },
+                collection: "secret",
+                op: Op::Kick {
+                    name: name.clone(),
+                    kick: sessions.clone(),
+                },
+            });
+        }
+    }
     let mut kept = 0;
     for l in live
         .secrets
@@ -578,6 +675,12 @@ fn diff_router(
             if unverifiable > 0 { format!(" ({unverifiable} never applied by wispctl)") } else { String::new() }
         ));
     }
+    if !untagged_latin1.is_empty() {
+        notes.push(format!(
+            "the comments of {} are not UTF-8 (Latin-1 from Winbox?) and are left as they are, so these secrets are not tagged [wispctl] (never pruned)",
+            untagged_latin1.join(", ")
+        ));
+    }
     if kept > 0 {
         notes.push(format!("{kept} secret(s) tagged by wispctl are no longer in the YAML and are kept (prune: none)"));
     }
@@ -592,7 +695,9 @@ fn diff_router(
     })
 }
 
-fn field_words(d: &DesiredSecret, which: Option<&[String]>) -> Vec<String> {
+/// The attribute words of a write: every managed field (`which: None`, an add) or the changed
+/// ones; `comment` is the text written with the tag.
+fn field_words(d: &DesiredSecret, which: Option<&[String]>, comment: &str) -> Vec<String> {
     let wanted = |k: &str| which.is_none_or(|w| w.iter().any(|x| x == k));
     let mut words = Vec::new();
     if let Some(p) = &d.password
@@ -606,7 +711,7 @@ fn field_words(d: &DesiredSecret, which: Option<&[String]>) -> Vec<String> {
         }
     }
     if wanted("comment") {
-        words.push(format!("=comment={}", tagged(&d.comment)));
+        words.push(format!("=comment={}", tagged(comment)));
     }
     words
 }
@@ -620,6 +725,25 @@ struct Done {
     kicked: Vec<String>,
     /// Secrets changed whose sessions could not be disconnected: kicked by the next run.
     kicks_lost: Vec<String>,
+    /// Secrets whose write the router refused: not changed, so no kick is owed.
+    refused: Vec<String>,
+}
+
+impl Op {
+    /// The secret's name.
+    fn name(&self) -> &str {
+        match self {
+            Op::Add(d) | Op::Set { desired: d, .. } => &d.name,
+            Op::Remove { name, .. } | Op::Kick { name, .. } => name,
+        }
+    }
+    /// The sessions to disconnect after the write.
+    fn kick(&self) -> &[String] {
+        match self {
+            Op::Add(_) => &[],
+            Op::Set { kick, .. } | Op::Remove { kick, .. } | Op::Kick { kick, .. } => kick,
+        }
+    }
 }
 
 async fn apply_router(
@@ -637,22 +761,26 @@ async fn apply_router(
         match &item.op {
             Op::Add(d) => {
                 let mut words = vec!["/ppp/secret/add".to_string(), format!("=name={}", d.name)];
-                words.extend(field_words(d, None));
+                words.extend(field_words(d, None, d.comment.as_deref().unwrap_or("")));
                 writes.push(Command { words });
                 write_idx.push(i);
             }
-            Op::Set { fields, .. } if fields.is_empty() => {
+            Op::Kick { .. } => {
                 // Only a pending kick: nothing to write.
+                outcomes[i] = Some(Outcome::applied(&item.change.address, item.change.action));
+            }
+            Op::Set { fields, .. } if fields.is_empty() => {
                 outcomes[i] = Some(Outcome::applied(&item.change.address, item.change.action));
             }
             Op::Set {
                 id,
                 desired,
                 fields,
+                comment,
                 ..
             } => {
                 let mut words = vec!["/ppp/secret/set".to_string(), format!("=.id={id}")];
-                words.extend(field_words(desired, Some(fields)));
+                words.extend(field_words(desired, Some(fields), comment));
                 writes.push(Command { words });
                 write_idx.push(i);
             }
@@ -673,11 +801,14 @@ async fn apply_router(
             for (reply, &i) in replies.into_iter().zip(&write_idx) {
                 let c = &items[i].change;
                 outcomes[i] = Some(match reply.trap {
-                    Some(t) => Outcome::failed(
-                        &c.address,
-                        c.action,
-                        format!("router refused: {}", t.message),
-                    ),
+                    Some(t) => {
+                        done.refused.push(items[i].op.name().to_string());
+                        Outcome::failed(
+                            &c.address,
+                            c.action,
+                            format!("router refused: {}", t.message),
+                        )
+                    }
                     None => Outcome::applied(&c.address, c.action),
                 });
             }
@@ -718,10 +849,7 @@ async fn apply_router(
     let mut kicked = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let applied = outcomes[i].as_ref().is_some_and(|o| o.reason.is_none());
-        let ids = match &item.op {
-            Op::Set { kick, .. } | Op::Remove { kick, .. } => kick,
-            Op::Add(_) => continue,
-        };
+        let ids = item.op.kick();
         if applied && !ids.is_empty() {
             kick_ids.extend(ids.iter().cloned());
             kicked.push(i);
@@ -729,11 +857,7 @@ async fn apply_router(
     }
     let kicked_names = |idx: &[usize]| -> Vec<String> {
         idx.iter()
-            .filter_map(|&i| match &items[i].op {
-                Op::Set { desired, .. } => Some(desired.name.clone()),
-                Op::Remove { name, .. } => Some(name.clone()),
-                Op::Add(_) => None,
-            })
+            .map(|&i| items[i].op.name().to_string())
             .collect()
     };
     if !kick_ids.is_empty() {
@@ -763,11 +887,23 @@ async fn apply_router(
                 let by_name: BTreeMap<&str, &LiveSecret> =
                     live.iter().map(|s| (s.name(), s)).collect();
                 for &i in &written {
-                    let d = match &items[i].op {
-                        Op::Add(d) | Op::Set { desired: d, .. } => d,
-                        Op::Remove { .. } => continue,
+                    let (d, comment) = match &items[i].op {
+                        Op::Add(d) => (d, Some(d.comment.as_deref().unwrap_or(""))),
+                        Op::Set {
+                            desired,
+                            fields,
+                            comment,
+                            ..
+                        } => (
+                            desired,
+                            fields
+                                .iter()
+                                .any(|f| f == "comment")
+                                .then_some(comment.as_str()),
+                        ),
+                        Op::Remove { .. } | Op::Kick { .. } => continue,
                     };
-                    if let Some(why) = verify(d, by_name.get(d.name.as_str()).copied()) {
+                    if let Some(why) = verify(d, by_name.get(d.name.as_str()).copied(), comment) {
                         let c = &items[i].change;
                         outcomes[i] = Some(Outcome::failed(
                             &c.address,
@@ -834,7 +970,9 @@ async fn kick(conn: &mut Connection, ids: &[String]) -> Result<(), String> {
     }
 }
 
-fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
+/// Checks a written secret against what was meant; `comment` is the text written with the tag,
+/// when the comment was written.
+fn verify(d: &DesiredSecret, live: Option<&LiveSecret>, comment: Option<&str>) -> Option<String> {
     let Some(l) = live else {
         return Some(format!("secret {:?} is not on the router", d.name));
     };
@@ -849,10 +987,15 @@ fn verify(d: &DesiredSecret, live: Option<&LiveSecret>) -> Option<String> {
     {
         return Some("the password does not read back as written".into());
     }
-    if l.comment_text() != d.comment || !l.owned() {
-        return Some("the comment does not read back as written, with its tag".into());
+    match (comment, &d.comment) {
+        (Some(c), _) if l.comment_text() != c || !l.owned() => {
+            Some("the comment does not read back as written, with its tag".into())
+        }
+        (None, Some(c)) if l.comment_text() != c => {
+            Some("the comment does not read back as it should".into())
+        }
+        _ => None,
     }
-    None
 }
 
 #[cfg(test)]
@@ -884,7 +1027,7 @@ mod tests {
             name: name.into(),
             password: password.map(Secret::new),
             fields: fields.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-            comment: comment.into(),
+            comment: Some(comment.into()),
         }
     }
 
@@ -895,6 +1038,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), normalise(k, v)))
                 .collect(),
+            not_utf8: BTreeSet::new(),
         }
     }
 

@@ -121,7 +121,10 @@ impl UispClient {
             Some(pem) => crate::tls::client_config_with_ca_pem(pem)?,
             None => crate::tls::client_config(server.tls.as_ref())?,
         };
+        // Redirects are not followed: reqwest would carry the token header along, even to a
+        // plain http:// address.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .tls_backend_preconfigured(tls)
             .timeout(server.timeout)
             .connect_timeout(Duration::from_secs(15))
@@ -146,10 +149,17 @@ impl UispClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let mut token =
+                reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
+                    UispError::NotNms(
+                        "the UISP token holds characters a header cannot carry".into(),
+                    )
+                })?;
+            token.set_sensitive(true);
             let mut req = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.api))
-                .header("x-auth-token", self.token.expose())
+                .header("x-auth-token", token)
                 .header("accept", "application/json");
             if let Some(b) = body {
                 req = req.json(b);
@@ -205,11 +215,28 @@ impl UispClient {
             let message = text(&value, "/message")
                 .or_else(|| text(&value, "/error"))
                 .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string());
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            if status == StatusCode::UNAUTHORIZED {
                 return Err(UispError::NotNms(format!(
-                    "UISP refused the token ({} {message}): it must be an NMS API token (Settings > Users > API tokens), not a CRM app key",
-                    status.as_u16()
+                    "UISP refused the token (401 {message}): it must be an NMS API token (Settings > Users > API tokens), not a CRM app key"
                 )));
+            }
+            if status == StatusCode::FORBIDDEN {
+                return Err(UispError::Http {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    status: 403,
+                    message: format!(
+                        "{message} (the token lacks permission for this: a read-only token?)"
+                    ),
+                });
+            }
+            if status.is_redirection() {
+                return Err(UispError::Http {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    status: status.as_u16(),
+                    message: "UISP answered with a redirect, which wispctl does not follow (the token would go along): set url to the address it redirects to".into(),
+                });
             }
             return Err(UispError::Http {
                 method: method.to_string(),
@@ -233,40 +260,17 @@ impl UispClient {
         }
     }
 
+    /// One device, read now.
+    pub async fn device(&self, id: &str) -> Result<LiveDevice, UispError> {
+        let path = format!("/devices/{id}");
+        let v = self.request(Method::GET, &path, None).await?;
+        device_from(&v, &path)
+    }
+
     /// Every device, in one request.
     pub async fn devices(&self) -> Result<Vec<LiveDevice>, UispError> {
         let items = self.list("/devices").await?;
-        items
-            .iter()
-            .map(|d| {
-                let mac = text(d, "/identification/mac")
-                    .and_then(|m| normalise_mac(&m))
-                    .ok_or_else(|| UispError::Decode {
-                        path: "/devices".into(),
-                        message: "a device without a MAC address".into(),
-                    })?;
-                Ok(LiveDevice {
-                    id: text(d, "/identification/id").unwrap_or_default(),
-                    mac,
-                    name: text(d, "/identification/name").filter(|n| !n.is_empty()),
-                    ip: text(d, "/ipAddress")
-                        .map(|ip| ip.split('/').next().unwrap_or_default().to_string())
-                        .filter(|ip| !ip.is_empty()),
-                    authorized: d
-                        .pointer("/identification/authorized")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    site_id: text(d, "/identification/site/id"),
-                    status: text(d, "/identification/status")
-                        .or_else(|| text(d, "/overview/status"))
-                        .unwrap_or_default(),
-                    failed_decryption: d
-                        .pointer("/meta/failedMessageDecryption")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                })
-            })
-            .collect()
+        items.iter().map(|d| device_from(d, "/devices")).collect()
     }
 
     /// Every site, in one request.
@@ -365,6 +369,35 @@ impl UispClient {
             .await
             .map(drop)
     }
+}
+
+fn device_from(d: &Value, path: &str) -> Result<LiveDevice, UispError> {
+    let mac = text(d, "/identification/mac")
+        .and_then(|m| normalise_mac(&m))
+        .ok_or_else(|| UispError::Decode {
+            path: path.into(),
+            message: "a device without a MAC address".into(),
+        })?;
+    Ok(LiveDevice {
+        id: text(d, "/identification/id").unwrap_or_default(),
+        mac,
+        name: text(d, "/identification/name").filter(|n| !n.is_empty()),
+        ip: text(d, "/ipAddress")
+            .map(|ip| ip.split('/').next().unwrap_or_default().to_string())
+            .filter(|ip| !ip.is_empty()),
+        authorized: d
+            .pointer("/identification/authorized")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        site_id: text(d, "/identification/site/id"),
+        status: text(d, "/identification/status")
+            .or_else(|| text(d, "/overview/status"))
+            .unwrap_or_default(),
+        failed_decryption: d
+            .pointer("/meta/failedMessageDecryption")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 fn site_from(v: Value) -> LiveSite {

@@ -100,7 +100,14 @@ pub fn render(server: &str, sites: &[LiveSite], devices: &[LiveDevice]) -> Impor
                 let label = d
                     .name
                     .as_deref()
-                    .map(|n| format!("   # {n}"))
+                    // A name is free text: never let it end the comment line.
+                    .map(|n| {
+                        let clean: String = n
+                            .chars()
+                            .map(|c| if c.is_control() { ' ' } else { c })
+                            .collect();
+                        format!("   # {clean}")
+                    })
                     .unwrap_or_default();
                 device_lines.push_str(&format!(
                     "  - mac: {}{label}\n    site: {}\n",

@@ -345,7 +345,8 @@ fn diff_server(
                     .parent_id
                     .as_deref()
                     .and_then(|id| site_name_of_id.get(id).copied());
-                if live_parent != s.parent.as_deref() {
+                // A parent left out of the YAML is not managed (the site stays where it is).
+                if s.parent.is_some() && live_parent != s.parent.as_deref() {
                     fields.push(FieldDiff::plain(
                         "parent",
                         live_parent.map(str::to_string),
@@ -522,9 +523,11 @@ fn diff_server(
         }
     }
 
-    // Owned sites no longer declared: deleted when pruning and empty after this plan.
+    // Owned sites no longer declared: deleted when pruning and empty after this plan. A site
+    // is empty when no device will be in it and every child site is deleted too: found as a
+    // fixpoint, so a tagged parent is never planned for deletion under a child that stays.
     let mut kept = Vec::new();
-    let mut deletable: Vec<&LiveSite> = Vec::new();
+    let mut candidates: BTreeSet<&str> = BTreeSet::new();
     for s in live
         .sites
         .iter()
@@ -537,27 +540,51 @@ fn diff_server(
         let devices_left = live
             .devices
             .iter()
-            .filter(|d| match site_after.get(d.id.as_str()) {
+            .any(|d| match site_after.get(d.id.as_str()) {
                 Some(after) => after.as_deref() == Some(s.name.as_str()),
                 None => d.site_id.as_deref() == Some(s.id.as_str()),
-            })
-            .count();
-        let children_kept = live.sites.iter().any(|c| {
-            c.parent_id.as_deref() == Some(s.id.as_str())
-                && (declared.contains_key(c.name.as_str()) || !is_tagged(&c.note))
-        }) || desired
+            });
+        let declared_child = desired
             .sites
             .iter()
             .any(|c| c.parent.as_deref() == Some(s.name.as_str()));
-        if devices_left > 0 || children_kept {
+        if devices_left || declared_child {
             notes.push(format!(
                 "site {:?} is no longer declared but still holds devices or sites: kept until it is empty",
                 s.name
             ));
-            continue;
+        } else {
+            candidates.insert(s.id.as_str());
         }
-        deletable.push(s);
     }
+    loop {
+        let blocked: Vec<&str> = candidates
+            .iter()
+            .copied()
+            .filter(|id| {
+                live.sites.iter().any(|c| {
+                    c.parent_id.as_deref() == Some(*id) && !candidates.contains(c.id.as_str())
+                })
+            })
+            .collect();
+        if blocked.is_empty() {
+            break;
+        }
+        for id in blocked {
+            candidates.remove(id);
+            if let Some(s) = live.sites.iter().find(|s| s.id == id) {
+                notes.push(format!(
+                    "site {:?} is no longer declared but still holds sites that stay: kept until it is empty",
+                    s.name
+                ));
+            }
+        }
+    }
+    let mut deletable: Vec<&LiveSite> = live
+        .sites
+        .iter()
+        .filter(|s| candidates.contains(s.id.as_str()))
+        .collect();
     // Children before parents.
     let live_parent: HashMap<&str, &str> = live
         .sites
@@ -658,7 +685,20 @@ async fn apply_server(client: &UispClient, items: Vec<Item<Op>>, live: UispLive)
                     })
             }
             Op::UpdateSite { live, spec } => {
-                let parent = spec.parent.as_ref().and_then(|p| ids.get(p).cloned());
+                let parent = match &spec.parent {
+                    Some(p) => match ids.get(p) {
+                        Some(id) => Some(id.clone()),
+                        None => {
+                            outcomes[i] = Some(fail(
+                                i,
+                                format!("its parent site {p:?} could not be created"),
+                            ));
+                            continue;
+                        }
+                    },
+                    // Not managed: keep the parent it has.
+                    None => live.parent_id.clone(),
+                };
                 let note = tagged(spec.note.as_deref().unwrap_or(untagged(&live.note)));
                 let address = spec.address.clone().unwrap_or_else(|| live.address.clone());
                 client
@@ -711,9 +751,20 @@ async fn apply_server(client: &UispClient, items: Vec<Item<Op>>, live: UispLive)
         let r = match &item.op {
             Op::Unassign { device } => client.unassign(device).await.map_err(|e| e.to_string()),
             Op::DeleteGhost { device } => {
-                // Checked again at the last moment: never a device with a name or an IP.
+                // Read again at the last moment: never a device with a name or an IP, even one
+                // that gained them since the plan.
+                let fresh = client.device(device).await;
                 if !by_id.get(device.as_str()).is_some_and(|d| d.is_ghost()) {
                     Err("not deleted: the device has a name or an IP".to_string())
+                } else if let Err(e) = &fresh {
+                    Err(format!(
+                        "not deleted: it could not be read again first: {e}"
+                    ))
+                } else if !fresh.as_ref().is_ok_and(LiveDevice::is_ghost) {
+                    Err(
+                        "not deleted: since the plan, the device got a name, an IP or a site"
+                            .to_string(),
+                    )
                 } else {
                     match client.refresh(device).await {
                         Err(e) => Err(format!(

@@ -72,6 +72,8 @@ pub struct Trap {
 pub struct Reply {
     /// `!re` rows, attributes by name.
     pub rows: Vec<BTreeMap<String, String>>,
+    /// For each row, the attributes whose bytes were not UTF-8 (decoded as Latin-1).
+    pub not_utf8: Vec<std::collections::BTreeSet<String>>,
     /// Attributes of `!done` (such as `ret`).
     pub done: BTreeMap<String, String>,
     /// The `!trap`, if any.
@@ -203,7 +205,7 @@ impl Connection {
             self.next_tag += 1;
             let mut words = c.words.clone();
             words.push(format!(".tag={tag}"));
-            out.extend(Sentence { words }.encode()?);
+            out.extend(Sentence::new(words).encode()?);
             pending.insert(tag, i);
             tracing::trace!(command = c.head(), "api send");
         }
@@ -231,7 +233,12 @@ impl Connection {
                     .collect()
             };
             match s.head() {
-                "!re" => replies[i].rows.push(attrs()),
+                "!re" => {
+                    replies[i].rows.push(attrs());
+                    replies[i]
+                        .not_utf8
+                        .push(s.not_utf8_attrs().map(str::to_string).collect());
+                }
                 "!empty" => replies[i].empty = true,
                 "!trap" => {
                     let a = attrs();

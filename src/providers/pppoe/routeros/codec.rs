@@ -101,12 +101,16 @@ pub fn decode_sentence(buf: &[u8]) -> Result<Option<Decoded>, CodecError> {
     }
 }
 
-/// A decoded sentence with its words as text (RouterOS sends UTF-8 or Latin-1; bytes that are
-/// not UTF-8 are replaced, which only ever affects display fields).
+/// A decoded sentence with its words as text. RouterOS keeps bytes as they were typed: UTF-8
+/// from the API and newer tools, Latin-1 (Windows-1252) from Winbox. A word that is not UTF-8
+/// is decoded as Latin-1, so "Tomatlán" reads right, and flagged in [`Sentence::not_utf8`], so
+/// that nobody writes it back re-encoded without knowing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sentence {
     /// The words, first the command or reply word.
     pub words: Vec<String>,
+    /// Indices of the words that were not UTF-8.
+    pub not_utf8: Vec<usize>,
 }
 
 impl Sentence {
@@ -114,20 +118,32 @@ impl Sentence {
     pub fn new<S: Into<String>>(words: impl IntoIterator<Item = S>) -> Self {
         Sentence {
             words: words.into_iter().map(Into::into).collect(),
+            not_utf8: Vec::new(),
         }
     }
 
     /// From raw words.
     pub fn from_raw(words: Vec<Vec<u8>>) -> Self {
-        Sentence {
-            words: words
-                .into_iter()
-                .map(|w| {
-                    String::from_utf8(w)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        let mut not_utf8 = Vec::new();
+        let words = words
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| {
+                String::from_utf8(w).unwrap_or_else(|e| {
+                    not_utf8.push(i);
+                    e.as_bytes().iter().map(|&b| char::from(b)).collect()
                 })
-                .collect(),
-        }
+            })
+            .collect();
+        Sentence { words, not_utf8 }
+    }
+
+    /// Keys of the attribute words that were not UTF-8.
+    pub fn not_utf8_attrs(&self) -> impl Iterator<Item = &str> {
+        self.not_utf8.iter().filter_map(|&i| {
+            let rest = self.words.get(i)?.strip_prefix('=')?;
+            Some(rest.split_once('=').map_or(rest, |(k, _)| k))
+        })
     }
 
     /// The first word: a command (`/ppp/secret/print`) or a reply (`!re`, `!done`, ...).
@@ -247,6 +263,17 @@ mod tests {
         let sentence = Sentence::from_raw(words);
         assert_eq!(sentence.attr("password"), Some("a=b"));
         assert_eq!(sentence.head(), "/login");
+    }
+
+    #[test]
+    fn latin1_words_decode_and_are_flagged() {
+        let s = Sentence::from_raw(vec![
+            b"!re".to_vec(),
+            b"=comment=Tomatl\xe1n".to_vec(),
+            b"=name=a".to_vec(),
+        ]);
+        assert_eq!(s.attr("comment"), Some("Tomatlán"));
+        assert_eq!(s.not_utf8_attrs().collect::<Vec<_>>(), ["comment"]);
     }
 
     #[test]
