@@ -1239,6 +1239,64 @@ mod tests {
         }
     }
 
+    /// Regression: a Latin-1 comment (typed in Winbox) was decoded lossily and written back
+    /// mangled with the adoption tag.
+    #[test]
+    fn a_latin1_comment_is_never_rewritten_for_the_tag() {
+        let mut d = want("juan", None, &[("profile", "20M")], "");
+        d.comment = None;
+        let d = desired(vec![d], Prune::None);
+        let mut s = live_secret(
+            "*1",
+            &[
+                ("name", "juan"),
+                ("profile", "10M"),
+                ("comment", "Tomatlán"),
+            ],
+        );
+        s.not_utf8.insert("comment".into());
+        let p = diff_router("r", &d, &live(vec![s], &[], true), &key()).unwrap();
+        match &p.items[0].op {
+            Op::Set { fields, .. } => assert_eq!(fields, &vec!["profile".to_string()]),
+            _ => panic!("expected a set"),
+        }
+        assert!(
+            p.notes.iter().any(|n| n.contains("not UTF-8")),
+            "{:?}",
+            p.notes
+        );
+    }
+
+    /// Regression: a comment left out of the YAML wiped the operator's comment.
+    #[test]
+    fn a_comment_left_out_is_kept_and_only_tagged() {
+        let mut d = want("juan", None, &[("profile", "20M")], "");
+        d.comment = None;
+        let d = desired(vec![d], Prune::None);
+        let s = live_secret(
+            "*1",
+            &[
+                ("name", "juan"),
+                ("profile", "10M"),
+                ("comment", "Tomatlan, Juan Perez"),
+            ],
+        );
+        let p = diff_router("r", &d, &live(vec![s], &[], true), &key()).unwrap();
+        match &p.items[0].op {
+            Op::Set {
+                fields, comment, ..
+            } => {
+                assert_eq!(fields, &vec!["profile".to_string(), "comment".to_string()]);
+                assert_eq!(comment, "Tomatlan, Juan Perez");
+            }
+            _ => panic!("expected a set"),
+        }
+        assert!(
+            !p.items[0].change.fields.iter().any(|f| f.name == "comment"),
+            "no comment change shown"
+        );
+    }
+
     #[test]
     fn a_missing_profile_stops_the_router() {
         let d = desired(
