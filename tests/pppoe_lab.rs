@@ -340,7 +340,7 @@ impl Want {
         let now = live_fields(s);
         self.fields.iter().all(|(k, v)| &now[k] == v)
             && self.password.as_ref().is_none_or(|p| *p == s.password)
-                        && (!self.comment_key || op_text(&s.comment) == self.comment)
+            && (!self.comment_key || op_text(&s.comment) == self.comment)
     }
 
     fn yaml(&self) -> Value {
@@ -419,7 +419,7 @@ impl Scenario {
             };
             let now = live_fields(l);
             let mut effective = w.fields.iter().any(|(k, v)| &now[k] != v);
-                        // A comment left out of the YAML is not managed.
+            // A comment left out of the YAML is not managed.
             let mut differs = effective || (w.comment_key && op_text(&l.comment) != w.comment);
             if let Some(p) = &w.password {
                 if self.visible {
@@ -469,11 +469,16 @@ impl Scenario {
             if let Some(p) = &w.password {
                 assert_eq!(&s.password, p, "{:?}.password", w.name);
             }
-                        if w.comment_key {
+            if w.comment_key {
                 assert_eq!(op_text(&s.comment), w.comment, "{:?}.comment", w.name);
             } else if let Some(before) = self.live_secret(&w.name) {
                 // Left out of the YAML: the operator's text stays.
-                assert_eq!(op_text(&s.comment), op_text(&before.comment), "{:?}.comment kept", w.name);
+                assert_eq!(
+                    op_text(&s.comment),
+                    op_text(&before.comment),
+                    "{:?}.comment kept",
+                    w.name
+                );
             }
             if let Some(before) = self.live_secret(&w.name) {
                 // Unmanaged fields keep the router's value.

@@ -158,13 +158,12 @@ pub(crate) fn validate(file: UispFile, check: &mut FileCheck<'_>) -> Option<Uisp
                 "a site cannot be its own parent".into(),
             );
         }
+        // Free text sent as JSON: line breaks and tabs are fine; only NUL is refused.
         for (field, v) in [("address", &s.address), ("note", &s.note)] {
-            if v.as_ref()
-                .is_some_and(|v| v.chars().any(|c| c.is_control() && c != '\n'))
-            {
+            if v.as_ref().is_some_and(|v| v.contains('\0')) {
                 check.error(
                     &format!("{at}.{field}"),
-                    format!("{field} holds a control character"),
+                    format!("{field} holds a NUL character"),
                 );
             }
         }

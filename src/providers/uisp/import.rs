@@ -72,11 +72,14 @@ pub fn render(server: &str, sites: &[LiveSite], devices: &[LiveDevice]) -> Impor
         if let Some(p) = s.parent_id.as_deref().and_then(|p| name_of.get(p)) {
             site_lines.push_str(&format!("    parent: {}\n", yaml_str(p)));
         }
-        if !s.address.is_empty() {
+        if s.address.contains('\0') || s.note.contains('\0') {
+            warnings.push(format!("site {:?}: its address or note holds a NUL character and is left out (not managed)", s.name));
+        }
+        if !s.address.is_empty() && !s.address.contains('\0') {
             site_lines.push_str(&format!("    address: {}\n", yaml_str(&s.address)));
         }
         let note = untagged(&s.note);
-        if !note.is_empty() {
+        if !note.is_empty() && !note.contains('\0') {
             site_lines.push_str(&format!("    note: {}\n", yaml_str(note)));
         }
     }

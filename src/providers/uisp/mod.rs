@@ -548,7 +548,12 @@ fn diff_server(
             .sites
             .iter()
             .any(|c| c.parent.as_deref() == Some(s.name.as_str()));
-        if devices_left || declared_child {
+        // A device the YAML puts here that has not connected yet still needs the site.
+        let assigned = desired
+            .devices
+            .values()
+            .any(|a| matches!(a, Assignment::Site(n) if n == &s.name));
+        if devices_left || declared_child || assigned {
             notes.push(format!(
                 "site {:?} is no longer declared but still holds devices or sites: kept until it is empty",
                 s.name
@@ -557,13 +562,24 @@ fn diff_server(
             candidates.insert(s.id.as_str());
         }
     }
+    // Where each live site's parent will be after this plan: a declared site with a parent
+    // moves there; any other keeps its parent.
+    let parent_after = |c: &LiveSite| -> Option<String> {
+        match declared
+            .get(c.name.as_str())
+            .and_then(|d| d.parent.as_ref())
+        {
+            Some(p) => live_by_name.get(p.as_str()).map(|l| l.id.clone()),
+            None => c.parent_id.clone(),
+        }
+    };
     loop {
         let blocked: Vec<&str> = candidates
             .iter()
             .copied()
             .filter(|id| {
                 live.sites.iter().any(|c| {
-                    c.parent_id.as_deref() == Some(*id) && !candidates.contains(c.id.as_str())
+                    parent_after(c).as_deref() == Some(*id) && !candidates.contains(c.id.as_str())
                 })
             })
             .collect();
