@@ -101,33 +101,13 @@ const UISP_INVENTORY: &str = "allow_inline_secrets: true\nuisp:\n  main:\n    ur
 
 fn site(id: &str, name: &str, parent: Option<&str>, note: Option<&str>) -> LabSite {
     LabSite {
-        id: id.into(),
-        name: name.into(),
-        kind: "site".into(),
-        parent_id: parent.map(Into::into),
-        address: None,
         note: note.map(Into::into),
+        ..LabSite::new(id, name, "site", parent)
     }
 }
 
 fn device(id: &str, mac: &str, name: Option<&str>, site: Option<&str>) -> LabDevice {
-    LabDevice {
-        id: id.into(),
-        mac: mac.into(),
-        name: name.map(Into::into),
-        ip: None,
-        model: "LB5".into(),
-        model_name: "LiteBeam M5".into(),
-        authorized: site.is_some(),
-        site_id: site.map(Into::into),
-        status: if site.is_some() {
-            "active".into()
-        } else {
-            "unauthorized".into()
-        },
-        failed_message_decryption: false,
-        key_resets: 0,
-    }
+    LabDevice::new(id, mac, name, None, site)
 }
 
 const S1: &str = "51000000-0000-4000-8000-000000000001";

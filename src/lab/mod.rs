@@ -71,59 +71,54 @@ pub fn seed_uisp() -> runtime::UispFile {
         connection_string: uisp::LAB_CONNECTION_STRING.into(),
         state: uisp::UispState {
             sites: vec![
-                site(TOMATLAN, "Tomatlan", "site", None),
-                site(CENTRO, "Centro", "site", None),
-                site(
+                uisp::LabSite::new(TOMATLAN, "Tomatlan", "site", None),
+                uisp::LabSite::new(CENTRO, "Centro", "site", None),
+                uisp::LabSite::new(
                     JUAN_SITE,
                     "Tomatlan, Juan Perez",
                     "endpoint",
                     Some(TOMATLAN),
                 ),
-                site(LUIS_SITE, "Centro, Luis Torres", "endpoint", Some(CENTRO)),
+                uisp::LabSite::new(LUIS_SITE, "Centro, Luis Torres", "endpoint", Some(CENTRO)),
             ],
             devices: vec![
                 // Authorized in its endpoint: nothing to do.
-                device(
+                uisp::LabDevice::new(
                     "d0000000-0000-4000-8000-000000000001",
                     "28:70:4E:A8:16:99",
                     Some("Juan Perez LB5"),
                     Some("10.10.1.45/24"),
-                    true,
                     Some(JUAN_SITE),
                 ),
                 // Unauthorized after the server move: authorized into a new endpoint site.
-                device(
+                uisp::LabDevice::new(
                     "d0000000-0000-4000-8000-000000000002",
                     "28:70:4E:A8:17:01",
                     Some("Maria Lopez LB5"),
                     Some("10.10.1.46/24"),
-                    false,
                     None,
                 ),
                 // Authorized, but in the zone site instead of its endpoint: moved.
-                device(
+                uisp::LabDevice::new(
                     "d0000000-0000-4000-8000-000000000003",
                     "28:70:4E:A8:17:02",
                     Some("Luis Torres LB5"),
                     Some("10.10.1.47/24"),
-                    true,
                     Some(CENTRO),
                 ),
                 // Ghosts: no name, no IP, never authorized (kept: ghosts: keep).
-                device(
+                uisp::LabDevice::new(
                     "d0000000-0000-4000-8000-000000000004",
                     "F0:9F:C2:00:00:01",
                     None,
                     None,
-                    false,
                     None,
                 ),
-                device(
+                uisp::LabDevice::new(
                     "d0000000-0000-4000-8000-000000000005",
                     "F0:9F:C2:00:00:02",
                     None,
                     None,
-                    false,
                     None,
                 ),
             ],
@@ -133,50 +128,10 @@ pub fn seed_uisp() -> runtime::UispFile {
 
 /// Fixed ids of the lab UISP seed.
 mod seed_ids {
-    use super::uisp::{LabDevice, LabSite};
-
     pub const TOMATLAN: &str = "50000000-0000-4000-8000-000000000001";
     pub const CENTRO: &str = "50000000-0000-4000-8000-000000000002";
     pub const JUAN_SITE: &str = "50000000-0000-4000-8000-000000000003";
     pub const LUIS_SITE: &str = "50000000-0000-4000-8000-000000000004";
-
-    pub fn site(id: &str, name: &str, kind: &str, parent: Option<&str>) -> LabSite {
-        LabSite {
-            id: id.into(),
-            name: name.into(),
-            kind: kind.into(),
-            parent_id: parent.map(Into::into),
-            address: None,
-            note: None,
-        }
-    }
-
-    pub fn device(
-        id: &str,
-        mac: &str,
-        name: Option<&str>,
-        ip: Option<&str>,
-        authorized: bool,
-        site: Option<&str>,
-    ) -> LabDevice {
-        LabDevice {
-            id: id.into(),
-            mac: mac.into(),
-            name: name.map(Into::into),
-            ip: ip.map(Into::into),
-            model: "LB5".into(),
-            model_name: "LiteBeam M5".into(),
-            authorized,
-            site_id: site.map(Into::into),
-            status: if authorized {
-                "active".into()
-            } else {
-                "unauthorized".into()
-            },
-            failed_message_decryption: false,
-            key_resets: 0,
-        }
-    }
 }
 
 /// The lab's router `balanceador`, as the operator's main router looks before wispctl.

@@ -1673,6 +1673,49 @@ fn enum_query<'a>(
 // The state: lookups, rules, rendering
 // ---------------------------------------------------------------------------------------------
 
+impl LabSite {
+    /// A site with no address and no note.
+    pub fn new(id: &str, name: &str, kind: &str, parent: Option<&str>) -> LabSite {
+        LabSite {
+            id: id.into(),
+            name: name.into(),
+            kind: kind.into(),
+            parent_id: parent.map(Into::into),
+            address: None,
+            note: None,
+        }
+    }
+}
+
+impl LabDevice {
+    /// A LiteBeam M5, authorized (and active) exactly when it has a site.
+    pub fn new(
+        id: &str,
+        mac: &str,
+        name: Option<&str>,
+        ip: Option<&str>,
+        site: Option<&str>,
+    ) -> LabDevice {
+        LabDevice {
+            id: id.into(),
+            mac: mac.into(),
+            name: name.map(Into::into),
+            ip: ip.map(Into::into),
+            model: "LB5".into(),
+            model_name: "LiteBeam M5".into(),
+            authorized: site.is_some(),
+            site_id: site.map(Into::into),
+            status: if site.is_some() {
+                "active".into()
+            } else {
+                "unauthorized".into()
+            },
+            failed_message_decryption: false,
+            key_resets: 0,
+        }
+    }
+}
+
 impl UispState {
     fn site(&self, id: &str) -> Result<&LabSite, Fail> {
         self.sites
