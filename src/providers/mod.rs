@@ -1,6 +1,7 @@
 //! One folder per resource kind, each with the same parts: observe, diff (pure), apply, and a
 //! lab twin. [`kinds`] is the one place that lists them.
 
+pub mod airos;
 pub mod ownership;
 pub mod pppd;
 pub mod pppoe;
