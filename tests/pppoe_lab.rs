@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{rt, show};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -187,21 +189,6 @@ impl World {
             show(&plan)
         );
     }
-}
-
-fn show(plan: &Plan) -> String {
-    wispctl::plan::render::text::plan(
-        plan,
-        wispctl::plan::render::Purpose::Plan,
-        wispctl::plan::render::text::Paint(false),
-    )
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn addr(name: &str) -> String {

@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::{rt, show};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -164,21 +166,6 @@ impl World {
     }
 }
 
-fn show(plan: &Plan) -> String {
-    wispctl::plan::render::text::plan(
-        plan,
-        wispctl::plan::render::Purpose::Plan,
-        wispctl::plan::render::text::Paint(false),
-    )
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn all_applied(report: &ApplyReport) -> bool {
     report.succeeded()
         && report
@@ -237,34 +224,15 @@ fn mac(i: usize) -> String {
 }
 
 fn site(i: usize, name: &str, kind: &str, parent: Option<usize>) -> LabSite {
-    LabSite {
-        id: sid(i),
-        name: name.into(),
-        kind: kind.into(),
-        parent_id: parent.map(sid),
-        address: None,
-        note: None,
-    }
+    LabSite::new(&sid(i), name, kind, parent.map(sid).as_deref())
 }
 
 /// A device; authorized exactly when it is in a site.
 fn device(i: usize, name: Option<&str>, ip: Option<&str>, site: Option<usize>) -> LabDevice {
     LabDevice {
-        id: did(i),
-        mac: mac(i),
-        name: name.map(Into::into),
-        ip: ip.map(Into::into),
         model: "LBE-5AC-Gen2".into(),
         model_name: "LiteBeam 5AC Gen2".into(),
-        authorized: site.is_some(),
-        site_id: site.map(sid),
-        status: if site.is_some() {
-            "active".into()
-        } else {
-            "unauthorized".into()
-        },
-        failed_message_decryption: false,
-        key_resets: 0,
+        ..LabDevice::new(&did(i), &mac(i), name, ip, site.map(sid).as_deref())
     }
 }
 

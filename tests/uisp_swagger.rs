@@ -136,31 +136,15 @@ const NOBODY: &str = "9b2f1d3e-5a4c-4b6d-8e7f-0a1b2c3d4eff";
 
 fn device(id: &str, mac: &str, name: Option<&str>, site: Option<&str>, status: &str) -> LabDevice {
     LabDevice {
-        id: id.into(),
-        mac: mac.into(),
-        name: name.map(Into::into),
-        ip: None,
-        model: "LB5".into(),
-        model_name: "LiteBeam M5".into(),
-        authorized: site.is_some(),
-        site_id: site.map(Into::into),
         status: status.into(),
-        failed_message_decryption: false,
-        key_resets: 0,
+        ..LabDevice::new(id, mac, name, None, site)
     }
 }
 
 /// A site with an address, an endpoint under it (with a note) holding an active and a
 /// disconnected antenna, an empty endpoint, the tower's AP, and an unauthorized ghost.
 fn seed() -> UispState {
-    let site = |id: &str, name: &str, kind: &str, parent: Option<&str>| LabSite {
-        id: id.into(),
-        name: name.into(),
-        kind: kind.into(),
-        parent_id: parent.map(Into::into),
-        address: None,
-        note: None,
-    };
+    let site = LabSite::new;
     UispState {
         sites: vec![
             LabSite {

@@ -2045,34 +2045,11 @@ mod tests {
     const NOBODY: &str = "5d1c7a10-0000-4000-8000-0000000000ff";
 
     fn site(id: &str, name: &str, kind: &str, parent: Option<&str>) -> LabSite {
-        LabSite {
-            id: id.into(),
-            name: name.into(),
-            kind: kind.into(),
-            parent_id: parent.map(Into::into),
-            address: None,
-            note: None,
-        }
+        LabSite::new(id, name, kind, parent)
     }
 
     fn device(id: &str, mac: &str, name: Option<&str>, site: Option<&str>) -> LabDevice {
-        LabDevice {
-            id: id.into(),
-            mac: mac.into(),
-            name: name.map(Into::into),
-            ip: None,
-            model: "LB5".into(),
-            model_name: "LiteBeam M5".into(),
-            authorized: site.is_some(),
-            site_id: site.map(Into::into),
-            status: if site.is_some() {
-                "active".into()
-            } else {
-                "unauthorized".into()
-            },
-            failed_message_decryption: false,
-            key_resets: 0,
-        }
+        LabDevice::new(id, mac, name, None, site)
     }
 
     /// A tower site, an endpoint under it holding Juan's antenna, another empty endpoint, the

@@ -144,3 +144,20 @@ impl Run {
         self
     }
 }
+
+/// A plan as the text renderer shows it, for assertion messages.
+pub fn show(plan: &wispctl::plan::Plan) -> String {
+    wispctl::plan::render::text::plan(
+        plan,
+        wispctl::plan::render::Purpose::Plan,
+        wispctl::plan::render::text::Paint(false),
+    )
+}
+
+/// A single-threaded tokio runtime for in-process engine tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
