@@ -6,5 +6,6 @@
 //! Not yet: the desired model, observe/diff/apply with canary waves, the lab fleet, the OpenSSH
 //! interop tests and the benchmark.
 
+pub mod commands;
 pub mod config;
 pub mod ssh;

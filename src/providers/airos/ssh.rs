@@ -106,6 +106,10 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// Limit for each [`Session::exec`], from opening the channel to the exit status.
     pub command_timeout: Duration,
+    /// Connect to this address instead of resolving `endpoint` (a lab twin). The endpoint stays
+    /// the device's identity: the known-hosts key and the name in every message. Ignored when
+    /// the target is reached through a jump host.
+    pub connect_to: Option<std::net::SocketAddr>,
 }
 
 impl Target {
@@ -118,6 +122,7 @@ impl Target {
             jump: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            connect_to: None,
         }
     }
 }
@@ -790,12 +795,17 @@ async fn open(
     let attempt = async {
         let handshake = match jump {
             None => {
-                let tcp = TcpStream::connect((target.endpoint.host.as_str(), target.endpoint.port))
-                    .await
-                    .map_err(|e| SshError::Connect {
-                        host: host.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let tcp = match target.connect_to {
+                    Some(addr) => TcpStream::connect(addr).await,
+                    None => {
+                        TcpStream::connect((target.endpoint.host.as_str(), target.endpoint.port))
+                            .await
+                    }
+                };
+                let tcp = tcp.map_err(|e| SshError::Connect {
+                    host: host.clone(),
+                    reason: e.to_string(),
+                })?;
                 client::connect_stream(config, tcp, handler).await
             }
             Some(j) => {
