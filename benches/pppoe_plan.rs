@@ -560,6 +560,8 @@ impl Bench {
                 })
                 .collect(),
             lab_uisp: Default::default(),
+            lab_antennas: Default::default(),
+            trust_new_host_keys: false,
         };
         let engine = Engine::new(
             providers::kinds(&d, &ctx),

@@ -46,6 +46,8 @@ pub struct ReadOptions {
     pub detailed_exitcode: bool,
     /// Overrides `guards.max_deletes`.
     pub max_deletes: Option<usize>,
+    /// Trust-on-first-use for SSH host keys.
+    pub trust_new_host_keys: bool,
 }
 
 /// Options of `apply`.
@@ -120,6 +122,8 @@ fn engine_for(
         state_dir: g.state_dir.clone(),
         lab_routers: lab.router_addrs(),
         lab_uisp: lab.uisp_endpoints(),
+        lab_antennas: lab.antenna_fleets(),
+        trust_new_host_keys: o.trust_new_host_keys,
     };
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     Ok(Engine::new(

@@ -114,6 +114,10 @@ pub struct Selection {
     /// Most deletes allowed in this run (overrides guards.max_deletes).
     #[arg(long)]
     pub max_deletes: Option<usize>,
+    /// Trust and record the SSH host key of an antenna (or jump host) the known-hosts file
+    /// does not list yet. A key that differs from the recorded one is refused regardless.
+    #[arg(long)]
+    pub trust_new_host_keys: bool,
 }
 
 /// `plan`.
@@ -242,6 +246,7 @@ impl Cli {
             targets: s.targets,
             detailed_exitcode,
             max_deletes: s.max_deletes,
+            trust_new_host_keys: s.trust_new_host_keys,
         };
         match self.command {
             Command::Validate => Invocation::Validate(g),

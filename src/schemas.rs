@@ -1,6 +1,7 @@
 //! The JSON Schemas of the YAML files and of the plan JSON, generated from the types.
 //! `schemas/` holds the checked-in copies; a test fails when they are stale.
 
+use crate::desired::airos::AirosFile;
 use crate::desired::inventory::InventoryFile;
 use crate::desired::pppd::PppdFile;
 use crate::desired::pppoe::PppoeFile;
@@ -26,6 +27,10 @@ pub fn all() -> Vec<(&'static str, String)> {
             pretty(schemars::schema_for!(PppoeFile)),
         ),
         ("uisp.schema.json", pretty(schemars::schema_for!(UispFile))),
+        (
+            "airos.schema.json",
+            pretty(schemars::schema_for!(AirosFile)),
+        ),
         ("plan.schema.json", pretty(schemars::schema_for!(Plan))),
         (
             "apply-report.schema.json",

@@ -48,6 +48,7 @@ const fn case(
 
 const INV: &str = "inventory.yaml";
 const PPPD: &str = "pppd/vps.yaml";
+const AIROS: &str = "airos/clientes.yaml";
 
 /// The acceptance line asks for at least 15 distinct broken files; the brief for this test, 18.
 const MIN_CASES: usize = 18;
@@ -99,6 +100,12 @@ const CASES: &[Case] = &[
     case("refused-option-connect", PPPD, 8, 9, "option \"connect\" is not accepted here: runs a shell command"),
     case("refused-option-password", PPPD, 7, 9, "option \"password\" is not accepted here: carries a secret"),
     case("mtu-out-of-range", PPPD, 6, 10, "mtu 9000 is out of range 128..=1500"),
+    // airOS antennas: nothing from YAML reaches a device's shell, and a bad file reaches no device
+    case("airos-host-shell-metacharacters", AIROS, 5, 11, "\"10.10.1.22; touch /tmp/wispctl-pwned\" is not an IP address or host name"),
+    case("airos-connection-string-hostile", AIROS, 3, 11, "invalid connection string: the connection string's key holds a character outside A-Z, a-z, 0-9"),
+    case("airos-group-not-in-inventory", AIROS, 1, 8, "antenna group \"clientez\" is not defined in inventory.yaml (defined: clientes)"),
+    case("airos-connection-two-sources", AIROS, 3, 7, "connection needs exactly one of `uisp: SERVER` or `secret: { env: NAME }`"),
+    case("airos-duplicate-antenna", AIROS, 6, 11, "antenna 10.10.1.21 is listed twice (first at line 4)"),
     // files and folders
     case("empty-pppd-file", PPPD, 1, 1, "the file is empty"),
     case("unknown-folder", "ppd/vps.yaml", 1, 1, "unknown folder \"ppd\""),

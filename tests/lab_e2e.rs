@@ -19,13 +19,13 @@ fn readme_demo_runs_end_to_end() {
     run.expect(0);
     assert!(
         run.stdout
-            .contains("Plan: 4 to add, 8 to change, 2 to destroy."),
+            .contains("Plan: 4 to add, 11 to change, 2 to destroy."),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("Apply: 14 applied, 0 failed, 0 skipped.")
+            .contains("Apply: 17 applied, 0 failed, 0 skipped.")
     );
     assert!(run.stdout.contains("No changes."));
     // PPPoE: an add, changes, a suspension that kicks, passwords masked, then no changes.
@@ -43,6 +43,15 @@ fn readme_demo_runs_end_to_end() {
         r#"site: "Centro" -> "Centro, Luis Torres""#,
         r#"applied uisp.main.device["28:70:4E:A8:17:01"] (update)"#,
         "uisp.main: up to date",
+        // airOS: old URIs fixed through the jump host (one in running.cfg only), the connected
+        // antenna's own key is not drift, then no changes; drift sees a running.cfg put back.
+        r#"~ airos.clientes["10.10.1.46"] will be updated"#,
+        "# running.cfg: host: uisp-viejo.lab.invalid -> uisp.lab.invalid\n",
+        r#"applied airos.clientes["10.10.1.47"] (update)"#,
+        r#"applied airos.clientes["10.10.1.48"] (update)"#,
+        "1 antenna(s) carry their own device-specific key and UISP shows them connected: in sync",
+        "airos.clientes: up to date",
+        r#"~ airos.clientes["10.10.1.50"] differs from the desired state"#,
     ] {
         assert!(run.stdout.contains(line), "demo output lacks {line:?}");
     }
@@ -51,13 +60,19 @@ fn readme_demo_runs_end_to_end() {
         "ana-nueva-1",
         "lab-router-pw",
         "lab-uisp-nms-token",
+        "lab-antenna-pw-1",
+        "lab-antenna-pw-2",
+        "lab-jump-pw",
+        "LabOnlyMasterKey",
+        "OldLabMasterKey",
+        "JuanDeviceSpecificKey",
     ] {
         assert!(
-            !run.stdout.contains(leaked),
+            !run.stdout.contains(leaked) && !run.stderr.contains(leaked),
             "the demo printed a lab secret"
         );
     }
-    assert!(run.stdout.contains("Drift: 0 missing, 2 differing"));
+    assert!(run.stdout.contains("Drift: 0 missing, 3 differing"));
 }
 
 #[test]
@@ -227,7 +242,7 @@ fn apply_waits_for_the_lock_then_fails_naming_the_holder() {
     drop(held);
     let r = common::Run::from(child.wait_with_output().unwrap());
     r.expect(0);
-    assert!(r.stdout.contains("Apply: 14 applied"), "{}", r.stdout);
+    assert!(r.stdout.contains("Apply: 17 applied"), "{}", r.stdout);
 }
 
 #[test]
@@ -255,7 +270,7 @@ fn concurrent_applies_never_both_write() {
                 .count()
         })
         .sum();
-    assert_eq!(applied, 14, "each change applied exactly once across runs");
+    assert_eq!(applied, 17, "each change applied exactly once across runs");
     for r in &runs {
         match r.code {
             0 => {}

@@ -155,6 +155,8 @@ impl World {
                 .map(|(n, l)| (n.clone(), l.addr()))
                 .collect(),
             lab_uisp: Default::default(),
+            lab_antennas: Default::default(),
+            trust_new_host_keys: false,
         };
         Engine::new(
             providers::kinds(&d, &ctx),

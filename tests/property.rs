@@ -331,6 +331,8 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         state_dir: std::env::temp_dir().join("wispctl-test-unused-state"),
         lab_routers: Default::default(),
         lab_uisp: Default::default(),
+        lab_antennas: Default::default(),
+        trust_new_host_keys: false,
     };
     let engine = Engine::new(
         providers::kinds(&d, &ctx),

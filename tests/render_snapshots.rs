@@ -28,7 +28,9 @@ fn lab_plan() -> Plan {
             lab_root: Some(lab.clone()),
             state_dir: tmp.path().join("state"),
             lab_routers: labs.router_addrs(),
-            lab_uisp: Default::default(),
+            lab_uisp: labs.uisp_endpoints(),
+            lab_antennas: labs.antenna_fleets(),
+            trust_new_host_keys: false,
         };
         let engine = Engine::new(
             providers::kinds(&d, &ctx),
@@ -92,6 +94,7 @@ fn huge_plan(lines: usize) -> Plan {
         notes: vec![],
         fingerprints: Default::default(),
         secret_hashes: Default::default(),
+        object_errors: Default::default(),
     };
     Plan {
         format_version: 1,

@@ -59,6 +59,8 @@ impl Setup {
             lab_root: Some(self.tmp.path().to_path_buf()),
             state_dir: self.tmp.path().join("state"),
             lab_routers: routers.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+            lab_antennas: Default::default(),
+            trust_new_host_keys: false,
             lab_uisp: uisp
                 .map(|u| {
                     BTreeMap::from([(

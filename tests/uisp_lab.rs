@@ -116,6 +116,8 @@ impl World {
             lab_root: Some(self.tmp.path().to_path_buf()),
             state_dir: self.state_dir(),
             lab_routers: BTreeMap::new(),
+            lab_antennas: Default::default(),
+            trust_new_host_keys: false,
             lab_uisp: BTreeMap::from([(
                 SERVER.to_string(),
                 LabEndpoint {

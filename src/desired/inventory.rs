@@ -25,6 +25,10 @@ pub struct InventoryFile {
     /// UISP (NMS) servers, by name.
     #[serde(default)]
     pub uisp: BTreeMap<String, UispSpec>,
+    /// airOS antennas reached over SSH, by group: how a group's antennas are logged in to.
+    /// Which antennas belong to a group, and what they must carry, is in `airos/<group>.yaml`.
+    #[serde(default)]
+    pub antenna_groups: BTreeMap<String, AntennaGroupSpec>,
     /// Let this file hold `{ inline: ... }` credentials (each one is warned about).
     #[serde(default)]
     pub allow_inline_secrets: bool,
@@ -196,4 +200,126 @@ pub struct Uisp {
     pub tls: Option<TlsVerify>,
     /// Bound on every request.
     pub timeout: std::time::Duration,
+}
+
+/// How the antennas of one group are reached over SSH.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AntennaGroupSpec {
+    /// SSH port of every antenna in the group (default 22).
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Also offer what old airOS (dropbear, 2019 firmware) needs: `ssh-rsa` (SHA-1) host keys,
+    /// `diffie-hellman-group14-sha1`/`group1-sha1`, `hmac-sha1` and CBC ciphers. Off by default:
+    /// only modern algorithms are offered.
+    #[serde(default)]
+    pub legacy: bool,
+    /// Logins tried in order until one works; the one that worked is remembered per antenna in
+    /// the state directory (its position, never a password) and tried first next time.
+    pub credentials: Vec<CredentialSpec>,
+    /// Reach the antennas through this host (ProxyJump): an SSH `direct-tcpip` tunnel.
+    #[serde(default)]
+    pub jump: Option<JumpSpec>,
+    /// The known-hosts file that pins each antenna's host key (`HOST:PORT SHA256:...` lines).
+    /// Default: `airos-known-hosts` in the state directory. Relative paths are resolved against
+    /// the desired-state folder.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// Seconds allowed for connecting and for each login attempt (default 10).
+    #[serde(default = "default_ssh_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Seconds allowed for each command (default 30).
+    #[serde(default = "default_ssh_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One SSH login.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSpec {
+    /// The user, such as `ubnt`.
+    pub user: String,
+    /// The password, as a reference.
+    pub password: SecretRef,
+}
+
+/// A jump host.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JumpSpec {
+    /// Host name or IP address.
+    pub host: String,
+    /// SSH port (default 22).
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Offer legacy algorithms to the jump host too (see the group's `legacy`).
+    #[serde(default)]
+    pub legacy: bool,
+    /// Logins tried in order. Its host key is pinned in the same known-hosts file.
+    pub credentials: Vec<CredentialSpec>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_ssh_connect_timeout() -> u64 {
+    10
+}
+
+fn default_ssh_command_timeout() -> u64 {
+    30
+}
+
+/// An antenna group after validation: credentials resolved.
+#[derive(Debug, Clone)]
+pub struct AntennaGroup {
+    /// SSH port.
+    pub port: u16,
+    /// Offer legacy algorithms.
+    pub legacy: bool,
+    /// Logins, in order.
+    pub credentials: Vec<crate::providers::airos::ssh::Credential>,
+    /// The jump host.
+    pub jump: Option<JumpHost>,
+    /// The known-hosts file, when not the state directory's.
+    pub known_hosts: Option<PathBuf>,
+    /// Connect and login limit.
+    pub connect_timeout: std::time::Duration,
+    /// Per-command limit.
+    pub command_timeout: std::time::Duration,
+}
+
+/// A validated jump host.
+#[derive(Debug, Clone)]
+pub struct JumpHost {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Offer legacy algorithms.
+    pub legacy: bool,
+    /// Logins, in order.
+    pub credentials: Vec<crate::providers::airos::ssh::Credential>,
+}
+
+/// Whether `host` is an IPv4 address, an IPv6 address or a DNS name (letters, digits, `-` and
+/// `.` separated labels). Everything an antenna's `host` may be: it becomes a TCP destination
+/// and a known-hosts key, and nothing else passes.
+pub fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }

@@ -5,6 +5,7 @@
 //! them at once. Secrets are resolved here (environment, files) so that `validate` catches a
 //! missing one before any device is contacted.
 
+pub mod airos;
 pub mod diag;
 pub mod inventory;
 pub mod locate;
@@ -20,8 +21,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use airos::{AirosDesired, AirosFile};
 pub use diag::{Diagnostic, LoadErrors, Severity};
-use inventory::{Guards, HostSpec, InventoryFile, Router, TlsVerify, Uisp};
+use inventory::{AntennaGroup, Guards, HostSpec, InventoryFile, Router, TlsVerify, Uisp};
 use locate::LocationIndex;
 use pppd::{PppdDesired, PppdFile};
 use pppoe::{PppoeDesired, PppoeFile};
@@ -59,6 +61,10 @@ pub struct DesiredState {
     pub uisp_servers: BTreeMap<String, Uisp>,
     /// UISP desired state by server name.
     pub uisp: BTreeMap<String, UispDesired>,
+    /// Antenna groups by name, credentials resolved.
+    pub antenna_groups: BTreeMap<String, AntennaGroup>,
+    /// airOS desired state by antenna group.
+    pub airos: BTreeMap<String, AirosDesired>,
     /// SHA-256 over every file's relative path and bytes: a saved plan names the exact input.
     pub digest: String,
     /// Warnings (inline secrets and the like); errors fail the load instead.
@@ -67,7 +73,7 @@ pub struct DesiredState {
 
 /// Resource kinds that have a folder; a YAML file anywhere else is an error, so that a typo in a
 /// folder name does not silently drop a whole kind.
-const KIND_FOLDERS: &[&str] = &["pppd", "pppoe", "uisp"];
+const KIND_FOLDERS: &[&str] = &["pppd", "pppoe", "uisp", "airos"];
 
 /// Loads and validates a desired-state folder.
 pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadErrors> {
@@ -90,6 +96,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     hasher.update(inv_text.as_bytes());
     let mut routers = BTreeMap::new();
     let mut uisp_servers = BTreeMap::new();
+    let mut antenna_groups = BTreeMap::new();
     let inventory = inventory.map(|(inv, index)| {
         let mut check = FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
         for (name, r) in &inv.routers {
@@ -100,6 +107,11 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         for (name, u) in &inv.uisp {
             if let Some(server) = validate_uisp(name, u, inv.allow_inline_secrets, &mut check) {
                 uisp_servers.insert(name.clone(), server);
+            }
+        }
+        for (name, g) in &inv.antenna_groups {
+            if let Some(group) = validate_group(name, g, inv.allow_inline_secrets, &mut check) {
+                antenna_groups.insert(name.clone(), group);
             }
         }
         for (name, host) in &inv.hosts {
@@ -122,6 +134,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     let mut pppd = Kind::new("host", "pppd");
     let mut pppoe = Kind::new("router", "pppoe");
     let mut uisp = Kind::new("UISP server", "uisp");
+    let mut airos = Kind::new("antenna group", "airos");
     // Remote addresses are unique across all routers: the check spans files.
     let mut remote = pppoe::RemoteAddresses::default();
     for (rel, path) in resource_files(dir, &mut diags) {
@@ -165,6 +178,16 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
                 inv.map(|i| i.uisp.keys().collect()),
                 uisp::validate,
             ),
+            "airos" => {
+                let servers: Option<Vec<String>> = inv.map(|i| i.uisp.keys().cloned().collect());
+                airos.load(
+                    &mut file,
+                    "group",
+                    |f: &AirosFile| f.group.clone(),
+                    inv.map(|i| i.antenna_groups.keys().collect()),
+                    |f, check| airos::validate(f, check, servers.as_deref()),
+                )
+            }
             _ => {}
         }
     }
@@ -185,6 +208,8 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         pppoe: pppoe.desired,
         uisp_servers,
         uisp: uisp.desired,
+        antenna_groups,
+        airos: airos.desired,
         digest: hex::encode(hasher.finalize()),
         warnings,
     })
@@ -337,6 +362,90 @@ fn validate_uisp(
         token: token?,
         tls,
         timeout: std::time::Duration::from_secs(u.timeout_secs.max(1)),
+    })
+}
+
+fn validate_group(
+    name: &str,
+    g: &inventory::AntennaGroupSpec,
+    inline_ok: bool,
+    check: &mut FileCheck<'_>,
+) -> Option<AntennaGroup> {
+    use crate::providers::airos::ssh::Credential;
+    let at = format!("antenna_groups.{name}");
+    let before = check.error_count();
+    if let Err(why) = valid_name(name) {
+        check.error(
+            &format!("{at}#key"),
+            format!("invalid antenna group name {name:?}: {why}"),
+        );
+    }
+    let credentials = |list: &[inventory::CredentialSpec], at: &str, check: &mut FileCheck<'_>| {
+        if list.is_empty() {
+            check.error(
+                &format!("{at}.credentials"),
+                "at least one credential is needed".into(),
+            );
+        }
+        let mut out = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            if c.user.is_empty()
+                || c.user
+                    .chars()
+                    .any(|ch| ch.is_control() || ch.is_whitespace())
+            {
+                check.error(
+                    &format!("{at}.credentials[{i}].user"),
+                    "user must be non-empty text without spaces".into(),
+                );
+            }
+            if let Some(p) = check.secret(
+                &c.password,
+                &format!("{at}.credentials[{i}].password"),
+                inline_ok,
+            ) {
+                out.push(Credential {
+                    user: c.user.clone(),
+                    password: p,
+                });
+            }
+        }
+        out
+    };
+    let creds = credentials(&g.credentials, &at, check);
+    let jump = g.jump.as_ref().map(|j| {
+        let jat = format!("{at}.jump");
+        if !inventory::valid_host(&j.host) {
+            check.error(
+                &format!("{jat}.host"),
+                format!("{:?} is not an IP address or host name", j.host),
+            );
+        }
+        inventory::JumpHost {
+            host: j.host.clone(),
+            port: j.port,
+            legacy: j.legacy,
+            credentials: credentials(&j.credentials, &jat, check),
+        }
+    });
+    if g.port == 0 {
+        check.error(&format!("{at}.port"), "port must be 1 to 65535".into());
+    }
+    let known_hosts = g
+        .known_hosts
+        .as_ref()
+        .map(|k| check.file.parent().unwrap_or(check.root()).join(k));
+    if check.error_count() > before {
+        return None;
+    }
+    Some(AntennaGroup {
+        port: g.port,
+        legacy: g.legacy,
+        credentials: creds,
+        jump,
+        known_hosts,
+        connect_timeout: std::time::Duration::from_secs(g.connect_timeout_secs.max(1)),
+        command_timeout: std::time::Duration::from_secs(g.command_timeout_secs.max(1)),
     })
 }
 

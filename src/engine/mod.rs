@@ -73,6 +73,8 @@ pub struct Planned<Op> {
     pub desired_counts: BTreeMap<&'static str, usize>,
     /// The YAML explicitly allows an empty list to prune everything.
     pub allow_empty_prune: bool,
+    /// Objects that could not be read, by address (see `TargetPlan::object_errors`).
+    pub object_errors: BTreeMap<String, String>,
 }
 
 /// One resource kind.
@@ -214,6 +216,7 @@ fn empty_target(kind: &str, name: &str) -> TargetPlan {
         notes: Vec::new(),
         fingerprints: BTreeMap::new(),
         secret_hashes: BTreeMap::new(),
+        object_errors: BTreeMap::new(),
     }
 }
 
@@ -246,6 +249,7 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     tp.changes = items.iter().map(|i| i.change.clone()).collect();
     tp.notes = planned.notes;
     tp.secret_hashes = planned.secret_hashes;
+    tp.object_errors = planned.object_errors;
     if !planned.allow_empty_prune {
         let mut emptied: BTreeMap<&str, usize> = BTreeMap::new();
         for i in items.iter().filter(|i| i.change.action == Action::Delete) {
@@ -396,6 +400,7 @@ impl PlannedRun {
             match (stop, pending) {
                 (Some(why), _) => reports.push(Some(TargetReport {
                     address: t.address.clone(),
+                    object_errors: t.object_errors.clone(),
                     error: Some(why.clone()),
                     outcomes: t
                         .changes
@@ -409,6 +414,7 @@ impl PlannedRun {
                 }
                 (None, None) => reports.push(Some(TargetReport {
                     address: t.address.clone(),
+                    object_errors: t.object_errors.clone(),
                     error: None,
                     outcomes: Vec::new(),
                 })),
@@ -419,6 +425,7 @@ impl PlannedRun {
                 Ok((i, outcomes)) => {
                     reports[i] = Some(TargetReport {
                         address: self.plan.targets[i].address.clone(),
+                        object_errors: self.plan.targets[i].object_errors.clone(),
                         error: None,
                         outcomes,
                     });
@@ -432,6 +439,7 @@ impl PlannedRun {
             .map(|(r, t)| {
                 r.unwrap_or_else(|| TargetReport {
                     address: t.address.clone(),
+                    object_errors: t.object_errors.clone(),
                     error: Some("internal error while applying".into()),
                     outcomes: t
                         .changes

@@ -6,12 +6,16 @@
 //! chap-secrets). `--lab DIR` points every target at its twin under DIR and lets unset
 //! `{ env: NAME }` secrets fall back to `DIR/secrets.env`.
 
+pub mod airos;
 pub mod demo;
 pub mod routeros;
 pub mod runtime;
 pub mod uisp;
 
 pub use runtime::Runtime;
+
+/// The address the demo inventory gives the antennas' jump host.
+pub const LAB_JUMP_HOST: &str = "10.147.17.5";
 
 use std::collections::HashMap;
 use std::io;
@@ -60,7 +64,131 @@ PPPOE_JUAN_PEREZ=juan-2026-nuevo\n\
 PPPOE_MARIA_LOPEZ=maria-2024\n\
 PPPOE_LUIS_TORRES=luis-pw\n\
 PPPOE_ANA_GARCIA=ana-nueva-1\n\
-UISP_MAIN_TOKEN=lab-uisp-nms-token\n";
+UISP_MAIN_TOKEN=lab-uisp-nms-token\n\
+AIROS_PASSWORD_1=lab-antenna-pw-1\n\
+AIROS_PASSWORD_2=lab-antenna-pw-2\n\
+AIROS_JUMP_PASSWORD=lab-jump-pw\n";
+
+/// The connection string the antennas carried before the UISP server moved (lab-only key).
+pub const OLD_CONNECTION_STRING: &str = "wss://uisp-viejo.lab.invalid:443+OldLabMasterKey0123456789abcdefghijklmnopqrstu+allowSelfSignedCertificate";
+
+/// A key a connected antenna wrote for itself (lab-only).
+pub const DEVICE_KEY_URI: &str =
+    "wss://uisp.lab.invalid:443+JuanDeviceSpecificKey4242+allowSelfSignedCertificate";
+
+/// An airOS configuration with the given `unms.*` lines among the usual others.
+pub fn antenna_cfg(unms: &str) -> String {
+    format!(
+        "aaa.1.status=disabled\nhttpd.https.status=enabled\n{unms}netconf.1.devname=ath0\nppp.1.name=cliente\nppp.1.password=lab-ppp-pw\nresolv.host.1.name=LBE-cliente\nsshd.status=enabled\nusers.1.name=ubnt\nusers.1.password=$1$lab$hashhashhash\nwireless.1.ssid=Tomatlan-AP\n"
+    )
+}
+
+/// The lab's antenna group `clientes`, behind the jump host: after the UISP server moved, some
+/// antennas still carry the old connection string.
+pub fn seed_antennas() -> airos::FleetFile {
+    let ok = format!(
+        "unms.status=enabled\nunms.uri={}\n",
+        uisp::LAB_CONNECTION_STRING
+    );
+    let old = format!("unms.status=enabled\nunms.uri={OLD_CONNECTION_STRING}\n");
+    let own = format!("unms.status=enabled\nunms.uri={DEVICE_KEY_URI}\n");
+    let board = |name: &str, mac: &str| {
+        format!("board.name={name}\nboard.shortname=LBE5\nboard.hwaddr={mac}\n")
+    };
+    let v6 = "XW.v6.2.0\n";
+    let logins = |which: &str| vec![("ubnt".to_string(), which.to_string())];
+    let antenna = |seed: u64,
+                   host: &str,
+                   system: String,
+                   running: Option<String>,
+                   mac: &str,
+                   version: &str,
+                   login: &str| airos::AntennaFile {
+        host: host.into(),
+        system_cfg: system,
+        running_cfg: running,
+        board_info: board("LiteBeam M5", mac),
+        version: version.into(),
+        logins: logins(login),
+        host_key: airos::AntennaFile::new_key(seed),
+        flash: None,
+        fault: None,
+    };
+    airos::FleetFile {
+        antennas: vec![
+            // Connected in UISP: it rewrote its own key. In sync, never drift.
+            antenna(
+                1,
+                "10.10.1.45",
+                antenna_cfg(&own),
+                Some(antenna_cfg(&own)),
+                "28704EA81699",
+                v6,
+                "lab-antenna-pw-1",
+            ),
+            // Still on the old server in both files: fixed.
+            antenna(
+                2,
+                "10.10.1.46",
+                antenna_cfg(&old),
+                Some(antenna_cfg(&old)),
+                "28704EA81701",
+                v6,
+                "lab-antenna-pw-1",
+            ),
+            // The field's trap: system.cfg edited by the old script, running.cfg still old;
+            // and only the second credential works here.
+            antenna(
+                3,
+                "10.10.1.47",
+                antenna_cfg(&ok),
+                Some(antenna_cfg(&old)),
+                "28704EA81702",
+                v6,
+                "lab-antenna-pw-2",
+            ),
+            // airOS 8: unms.uri written twice by hand, unms.uri.changed old, no running.cfg.
+            antenna(
+                4,
+                "10.10.1.48",
+                antenna_cfg(&format!(
+                    "{old}unms.uri={OLD_CONNECTION_STRING}\nunms.uri.changed={OLD_CONNECTION_STRING}\n"
+                )),
+                None,
+                "28704EA81703",
+                "WA.v8.7.11\n",
+                "lab-antenna-pw-1",
+            ),
+            // Already right.
+            antenna(
+                5,
+                "10.10.1.50",
+                antenna_cfg(&ok),
+                Some(antenna_cfg(&ok)),
+                "28704EA81705",
+                v6,
+                "lab-antenna-pw-1",
+            ),
+        ],
+        jump: Some(airos::JumpFile {
+            logins: vec![("wispctl".into(), "lab-jump-pw".into())],
+            host_key: airos::AntennaFile::new_key(1000),
+        }),
+    }
+}
+
+/// The lab's known-hosts file: the lab antennas' and jump host's keys, pinned at `lab init`.
+pub fn known_hosts_path(lab: &Path) -> PathBuf {
+    lab.join(crate::providers::airos::KNOWN_HOSTS_FILE)
+}
+
+fn fingerprint(key_text: &str) -> io::Result<String> {
+    let key = russh::keys::PrivateKey::from_openssh(key_text).map_err(io::Error::other)?;
+    Ok(key
+        .public_key()
+        .fingerprint(russh::keys::HashAlg::Sha256)
+        .to_string())
+}
 
 /// The lab's UISP server `main`: devices that came back after a server move, some unauthorized,
 /// one in the wrong site, and two ghosts.
@@ -201,6 +329,23 @@ pub fn init(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir.join("uisp"))?;
     let uisp = serde_json::to_string_pretty(&seed_uisp()).map_err(io::Error::other)?;
     write(runtime::uisp_path(dir, "main"), &uisp, 0o600)?;
+    std::fs::create_dir_all(dir.join("antennas"))?;
+    let fleet = seed_antennas();
+    let mut known = String::from(
+        "# Host keys of the lab's antennas and jump host, pinned by `wispctl lab init`.\n",
+    );
+    for a in &fleet.antennas {
+        known.push_str(&format!("{}:22 {}\n", a.host, fingerprint(&a.host_key)?));
+    }
+    if let Some(j) = &fleet.jump {
+        known.push_str(&format!(
+            "{LAB_JUMP_HOST}:22 {}\n",
+            fingerprint(&j.host_key)?
+        ));
+    }
+    write(known_hosts_path(dir), &known, 0o600)?;
+    let text = serde_json::to_string_pretty(&fleet).map_err(io::Error::other)?;
+    write(runtime::antennas_path(dir, "clientes"), &text, 0o600)?;
     std::fs::create_dir_all(dir.join("state"))?;
     Ok(())
 }
@@ -221,5 +366,16 @@ pub fn tamper(dir: &Path) -> io::Result<String> {
         &r,
         serde_json::to_vec_pretty(&router).map_err(io::Error::other)?,
     )?;
-    Ok("edited /etc/ppp/peers/connexa-node-2 by hand (mtu 1400 -> 1500), and moved ana.garcia to profile 20M on router balanceador".into())
+    let a = runtime::antennas_path(dir, "clientes");
+    let mut fleet: airos::FleetFile =
+        serde_json::from_str(&std::fs::read_to_string(&a)?).map_err(io::Error::other)?;
+    for x in fleet.antennas.iter_mut().filter(|x| x.host == "10.10.1.50") {
+        let old = format!("unms.status=enabled\nunms.uri={OLD_CONNECTION_STRING}\n");
+        x.running_cfg = Some(antenna_cfg(&old));
+    }
+    std::fs::write(
+        &a,
+        serde_json::to_vec_pretty(&fleet).map_err(io::Error::other)?,
+    )?;
+    Ok("edited /etc/ppp/peers/connexa-node-2 by hand (mtu 1400 -> 1500), moved ana.garcia to profile 20M on router balanceador, and put the old UISP connection string back into antenna 10.10.1.50's running.cfg".into())
 }

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
+use super::airos::{Fleet, FleetFile, FleetOptions};
 use super::routeros::{RouterConfig, RouterLab, Secret, Version};
 use super::uisp::{UispConfig, UispLab, UispState};
 use crate::desired::DesiredState;
+use crate::providers::airos::LabFleet;
 use crate::providers::uisp::LabEndpoint;
 
 /// A lab router as kept on disk.
@@ -125,6 +127,11 @@ pub fn uisp_path(lab: &Path, name: &str) -> PathBuf {
     lab.join("uisp").join(format!("{name}.json"))
 }
 
+/// The path of a lab antenna group's file.
+pub fn antennas_path(lab: &Path, group: &str) -> PathBuf {
+    lab.join("antennas").join(format!("{group}.json"))
+}
+
 /// The path of a lab router's file.
 pub fn router_path(lab: &Path, name: &str) -> PathBuf {
     lab.join("routers").join(format!("{name}.json"))
@@ -136,6 +143,7 @@ pub struct Runtime {
     lab: Option<PathBuf>,
     routers: BTreeMap<String, RouterLab>,
     uisp: BTreeMap<String, UispLab>,
+    fleets: BTreeMap<String, (Fleet, LabFleet)>,
 }
 
 impl Runtime {
@@ -192,10 +200,42 @@ impl Runtime {
             };
             uisp.insert(name.clone(), UispLab::start(config, file.state).await?);
         }
+        let mut fleets = BTreeMap::new();
+        for name in desired.airos.keys() {
+            let path = antennas_path(lab, name);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "the lab has no antenna group {name} ({}); run `wispctl lab init`",
+                    path.display()
+                )
+            })?;
+            let file: FleetFile = serde_json::from_str(&text)
+                .with_context(|| format!("lab antenna file {}", path.display()))?;
+            let legacy = desired.antenna_groups.get(name).is_some_and(|g| g.legacy);
+            let fleet = Fleet::start(
+                &file,
+                FleetOptions {
+                    legacy_only: legacy,
+                    ..FleetOptions::default()
+                },
+            )
+            .await
+            .with_context(|| format!("lab antenna group {name}"))?;
+            let addrs = LabFleet {
+                antennas: file
+                    .antennas
+                    .iter()
+                    .filter_map(|a| fleet.addr(&a.host).map(|x| (a.host.clone(), x)))
+                    .collect(),
+                jump: fleet.jump_addr(),
+            };
+            fleets.insert(name.clone(), (fleet, addrs));
+        }
         Ok(Runtime {
             lab: Some(lab.to_path_buf()),
             routers,
             uisp,
+            fleets,
         })
     }
 
@@ -233,6 +273,19 @@ impl Runtime {
             .collect()
     }
 
+    /// Every lab antenna fleet's addresses, by antenna group.
+    pub fn antenna_fleets(&self) -> BTreeMap<String, LabFleet> {
+        self.fleets
+            .iter()
+            .map(|(n, (_, a))| (n.clone(), a.clone()))
+            .collect()
+    }
+
+    /// A running lab antenna fleet, by group.
+    pub fn fleet(&self, group: &str) -> Option<&Fleet> {
+        self.fleets.get(group).map(|(f, _)| f)
+    }
+
     /// Saves every router's state back to its file (after a command that writes).
     pub fn save(&self) -> anyhow::Result<()> {
         let Some(lab) = &self.lab else {
@@ -257,6 +310,10 @@ impl Runtime {
             file.state = server.state();
             let bytes = serde_json::to_vec_pretty(&file)?;
             crate::files::write_atomic(&path, &bytes, 0o600)?;
+        }
+        for (name, (fleet, _)) in &self.fleets {
+            let bytes = serde_json::to_vec_pretty(&fleet.snapshot())?;
+            crate::files::write_atomic(&antennas_path(lab, name), &bytes, 0o600)?;
         }
         Ok(())
     }

@@ -59,6 +59,11 @@ pub struct TargetPlan {
     pub fingerprints: BTreeMap<String, String>,
     /// Keyed hash of every desired secret, by `address.field`.
     pub secret_hashes: BTreeMap<String, SecretHash>,
+    /// Objects of this target that could not be read (an antenna that does not answer), by
+    /// address: each is reported and left alone, and the rest of the target is planned and
+    /// applied. Any entry makes the run exit 1.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub object_errors: BTreeMap<String, String>,
 }
 
 /// What happens to one resource.
@@ -193,6 +198,9 @@ impl Plan {
             }
             if let Some(r) = &t.refusal {
                 out.push(format!("{}: {r}", t.address));
+            }
+            for (a, e) in &t.object_errors {
+                out.push(format!("{a}: {e}"));
             }
         }
         out

@@ -26,6 +26,10 @@ pub struct TargetReport {
     pub error: Option<String>,
     /// Per resource.
     pub outcomes: Vec<Outcome>,
+    /// Objects of the target that could not be read and were left alone, by address (see
+    /// `TargetPlan::object_errors`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub object_errors: std::collections::BTreeMap<String, String>,
 }
 
 /// One resource's result.
@@ -94,6 +98,9 @@ pub struct ReportSummary {
     pub skipped: usize,
     /// Targets that were refused or could not be read.
     pub target_errors: usize,
+    /// Objects that could not be read and were left alone (unreachable antennas).
+    #[serde(default)]
+    pub object_errors: usize,
 }
 
 impl ApplyReport {
@@ -104,6 +111,7 @@ impl ApplyReport {
             if t.error.is_some() {
                 s.target_errors += 1;
             }
+            s.object_errors += t.object_errors.len();
             for o in &t.outcomes {
                 match o.status {
                     Status::Applied => s.applied += 1,
@@ -121,6 +129,9 @@ impl ApplyReport {
 
     /// Whether everything asked for was applied.
     pub fn succeeded(&self) -> bool {
-        self.summary.failed == 0 && self.summary.skipped == 0 && self.summary.target_errors == 0
+        self.summary.failed == 0
+            && self.summary.skipped == 0
+            && self.summary.target_errors == 0
+            && self.summary.object_errors == 0
     }
 }

@@ -29,6 +29,11 @@ pub struct Context {
     pub lab_routers: BTreeMap<String, SocketAddr>,
     /// Lab UISP servers by name, when the lab runs them.
     pub lab_uisp: BTreeMap<String, uisp::LabEndpoint>,
+    /// Lab antenna fleets by antenna group, when the lab runs them.
+    pub lab_antennas: BTreeMap<String, airos::LabFleet>,
+    /// Record the host key of an antenna the known-hosts file does not list yet, instead of
+    /// refusing it (`--trust-new-host-keys`). A changed key is refused regardless.
+    pub trust_new_host_keys: bool,
 }
 
 /// Every kind, ready for the engine.
@@ -37,5 +42,6 @@ pub fn kinds(desired: &DesiredState, ctx: &Context) -> Vec<Arc<dyn Kind>> {
         engine::kind(pppd::PppdProvider::new(desired, ctx)),
         engine::kind(pppoe::PppoeProvider::new(desired, ctx)),
         engine::kind(uisp::UispProvider::new(desired, ctx)),
+        engine::kind(airos::AirosProvider::new(desired, ctx)),
     ]
 }

@@ -37,6 +37,8 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
                 "error"
             } else if t.refusal.is_some() {
                 "refused"
+            } else if !t.object_errors.is_empty() {
+                "partly unread"
             } else if t.changes.is_empty() {
                 "up to date"
             } else {

@@ -127,6 +127,11 @@ pub fn plan(plan: &Plan, purpose: Purpose, paint: Paint) -> String {
     for t in &plan.targets {
         let head = match (&t.error, t.changes.len()) {
             (Some(e), _) => paint.red(&format!("{}: error: {e}", t.address)),
+            (None, 0) if !t.object_errors.is_empty() => paint.red(&format!(
+                "{}: no changes; {} object(s) could not be read",
+                t.address,
+                t.object_errors.len()
+            )),
             (None, 0) => format!("{}: up to date", t.address),
             (None, n) => paint.bold(&format!("{}: {n} change(s)", t.address)),
         };
@@ -157,6 +162,9 @@ pub fn plan(plan: &Plan, purpose: Purpose, paint: Paint) -> String {
         for n in &t.notes {
             let _ = writeln!(s, "  note: {n}");
         }
+        for (a, e) in &t.object_errors {
+            let _ = writeln!(s, "  {}", paint.red(&format!("error: {a}: {e}")));
+        }
         if let Some(r) = &t.refusal {
             let _ = writeln!(s, "  {}", paint.red(&format!("refused: {r}")));
         }
@@ -185,6 +193,9 @@ pub fn report(r: &ApplyReport, paint: Paint) -> String {
                 paint.red(&format!("{}: not applied: {e}", t.address))
             );
         }
+        for (a, e) in &t.object_errors {
+            let _ = writeln!(s, "{}", paint.red(&format!("{a}: not reached: {e}")));
+        }
         for o in &t.outcomes {
             let (word, reason) = match o.status {
                 Status::Applied => (paint.green("applied"), String::new()),
@@ -210,8 +221,15 @@ pub fn report(r: &ApplyReport, paint: Paint) -> String {
         s,
         "{}",
         paint.bold(&format!(
-            "Apply: {} applied, {} failed, {} skipped.",
-            m.applied, m.failed, m.skipped
+            "Apply: {} applied, {} failed, {} skipped{}.",
+            m.applied,
+            m.failed,
+            m.skipped,
+            if m.object_errors > 0 {
+                format!(", {} not reached", m.object_errors)
+            } else {
+                String::new()
+            }
         ))
     );
     s

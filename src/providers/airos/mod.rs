@@ -1,11 +1,617 @@
-//! Provider `airos` (in progress, issue 5): the UISP connection string of airOS antennas,
-//! over SSH. Built so far, each tested on its own: the configuration files and the connection
-//! string ([`config`]: parse, compare with device-specific keys, rewrite `unms.*` lines in place
-//! keeping every other line byte for byte) and the SSH transport ([`ssh`]: legacy algorithms
-//! only when asked, credential candidates, pinned host keys, a jump host, timeouts, stdin).
-//! Not yet: the desired model, observe/diff/apply with canary waves, the lab fleet, the OpenSSH
-//! interop tests and the benchmark.
+//! Provider `airos`: the UISP connection string of airOS antennas, over SSH.
+//!
+//! A target is an antenna group (`inventory.yaml` `antenna_groups`, `airos/<group>.yaml`);
+//! each antenna is an object `airos.GROUP["HOST"]`. Observe opens one SSH session per antenna,
+//! a bounded number at once, and reads both configuration files and the board's identity in
+//! one command. An antenna that cannot be read is an object error: reported, exit 1, and
+//! never in the way of the others. Apply rolls out in waves: a canary wave that must verify
+//! entirely, then the rest, stopped once failures pass `rollout.max_failures`.
+//!
+//! Parts: [`config`] (files and connection strings, pure), [`commands`] (the fixed command
+//! strings), [`ssh`] (the transport), [`antenna`] (one antenna's read/assess/write).
 
+pub mod antenna;
 pub mod commands;
 pub mod config;
 pub mod ssh;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use self::antenna::{AntennaError, Live};
+use self::config::ConnectionString;
+use self::ssh::{Endpoint, HostKeyPolicy, KnownHosts, Session, Target};
+use super::Context;
+use super::uisp::LabEndpoint;
+use super::uisp::client::UispClient;
+use crate::desired::DesiredState;
+use crate::desired::airos::{AirosDesired, Antenna, ConnectionSource};
+use crate::desired::inventory::{AntennaGroup, Uisp};
+use crate::engine::{Item, Observation, Planned, Provider, ProviderError};
+use crate::files::write_atomic;
+use crate::plan::report::Outcome;
+use crate::plan::{Action, Change, FieldDiff, quote_key};
+use crate::secret::{HashKey, SecretHash};
+
+/// Where a lab fleet's antennas listen, by the host the YAML names, and its jump host.
+#[derive(Debug, Clone, Default)]
+pub struct LabFleet {
+    /// Antenna twins.
+    pub antennas: BTreeMap<String, SocketAddr>,
+    /// The lab jump host, when the group has one.
+    pub jump: Option<SocketAddr>,
+}
+
+/// The name of the default known-hosts file in the state directory.
+pub const KNOWN_HOSTS_FILE: &str = "airos-known-hosts";
+
+struct Group {
+    ssh: AntennaGroup,
+    desired: AirosDesired,
+    lab: Option<LabFleet>,
+}
+
+/// The airOS provider.
+pub struct AirosProvider {
+    groups: BTreeMap<String, Group>,
+    uisp: BTreeMap<String, (Uisp, Option<LabEndpoint>)>,
+    key: Arc<HashKey>,
+    lab_mode: bool,
+    /// Where the default known-hosts file is: the lab (its keys are pinned by `lab init`) or
+    /// the state directory.
+    known_dir: PathBuf,
+    state_dir: PathBuf,
+    policy: HostKeyPolicy,
+    known: Mutex<HashMap<PathBuf, KnownHosts>>,
+    progress: bool,
+}
+
+impl AirosProvider {
+    /// Builds the provider for every antenna group with an airos file.
+    pub fn new(desired: &DesiredState, ctx: &Context) -> Self {
+        let groups = desired
+            .airos
+            .iter()
+            .map(|(name, d)| {
+                (
+                    name.clone(),
+                    Group {
+                        ssh: desired.antenna_groups[name].clone(),
+                        desired: d.clone(),
+                        lab: ctx.lab_antennas.get(name).cloned(),
+                    },
+                )
+            })
+            .collect();
+        let uisp = desired
+            .uisp_servers
+            .iter()
+            .map(|(n, s)| (n.clone(), (s.clone(), ctx.lab_uisp.get(n).cloned())))
+            .collect();
+        AirosProvider {
+            groups,
+            uisp,
+            key: ctx.key.clone(),
+            lab_mode: ctx.lab_root.is_some(),
+            known_dir: ctx
+                .lab_root
+                .clone()
+                .unwrap_or_else(|| ctx.state_dir.clone()),
+            state_dir: ctx.state_dir.clone(),
+            policy: if ctx.trust_new_host_keys {
+                HostKeyPolicy::TrustOnFirstUse
+            } else {
+                HostKeyPolicy::Strict
+            },
+            known: Mutex::new(HashMap::new()),
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn uisp_client(&self, name: &str) -> Result<UispClient, String> {
+        let Some((server, lab)) = self.uisp.get(name) else {
+            return Err(format!("UISP server {name} is not in the inventory"));
+        };
+        match lab {
+            Some(l) => UispClient::new(server, Some(l.api.clone()), Some(&l.ca_pem)),
+            None if self.lab_mode => Err(format!("the lab has no UISP server {name}")),
+            None => UispClient::new(server, None, None),
+        }
+    }
+
+    fn known_hosts(&self, group: &Group) -> Result<KnownHosts, String> {
+        let path = group
+            .ssh
+            .known_hosts
+            .clone()
+            .unwrap_or_else(|| self.known_dir.join(KNOWN_HOSTS_FILE));
+        let mut map = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(k) = map.get(&path) {
+            return Ok(k.clone());
+        }
+        let k = KnownHosts::load(&path).map_err(|e| e.to_string())?;
+        map.insert(path, k.clone());
+        Ok(k)
+    }
+
+    /// The SSH target of one antenna, with the remembered credential first; the second value
+    /// maps a position in the target's list back to the configured one.
+    fn target(
+        &self,
+        group: &Group,
+        antenna: &Antenna,
+        remembered: Option<usize>,
+    ) -> Result<(Target, Vec<usize>), String> {
+        let g = &group.ssh;
+        let mut order: Vec<usize> = (0..g.credentials.len()).collect();
+        if let Some(r) = remembered.filter(|r| *r < order.len()) {
+            order.retain(|i| *i != r);
+            order.insert(0, r);
+        }
+        let mut t = Target::new(
+            Endpoint::new(antenna.host.clone(), g.port),
+            order.iter().map(|i| g.credentials[*i].clone()).collect(),
+        );
+        t.legacy = g.legacy;
+        t.connect_timeout = g.connect_timeout;
+        t.command_timeout = g.command_timeout;
+        if let Some(j) = &g.jump {
+            let mut jt = Target::new(Endpoint::new(j.host.clone(), j.port), j.credentials.clone());
+            jt.legacy = j.legacy;
+            jt.connect_timeout = g.connect_timeout;
+            jt.command_timeout = g.command_timeout;
+            if self.lab_mode {
+                jt.connect_to = Some(
+                    group
+                        .lab
+                        .as_ref()
+                        .and_then(|l| l.jump)
+                        .ok_or("the lab has no twin of this group's jump host")?,
+                );
+            }
+            t.jump = Some(Box::new(jt));
+        } else if self.lab_mode {
+            t.connect_to = Some(
+                group
+                    .lab
+                    .as_ref()
+                    .and_then(|l| l.antennas.get(&antenna.host).copied())
+                    .ok_or("the lab has no twin of this antenna")?,
+            );
+        }
+        Ok((t, order))
+    }
+
+    fn credentials_path(&self, group: &str) -> PathBuf {
+        self.state_dir
+            .join("airos")
+            .join(format!("{group}.credentials.json"))
+    }
+
+    /// Which credential worked last, per antenna host (positions in the configured list).
+    fn remembered(&self, group: &str) -> BTreeMap<String, usize> {
+        std::fs::read(self.credentials_path(group))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, group: &str, learned: &BTreeMap<String, usize>) {
+        let mut all = self.remembered(group);
+        let before = all.clone();
+        all.extend(learned.iter().map(|(k, v)| (k.clone(), *v)));
+        if all == before {
+            return;
+        }
+        let path = self.credentials_path(group);
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let json = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
+            write_atomic(&path, &json, 0o600)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(
+                "cannot remember which credentials worked in {}: {e}",
+                path.display()
+            );
+        }
+    }
+
+    fn progress(&self, group: &str, what: &str, done: usize, total: usize) {
+        if self.progress && total > 1 {
+            eprint!("\r\x1b[2Kairos.{group}: {what} {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+
+    /// Connects with the remembered credential first; returns the session and the configured
+    /// position of the credential that worked.
+    async fn connect(
+        &self,
+        group: &Group,
+        antenna: &Antenna,
+        remembered: Option<usize>,
+    ) -> Result<(Session, usize), String> {
+        let (target, order) = self.target(group, antenna, remembered)?;
+        let known = self.known_hosts(group)?;
+        let (session, i) = Session::connect(&target, &known, self.policy)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((session, order[i]))
+    }
+}
+
+/// A group as read.
+pub struct GroupLive {
+    desired: ConnectionString,
+    /// MACs UISP shows connected (`None`: no UISP server asked).
+    connected: Option<HashSet<String>>,
+    /// Per antenna, in file order: what it holds, or why it could not be read.
+    antennas: Vec<Result<Live, String>>,
+    /// The credential that worked, by host.
+    credentials: BTreeMap<String, usize>,
+}
+
+/// Apply one antenna (its position in the group).
+pub struct Op(usize);
+
+fn address(group: &str, host: &str) -> String {
+    format!("airos.{group}[{}]", quote_key(host))
+}
+
+impl Provider for AirosProvider {
+    type Observed = GroupLive;
+    type Op = Op;
+
+    fn kind(&self) -> &'static str {
+        "airos"
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.groups.keys().cloned().collect()
+    }
+
+    fn concurrency(&self) -> usize {
+        // Groups run one at a time; each bounds its own antennas.
+        1
+    }
+
+    async fn observe(&self, target: &str) -> Result<Observation<GroupLive>, ProviderError> {
+        let group = &self.groups[target];
+        let d = &group.desired;
+        let refused = ProviderError::Refused;
+        let desired = match &d.connection {
+            ConnectionSource::Given(c) => c.clone(),
+            ConnectionSource::Uisp(name) => {
+                let client = self.uisp_client(name).map_err(refused)?;
+                let s = client.connection_string().await.map_err(|e| {
+                    ProviderError::Refused(format!(
+                        "cannot read the connection string of UISP {name}: {e}"
+                    ))
+                })?;
+                ConnectionString::parse(s.expose()).map_err(|e| {
+                    ProviderError::Refused(format!(
+                        "UISP {name} gave a connection string wispctl will not write: {e}"
+                    ))
+                })?
+            }
+        };
+        let connected = match &d.connected_in {
+            None => None,
+            Some(name) => {
+                let client = self.uisp_client(name).map_err(refused)?;
+                let devices = client.devices().await.map_err(|e| {
+                    ProviderError::Refused(format!(
+                        "cannot ask UISP {name} which antennas are connected (without it, every device-specific key would look like drift): {e}"
+                    ))
+                })?;
+                Some(
+                    devices
+                        .into_iter()
+                        .filter(|x| x.status == "active")
+                        .map(|x| x.mac)
+                        .collect(),
+                )
+            }
+        };
+        let remembered = self.remembered(target);
+        let sem = Arc::new(Semaphore::new(d.rollout.concurrency.max(1)));
+        let done = AtomicUsize::new(0);
+        let total = d.antennas.len();
+        let reads = d.antennas.iter().map(|a| {
+            let (sem, done, remembered) = (sem.clone(), &done, &remembered);
+            async move {
+                let _permit = sem.acquire().await;
+                let result = async {
+                    let (session, cred) = self
+                        .connect(group, a, remembered.get(&a.host).copied())
+                        .await?;
+                    let live = antenna::read(&session).await.map_err(|e| e.to_string());
+                    session.close().await;
+                    Ok::<_, String>((live?, cred))
+                }
+                .await;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                self.progress(target, "reading", n, total);
+                result
+            }
+        });
+        let results = futures::future::join_all(reads).await;
+        let mut credentials = BTreeMap::new();
+        let mut antennas = Vec::with_capacity(total);
+        let mut fingerprints = BTreeMap::new();
+        for (a, r) in d.antennas.iter().zip(results) {
+            match r {
+                Ok((live, cred)) => {
+                    credentials.insert(a.host.clone(), cred);
+                    let is_connected = is_connected(&connected, a, &live);
+                    let verdict = antenna::assess(&live, &desired, is_connected)
+                        .map_or_else(|| "no system.cfg".to_string(), |x| x.describe());
+                    fingerprints.insert(
+                        address(target, &a.host),
+                        self.key.digest("airos", verdict.as_bytes()),
+                    );
+                    antennas.push(Ok(live));
+                }
+                Err(e) => antennas.push(Err(e)),
+            }
+        }
+        self.remember(target, &credentials);
+        Ok(Observation {
+            state: GroupLive {
+                desired,
+                connected,
+                antennas,
+                credentials,
+            },
+            fingerprints,
+        })
+    }
+
+    fn diff(
+        &self,
+        target: &str,
+        observed: &Observation<GroupLive>,
+    ) -> Result<Planned<Op>, ProviderError> {
+        let group = &self.groups[target];
+        let live = &observed.state;
+        let mut items = Vec::new();
+        let mut object_errors = BTreeMap::new();
+        let (mut excused, mut in_sync) = (0, 0);
+        for (i, (a, r)) in group
+            .desired
+            .antennas
+            .iter()
+            .zip(&live.antennas)
+            .enumerate()
+        {
+            let addr = address(target, &a.host);
+            let l = match r {
+                Ok(l) => l,
+                Err(e) => {
+                    object_errors.insert(addr, e.clone());
+                    continue;
+                }
+            };
+            if let Err(e) = antenna::check_identity(&a.host, l, a.mac.as_deref()) {
+                object_errors.insert(addr, e.to_string());
+                continue;
+            }
+            let Some(verdict) =
+                antenna::assess(l, &live.desired, is_connected(&live.connected, a, l))
+            else {
+                object_errors.insert(
+                    addr,
+                    AntennaError::NoSystemCfg {
+                        host: a.host.clone(),
+                    }
+                    .to_string(),
+                );
+                continue;
+            };
+            if verdict.in_sync() {
+                in_sync += 1;
+                excused += usize::from(verdict.key_excused);
+                continue;
+            }
+            // The URI shown is the one of the first file out of step (running.cfg can be the
+            // only one: what udapi-bridge really uses).
+            let before = verdict
+                .files
+                .iter()
+                .find(|f| !f.reasons.is_empty())
+                .and_then(|f| f.live_masked.clone());
+            let mut fields = vec![FieldDiff::plain("uri", before, Some(live.desired.masked()))];
+            if verdict
+                .files
+                .iter()
+                .any(|f| f.reasons.iter().any(|r| r.starts_with("key:")))
+            {
+                fields.push(FieldDiff::sensitive("key"));
+            }
+            let files: Vec<&str> = verdict
+                .files
+                .iter()
+                .filter(|f| !f.reasons.is_empty())
+                .map(|f| f.file)
+                .collect();
+            let mut side_effects = vec![
+                format!("rewrites the unms.* lines of {}", files.join(" and ")),
+                "persists to flash (cfgmtd -w -p /etc/)".to_string(),
+                "restarts udapi-bridge: the device reconnects to UISP".to_string(),
+            ];
+            if let Some(n) = &a.name {
+                side_effects.insert(0, format!("antenna of {n}"));
+            }
+            items.push(Item {
+                change: Change {
+                    address: addr,
+                    action: Action::Update,
+                    reason: Some(verdict.describe()),
+                    fields,
+                    content: None,
+                    side_effects,
+                },
+                collection: "antenna",
+                op: Op(i),
+            });
+        }
+        let mut notes = Vec::new();
+        if excused > 0 {
+            notes.push(format!(
+                "{excused} antenna(s) carry their own device-specific key and UISP shows them connected: in sync"
+            ));
+        }
+        if live.connected.is_none() && !items.is_empty() {
+            notes.push("no UISP server is asked which antennas are connected (connected_in): only the master key counts as in sync".into());
+        }
+        for w in live.desired.warnings() {
+            notes.push(w);
+        }
+        let _ = in_sync;
+        let mut secret_hashes = BTreeMap::new();
+        secret_hashes.insert(
+            format!("airos.{target}.connection"),
+            SecretHash::of(&self.key, &live.desired.to_secret_string()),
+        );
+        Ok(Planned {
+            items,
+            notes,
+            secret_hashes,
+            desired_counts: BTreeMap::from([("antenna", group.desired.antennas.len())]),
+            allow_empty_prune: false,
+            object_errors,
+        })
+    }
+
+    async fn apply(
+        &self,
+        target: &str,
+        items: Vec<Item<Op>>,
+        observed: Observation<GroupLive>,
+    ) -> Vec<Outcome> {
+        let group = &self.groups[target];
+        let rollout = group.desired.rollout;
+        let live = observed.state;
+        let total = items.len();
+        let canary = rollout.canary.min(total);
+        let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
+        let learned = Mutex::new(BTreeMap::new());
+        let done = AtomicUsize::new(0);
+        let run_one = |item: &Item<Op>| {
+            let a = &group.desired.antennas[item.op.0];
+            let address = item.change.address.clone();
+            let (learned, done, live) = (&learned, &done, &live);
+            async move {
+                let result = async {
+                    let (session, cred) = self
+                        .connect(group, a, live.credentials.get(&a.host).copied())
+                        .await?;
+                    learned
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(a.host.clone(), cred);
+                    let r = antenna::write_uri(&session, &live.desired, a.mac.as_deref()).await;
+                    session.close().await;
+                    r.map_err(|e| e.to_string())
+                }
+                .await;
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                self.progress(target, "applying", n, total);
+                match result {
+                    Ok(_) => Outcome::applied(&address, Action::Update),
+                    Err(e) => Outcome::failed(&address, Action::Update, e),
+                }
+            }
+        };
+
+        // Wave 1: the canary. Every one must verify before any other antenna is touched.
+        let sem = Semaphore::new(rollout.concurrency.max(1));
+        let wave = |range: std::ops::Range<usize>, stop_after: Option<usize>| {
+            let (sem, run_one, items) = (&sem, &run_one, &items);
+            let failures = AtomicUsize::new(0);
+            async move {
+                let jobs = range.map(|i| {
+                    let failures = &failures;
+                    async move {
+                        let _permit = sem.acquire().await;
+                        if let Some(max) = stop_after {
+                            let f = failures.load(Ordering::SeqCst);
+                            if f > max {
+                                return (
+                                    i,
+                                    Outcome::skipped(
+                                        &items[i].change.address,
+                                        Action::Update,
+                                        format!(
+                                            "rollout stopped: {f} antenna(s) failed (rollout.max_failures is {max})"
+                                        ),
+                                    ),
+                                );
+                            }
+                        }
+                        let o = run_one(&items[i]).await;
+                        if o.status == crate::plan::report::Status::Failed {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                        (i, o)
+                    }
+                });
+                futures::future::join_all(jobs).await
+            }
+        };
+        for (i, o) in wave(0..canary, None).await {
+            outcomes[i] = Some(o);
+        }
+        let canary_failed = outcomes[..canary]
+            .iter()
+            .flatten()
+            .filter(|o| o.status != crate::plan::report::Status::Applied)
+            .count();
+        if canary_failed > 0 {
+            for (i, item) in items.iter().enumerate().skip(canary) {
+                outcomes[i] = Some(Outcome::skipped(
+                    &item.change.address,
+                    Action::Update,
+                    format!(
+                        "the canary wave failed ({canary_failed} of {canary} antennas): rollout stopped"
+                    ),
+                ));
+            }
+        } else {
+            for (i, o) in wave(canary..total, Some(rollout.max_failures)).await {
+                outcomes[i] = Some(o);
+            }
+        }
+        self.remember(
+            target,
+            &learned
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        outcomes.into_iter().flatten().collect()
+    }
+}
+
+fn is_connected(connected: &Option<HashSet<String>>, a: &Antenna, live: &Live) -> bool {
+    let Some(set) = connected else {
+        return false;
+    };
+    a.mac
+        .as_ref()
+        .or(live.board.hwaddr.as_ref())
+        .is_some_and(|m| set.contains(m))
+}

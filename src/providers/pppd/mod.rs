@@ -596,6 +596,7 @@ fn diff_host(
         secret_hashes,
         desired_counts,
         allow_empty_prune: desired.allow_empty_prune,
+        object_errors: BTreeMap::new(),
     })
 }
 

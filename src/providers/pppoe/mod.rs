@@ -692,6 +692,7 @@ fn diff_router(
         secret_hashes,
         desired_counts,
         allow_empty_prune: desired.allow_empty_prune,
+        object_errors: BTreeMap::new(),
     })
 }
 

@@ -654,6 +654,7 @@ fn diff_server(
         secret_hashes: BTreeMap::new(),
         desired_counts,
         allow_empty_prune: desired.allow_empty_prune,
+        object_errors: BTreeMap::new(),
     })
 }
 

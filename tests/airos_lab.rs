@@ -1,0 +1,763 @@
+//! Acceptance of the airOS provider on the lab fleet (in-process SSH antennas that run exactly
+//! the provider's commands): after apply both files carry the new URI once and every other line
+//! is byte for byte the same, the udapi-bridge model runs the new URI; a connected device's own
+//! key is not drift; an unreachable or hanging antenna is reported (exit 1) and never stops the
+//! others; a failed canary wave stops the rollout and a wave stops past its failure threshold;
+//! the working credential is remembered (its position, never a password); a changed host key
+//! is refused; a stale plan is refused; apply then plan shows no changes (property).
+//!
+//! The engine runs in-process against fleets started here, so each test sees the antennas'
+//! state, faults and command log.
+
+mod common;
+
+use common::rt;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+use wispctl::engine::{Engine, PlannedRun, TargetFilter};
+use wispctl::lab::airos::{AntennaFile, Fault, Fleet, FleetFile, FleetOptions, JumpFile};
+use wispctl::lab::uisp::{LabDevice, UispConfig, UispLab, UispState};
+use wispctl::plan::Plan;
+use wispctl::plan::report::{ApplyReport, Status};
+use wispctl::providers::airos::config::SystemCfg;
+use wispctl::providers::airos::{KNOWN_HOSTS_FILE, LabFleet};
+use wispctl::providers::uisp::LabEndpoint;
+use wispctl::providers::{self, Context};
+use wispctl::secret::{HashKey, SecretResolver};
+
+const KEY: &str = "NewLabMasterKey0123456789abcdefghijklmnopqrstuvw";
+const OLD_KEY: &str = "OldLabMasterKey0123456789abcdefghijklmnopqrstuvw";
+const PW1: &str = "lab-antenna-first-pw";
+const PW2: &str = "lab-antenna-second-pw";
+const TOKEN: &str = "lab-uisp-token-airos";
+
+fn new_uri() -> String {
+    format!("wss://uisp.new.lab.invalid:443+{KEY}+allowSelfSignedCertificate")
+}
+
+fn old_uri() -> String {
+    format!("wss://uisp.old.lab.invalid:443+{OLD_KEY}+allowSelfSignedCertificate")
+}
+
+/// A configuration with the given `unms.*` lines among others that must never change
+/// (including a CRLF line and bytes that look like shell).
+fn cfg(unms: &str) -> String {
+    format!(
+        "aaa.1.status=disabled\nunms.status=enabled\n{unms}ppp.1.password=pw'$(touch x)\"\r\nresolv.host.1.name=LBE\nwireless.1.ssid=Tomatlan AP\n"
+    )
+}
+
+fn antenna(i: usize, system: String, running: Option<String>) -> AntennaFile {
+    AntennaFile {
+        host: host(i),
+        system_cfg: system,
+        running_cfg: running,
+        board_info: format!("board.name=LiteBeam M5\nboard.hwaddr=F09FC2AA{i:04X}\n"),
+        version: "XW.v6.2.0\n".into(),
+        logins: vec![("ubnt".into(), PW1.into())],
+        host_key: AntennaFile::new_key(i as u64 + 1),
+        flash: None,
+        fault: None,
+    }
+}
+
+fn host(i: usize) -> String {
+    format!("10.10.{}.{}", 1 + i / 200, 10 + i % 200)
+}
+
+fn mac(i: usize) -> String {
+    let m = format!("F09FC2AA{i:04X}");
+    (0..6)
+        .map(|k| &m[k * 2..k * 2 + 2])
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn old_antenna(i: usize) -> AntennaFile {
+    let line = format!("unms.uri={}\n", old_uri());
+    antenna(i, cfg(&line), Some(cfg(&line)))
+}
+
+struct World {
+    tmp: tempfile::TempDir,
+    key: Arc<HashKey>,
+    fleet: Fleet,
+    uisp: Option<UispLab>,
+    group: serde_json::Value,
+}
+
+impl World {
+    async fn start(file: FleetFile, uisp: Option<UispState>) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let fleet = Fleet::start(
+            &file,
+            FleetOptions {
+                legacy_only: true,
+                ..FleetOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let uisp = match uisp {
+            Some(state) => {
+                let config = UispConfig {
+                    connection_string: new_uri(),
+                    ..UispConfig::with_token(TOKEN)
+                };
+                Some(UispLab::start(config, state).await.unwrap())
+            }
+            None => None,
+        };
+        let mut known = String::new();
+        for a in &file.antennas {
+            known.push_str(&format!(
+                "{}:22 {}\n",
+                a.host,
+                fleet.fingerprint(&a.host).unwrap()
+            ));
+        }
+        if file.jump.is_some() {
+            known.push_str(&format!(
+                "10.147.17.5:22 {}\n",
+                fleet.jump_fingerprint().unwrap()
+            ));
+        }
+        std::fs::write(tmp.path().join(KNOWN_HOSTS_FILE), known).unwrap();
+        std::fs::write(tmp.path().join("pw1"), PW1).unwrap();
+        std::fs::write(tmp.path().join("pw2"), PW2).unwrap();
+        std::fs::write(tmp.path().join("jump-pw"), "lab-jump-pw").unwrap();
+        std::fs::write(tmp.path().join("uri"), new_uri()).unwrap();
+        std::fs::write(tmp.path().join("token"), TOKEN).unwrap();
+        let mut group = json!({
+            "legacy": true,
+            "credentials": [
+                { "user": "ubnt", "password": { "file": "../pw1" } },
+                { "user": "ubnt", "password": { "file": "../pw2" } },
+            ],
+            "connect_timeout_secs": 2,
+            "command_timeout_secs": 2,
+        });
+        if file.jump.is_some() {
+            group["jump"] = json!({
+                "host": "10.147.17.5",
+                "credentials": [{ "user": "wispctl", "password": { "file": "../jump-pw" } }],
+            });
+        }
+        let w = World {
+            tmp,
+            key: Arc::new(HashKey::from_bytes([4; 32])),
+            fleet,
+            uisp,
+            group,
+        };
+        let antennas: Vec<serde_json::Value> = file
+            .antennas
+            .iter()
+            .map(|a| json!({ "host": a.host }))
+            .collect();
+        w.write_airos(json!({
+            "connection": { "secret": { "file": "../../uri" } },
+            "rollout": { "concurrency": 8, "canary": 2, "max_failures": 0 },
+            "antennas": antennas,
+        }));
+        w
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("desired")
+    }
+
+    /// Writes the inventory and `airos/clientes.yaml` (JSON is YAML).
+    fn write_airos(&self, mut airos: serde_json::Value) {
+        std::fs::create_dir_all(self.dir().join("airos")).unwrap();
+        let mut inv = json!({ "antenna_groups": { "clientes": self.group } });
+        if self.uisp.is_some() {
+            inv["uisp"] = json!({ "main": {
+                "url": "https://uisp.lab.invalid",
+                "token": { "file": "../token" },
+            } });
+        }
+        std::fs::write(
+            self.dir().join("inventory.yaml"),
+            serde_json::to_string_pretty(&inv).unwrap(),
+        )
+        .unwrap();
+        airos["group"] = json!("clientes");
+        std::fs::write(
+            self.dir().join("airos/clientes.yaml"),
+            serde_json::to_string_pretty(&airos).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.tmp.path().join("state")
+    }
+
+    fn engine(&self, trust_new: bool) -> Engine {
+        let d = wispctl::desired::load(&self.dir(), &SecretResolver::new()).unwrap();
+        let fleet = LabFleet {
+            antennas: d.airos["clientes"]
+                .antennas
+                .iter()
+                .filter_map(|a| self.fleet.addr(&a.host).map(|x| (a.host.clone(), x)))
+                .collect(),
+            jump: self.fleet.jump_addr(),
+        };
+        let ctx = Context {
+            key: self.key.clone(),
+            lab_root: Some(self.tmp.path().to_path_buf()),
+            state_dir: self.state_dir(),
+            lab_routers: BTreeMap::new(),
+            lab_uisp: self
+                .uisp
+                .iter()
+                .map(|u| {
+                    (
+                        "main".to_string(),
+                        LabEndpoint {
+                            api: u.url(),
+                            ca_pem: u.ca_pem(),
+                        },
+                    )
+                })
+                .collect(),
+            lab_antennas: BTreeMap::from([("clientes".to_string(), fleet)]),
+            trust_new_host_keys: trust_new,
+        };
+        Engine::new(
+            providers::kinds(&d, &ctx),
+            TargetFilter::default(),
+            10,
+            d.digest.clone(),
+            self.key.id(),
+        )
+    }
+
+    async fn plan(&self) -> PlannedRun {
+        self.engine(false).plan().await
+    }
+
+    async fn apply(&self) -> (Plan, ApplyReport) {
+        let run = self.plan().await;
+        let plan = run.plan.clone();
+        (plan, run.apply(&BTreeMap::new()).await)
+    }
+
+    fn system(&self, i: usize) -> Vec<u8> {
+        self.fleet.state(&host(i)).unwrap().system_cfg
+    }
+}
+
+fn addr(i: usize) -> String {
+    format!("airos.clientes[\"{}\"]", host(i))
+}
+
+fn status(report: &ApplyReport, i: usize) -> Option<Status> {
+    report
+        .targets
+        .iter()
+        .flat_map(|t| &t.outcomes)
+        .find(|o| o.address == addr(i))
+        .map(|o| o.status)
+}
+
+fn reason(report: &ApplyReport, i: usize) -> String {
+    report
+        .targets
+        .iter()
+        .flat_map(|t| &t.outcomes)
+        .find(|o| o.address == addr(i))
+        .and_then(|o| o.reason.clone())
+        .unwrap_or_default()
+}
+
+fn changed(plan: &Plan) -> Vec<String> {
+    plan.targets
+        .iter()
+        .flat_map(|t| &t.changes)
+        .map(|c| c.address.clone())
+        .collect()
+}
+
+fn object_errors(plan: &Plan) -> BTreeMap<String, String> {
+    plan.targets
+        .iter()
+        .flat_map(|t| t.object_errors.clone())
+        .collect()
+}
+
+/// Every line but the `unms.*` ones, as bytes.
+fn other_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| !l.starts_with(b"unms."))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn apply_rewrites_both_files_in_place_and_the_bridge_runs_the_new_uri() {
+    rt().block_on(async {
+        // 0: old everywhere; 1: system.cfg fixed by the old script, running.cfg still old;
+        // 2: already right; 3: no running.cfg, unms.uri written twice.
+        let new_line = format!("unms.uri={}\n", new_uri());
+        let old_line = format!("unms.uri={}\n", old_uri());
+        let file = FleetFile {
+            antennas: vec![
+                old_antenna(0),
+                antenna(1, cfg(&new_line), Some(cfg(&old_line))),
+                antenna(2, cfg(&new_line), Some(cfg(&new_line))),
+                antenna(3, cfg(&format!("{old_line}{old_line}")), None),
+            ],
+            jump: Some(JumpFile {
+                logins: vec![("wispctl".into(), "lab-jump-pw".into())],
+                host_key: AntennaFile::new_key(99),
+            }),
+        };
+        let w = World::start(file.clone(), None).await;
+        let (plan, report) = w.apply().await;
+        assert_eq!(changed(&plan), vec![addr(0), addr(1), addr(3)]);
+        assert!(report.succeeded(), "{report:#?}");
+        for (i, before) in file.antennas.iter().enumerate() {
+            let s = w.fleet.state(&host(i)).unwrap();
+            for (name, now, was) in [
+                (
+                    "system.cfg",
+                    Some(s.system_cfg.clone()),
+                    Some(before.system_cfg.clone()),
+                ),
+                (
+                    "running.cfg",
+                    s.running_cfg.clone(),
+                    before.running_cfg.clone(),
+                ),
+            ] {
+                let (Some(now), Some(was)) = (now, was) else {
+                    assert!(s.running_cfg.is_none() && before.running_cfg.is_none());
+                    continue;
+                };
+                let cfg = SystemCfg::parse(&now);
+                assert_eq!(cfg.count("unms.uri"), 1, "{} {name}", host(i));
+                assert_eq!(cfg.get("unms.uri"), Some(new_uri()), "{} {name}", host(i));
+                assert_eq!(
+                    other_lines(&now),
+                    other_lines(was.as_bytes()),
+                    "{} {name}: a line wispctl does not own changed",
+                    host(i)
+                );
+            }
+            assert_eq!(s.bridge_uri, Some(new_uri()), "{}", host(i));
+            assert!(s.rejected.is_empty(), "{:?}", s.rejected);
+            if i == 2 {
+                // Already right: read once per run, never written.
+                assert_eq!(s.bridge_restarts, 0);
+                assert!(s.flash.is_none());
+            } else {
+                assert_eq!(s.bridge_restarts, 1, "{}", host(i));
+                assert!(s.supervisor_alive);
+                assert_eq!(s.flash.as_deref(), Some(s.system_cfg.as_slice()));
+            }
+        }
+        let again = w.plan().await.plan;
+        assert!(changed(&again).is_empty(), "{:?}", changed(&again));
+        assert!(again.problems().is_empty(), "{:?}", again.problems());
+    });
+}
+
+#[test]
+fn a_connected_device_with_its_own_key_is_not_drift() {
+    rt().block_on(async {
+        let own =
+            "unms.uri=wss://uisp.new.lab.invalid:443+deviceOwnKey0042+allowSelfSignedCertificate\n";
+        let file = FleetFile {
+            antennas: vec![
+                antenna(0, cfg(own), Some(cfg(own))),
+                antenna(1, cfg(own), Some(cfg(own))),
+            ],
+            jump: None,
+        };
+        // Antenna 0 is connected (active, in a site); antenna 1 is known to UISP but not
+        // connected.
+        let state = UispState {
+            sites: vec![wispctl::lab::uisp::LabSite::new(
+                "50000000-0000-4000-8000-0000000000aa",
+                "Tomatlan",
+                "site",
+                None,
+            )],
+            devices: vec![
+                LabDevice::new(
+                    "d0000000-0000-4000-8000-0000000000a0",
+                    &mac(0),
+                    Some("cpe 0"),
+                    Some("10.10.1.10/24"),
+                    Some("50000000-0000-4000-8000-0000000000aa"),
+                ),
+                LabDevice::new(
+                    "d0000000-0000-4000-8000-0000000000a1",
+                    &mac(1),
+                    None,
+                    None,
+                    None,
+                ),
+            ],
+        };
+        let w = World::start(file, Some(state)).await;
+        w.write_airos(json!({
+            "connection": { "uisp": "main" },
+            "antennas": [{ "host": host(0), "mac": mac(0) }, { "host": host(1) }],
+        }));
+        let plan = w.plan().await.plan;
+        assert_eq!(changed(&plan), vec![addr(1)], "{plan:#?}");
+        let c = &plan.targets[0].changes[0];
+        assert!(
+            c.reason
+                .as_deref()
+                .unwrap()
+                .contains("key: (sensitive) differs and the device is not connected in UISP"),
+            "{c:?}"
+        );
+        assert!(
+            plan.targets[0]
+                .notes
+                .iter()
+                .any(|n| n.starts_with("1 antenna(s) carry their own device-specific key")),
+            "{:?}",
+            plan.targets[0].notes
+        );
+        let shown = format!("{plan:?}");
+        for secret in ["deviceOwnKey0042", KEY, TOKEN, PW1] {
+            assert!(!shown.contains(secret), "the plan shows {secret}");
+        }
+    });
+}
+
+#[test]
+fn an_unreachable_or_hanging_antenna_is_reported_and_the_others_are_applied() {
+    rt().block_on(async {
+        let file = FleetFile {
+            antennas: (0..6).map(old_antenna).collect(),
+            jump: None,
+        };
+        let w = World::start(file, None).await;
+        w.fleet.set_fault(&host(3), Some(Fault::Refuse));
+        w.fleet.set_fault(&host(4), Some(Fault::HangOnConnect));
+        w.fleet.set_fault(&host(5), Some(Fault::HangOnCommand));
+        let started = std::time::Instant::now();
+        let (plan, report) = w.apply().await;
+        let errors = object_errors(&plan);
+        assert_eq!(
+            errors.keys().cloned().collect::<Vec<_>>(),
+            vec![addr(3), addr(4), addr(5)],
+            "{errors:?}"
+        );
+        assert!(errors[&addr(4)].contains("timed out"), "{errors:?}");
+        assert!(errors[&addr(5)].contains("timed out"), "{errors:?}");
+        for i in 0..3 {
+            assert_eq!(status(&report, i), Some(Status::Applied));
+            assert_eq!(w.fleet.state(&host(i)).unwrap().bridge_uri, Some(new_uri()));
+        }
+        assert!(
+            !report.succeeded(),
+            "unreached antennas make the run fail (exit 1)"
+        );
+        assert_eq!(report.summary.object_errors, 3);
+        // The hanging ones cost their timeouts (2 s), in parallel, not one after another.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
+fn unreachable_antenna_through_the_cli_exits_1_and_names_it() {
+    // The lab's own files, one antenna refusing connections: plan and apply exit 1, the
+    // others are fixed, and the report names the unreached one.
+    let lab = common::Lab::new();
+    let path = lab.lab().join("antennas/clientes.json");
+    let mut fleet: FleetFile =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for a in fleet.antennas.iter_mut().filter(|a| a.host == "10.10.1.46") {
+        a.fault = Some(Fault::Refuse);
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    let r = lab.run(&["plan"]);
+    r.expect(1);
+    assert!(
+        r.stdout
+            .contains("error: airos.clientes[\"10.10.1.46\"]: 10.10.1.46:22"),
+        "{}",
+        r.stdout
+    );
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(1);
+    assert!(
+        r.stdout
+            .contains("applied airos.clientes[\"10.10.1.47\"] (update)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("airos.clientes[\"10.10.1.46\"]: not reached:"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("1 not reached"), "{}", r.stdout);
+}
+
+#[test]
+fn a_failed_canary_stops_the_rollout_and_a_wave_stops_past_its_threshold() {
+    rt().block_on(async {
+        let file = FleetFile {
+            antennas: (0..8).map(old_antenna).collect(),
+            jump: None,
+        };
+        let w = World::start(file, None).await;
+        // The canary is the first two; the second one breaks after the plan read it.
+        let run = w.plan().await;
+        w.fleet.set_fault(&host(1), Some(Fault::HangOnCommand));
+        let report = run.apply(&BTreeMap::new()).await;
+        assert_eq!(status(&report, 0), Some(Status::Applied));
+        assert_eq!(status(&report, 1), Some(Status::Failed));
+        for i in 2..8 {
+            assert_eq!(status(&report, i), Some(Status::Skipped), "{i}");
+            let s = w.fleet.state(&host(i)).unwrap();
+            assert_eq!(s.bridge_restarts, 0, "{i} touched after a failed canary");
+            assert_eq!(s.bridge_uri, Some(old_uri()));
+        }
+        let why = reason(&report, 2);
+        assert!(
+            why.contains("the canary wave failed (1 of 2 antennas)"),
+            "{why}"
+        );
+
+        // Canary passes; after it, one at a time, max_failures 1: two failures stop the rest.
+        w.fleet.set_fault(&host(1), None);
+        w.write_airos(json!({
+            "connection": { "secret": { "file": "../../uri" } },
+            "rollout": { "concurrency": 1, "canary": 1, "max_failures": 1 },
+            "antennas": (0..8).map(|i| json!({ "host": host(i) })).collect::<Vec<_>>(),
+        }));
+        let run = w.plan().await;
+        assert_eq!(
+            changed(&run.plan).len(),
+            7,
+            "antenna 0 was fixed by the canary"
+        );
+        w.fleet.set_fault(&host(2), Some(Fault::RejectLogins));
+        w.fleet.set_fault(&host(3), Some(Fault::RejectLogins));
+        let report = run.apply(&BTreeMap::new()).await;
+        assert_eq!(status(&report, 1), Some(Status::Applied));
+        assert_eq!(status(&report, 2), Some(Status::Failed));
+        assert_eq!(status(&report, 3), Some(Status::Failed));
+        for i in 4..8 {
+            assert_eq!(status(&report, i), Some(Status::Skipped), "{i}");
+        }
+        let why = reason(&report, 4);
+        assert!(
+            why.contains("rollout stopped: 2 antenna(s) failed (rollout.max_failures is 1)"),
+            "{why}"
+        );
+        assert!(!format!("{report:?}").contains(PW1));
+    });
+}
+
+#[test]
+fn the_working_credential_is_remembered_as_a_position_and_tried_first() {
+    rt().block_on(async {
+        let mut a = old_antenna(0);
+        a.logins = vec![("ubnt".into(), PW2.into())];
+        let file = FleetFile {
+            antennas: vec![a, old_antenna(1)],
+            jump: None,
+        };
+        let w = World::start(file, None).await;
+        let _ = w.plan().await;
+        let path = w.state_dir().join("airos/clientes.credentials.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let saved: BTreeMap<String, usize> = serde_json::from_str(&text).unwrap();
+        assert_eq!(saved, BTreeMap::from([(host(0), 1), (host(1), 0)]));
+        assert!(!text.contains(PW2) && !text.contains(PW1));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let refused_before = w.fleet.stats().logins_refused;
+        assert!(
+            refused_before >= 1,
+            "the first plan tried the wrong password first"
+        );
+        let _ = w.apply().await;
+        assert_eq!(
+            w.fleet.stats().logins_refused,
+            refused_before,
+            "remembered: no wrong password tried again"
+        );
+    });
+}
+
+#[test]
+fn a_changed_host_key_is_refused_and_an_unknown_one_trusted_only_when_asked() {
+    rt().block_on(async {
+        let file = FleetFile {
+            antennas: vec![old_antenna(0), old_antenna(1)],
+            jump: None,
+        };
+        let w = World::start(file, None).await;
+        w.fleet.change_host_key(&host(1), 777);
+        let plan = w.plan().await.plan;
+        let errors = object_errors(&plan);
+        let e = &errors[&addr(1)];
+        assert!(e.contains("HOST KEY CHANGED"), "{e}");
+        assert!(e.contains(&w.fleet.fingerprint(&host(1)).unwrap()), "{e}");
+        assert_eq!(changed(&plan), vec![addr(0)]);
+        let commands = w.fleet.state(&host(1)).unwrap().commands;
+        assert!(
+            commands.is_empty(),
+            "a command ran on an impostor: {commands:?}"
+        );
+        // Trust-on-first-use never overrides a changed key.
+        let plan = w.engine(true).plan().await.plan;
+        assert!(object_errors(&plan)[&addr(1)].contains("HOST KEY CHANGED"));
+        // An unknown antenna: refused unless asked; then pinned.
+        let known = w.tmp.path().join(KNOWN_HOSTS_FILE);
+        let text = std::fs::read_to_string(&known).unwrap();
+        let without: String = text
+            .lines()
+            .filter(|l| !l.starts_with(&host(0)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&known, without).unwrap();
+        let plan = w.plan().await.plan;
+        assert!(
+            object_errors(&plan)[&addr(0)].contains("unknown host key"),
+            "{:?}",
+            object_errors(&plan)
+        );
+        let plan = w.engine(true).plan().await.plan;
+        assert!(!object_errors(&plan).contains_key(&addr(0)));
+        assert!(std::fs::read_to_string(&known).unwrap().contains(&format!(
+            "{}:22 {}",
+            host(0),
+            w.fleet.fingerprint(&host(0)).unwrap()
+        )));
+    });
+}
+
+#[test]
+fn a_saved_plan_is_refused_when_an_antenna_changed_since() {
+    rt().block_on(async {
+        let file = FleetFile {
+            antennas: vec![old_antenna(0), old_antenna(1)],
+            jump: None,
+        };
+        let w = World::start(file, None).await;
+        let saved = w.plan().await.plan;
+        // Someone fixes antenna 1 by hand, half-way: only system.cfg.
+        let fresh = w.plan().await;
+        assert!(
+            wispctl::engine::check_saved(&saved, &fresh.plan)
+                .unwrap()
+                .is_empty()
+        );
+        drop(fresh);
+        let line = format!("unms.uri={}\n", new_uri());
+        let other = World::start(
+            FleetFile {
+                antennas: vec![
+                    old_antenna(0),
+                    antenna(
+                        1,
+                        cfg(&line),
+                        Some(cfg(&format!("unms.uri={}\n", old_uri()))),
+                    ),
+                ],
+                jump: None,
+            },
+            None,
+        )
+        .await;
+        // Same key, same desired files: only the live state differs.
+        let other = World {
+            key: w.key.clone(),
+            ..other
+        };
+        std::fs::copy(
+            w.dir().join("airos/clientes.yaml"),
+            other.dir().join("airos/clientes.yaml"),
+        )
+        .unwrap();
+        let moved = other.plan().await.plan;
+        let refusals = wispctl::engine::check_saved(&saved, &moved).unwrap();
+        assert!(
+            refusals["airos.clientes"].contains(&addr(1)),
+            "{refusals:?}"
+        );
+    });
+}
+
+fn arb_unms() -> impl Strategy<Value = (String, bool)> {
+    // Which URI, how many times, whether unms.status is on, and airOS 8's copy.
+    (0..4usize, 0..3usize, any::<bool>(), any::<bool>()).prop_map(|(which, times, on, v8)| {
+        let uri = match which {
+            0 => new_uri(),
+            1 => old_uri(),
+            2 => "wss://uisp.new.lab.invalid:443+someOtherKey+allowSelfSignedCertificate".into(),
+            _ => "garbage".into(),
+        };
+        let mut s = String::new();
+        if !on {
+            s.push_str("unms.status=disabled\n");
+        }
+        for _ in 0..times {
+            s.push_str(&format!("unms.uri={uri}\n"));
+        }
+        if v8 {
+            s.push_str(&format!("unms.uri.changed={uri}\n"));
+        }
+        (s, v8)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Whatever the antennas hold, apply then plan shows no changes, and every line wispctl
+    /// does not own is unchanged.
+    #[test]
+    fn apply_then_plan_shows_no_changes(fleet in prop::collection::vec((arb_unms(), prop::option::of(arb_unms())), 1..5)) {
+        rt().block_on(async {
+            let file = FleetFile {
+                antennas: fleet.iter().enumerate().map(|(i, ((sys, v8), run))| {
+                    let mut a = antenna(i, cfg(sys), run.as_ref().map(|(r, _)| cfg(r)));
+                    if *v8 {
+                        a.version = "WA.v8.7.11\n".into();
+                    }
+                    a
+                }).collect(),
+                jump: None,
+            };
+            let w = World::start(file.clone(), None).await;
+            let (_, report) = w.apply().await;
+            prop_assert!(report.succeeded(), "{:#?}", report);
+            let again = w.plan().await.plan;
+            prop_assert!(changed(&again).is_empty(), "{:?}", again);
+            for (i, a) in file.antennas.iter().enumerate() {
+                prop_assert_eq!(other_lines(&w.system(i)), other_lines(a.system_cfg.as_bytes()));
+                prop_assert_eq!(w.fleet.state(&host(i)).unwrap().bridge_uri, Some(new_uri()));
+            }
+            Ok(())
+        })?;
+    }
+}
