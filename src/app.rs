@@ -150,11 +150,15 @@ pub fn validate(g: &Globals, out: &mut dyn Write) -> anyhow::Result<u8> {
     };
     let peers: usize = d.pppd.values().map(|p| p.peers.len()).sum();
     let chap: usize = d.pppd.values().map(|p| p.chap.len()).sum();
+    let antennas: usize = d.airos.values().map(|a| a.antennas.len()).sum();
     writeln!(
         out,
-        "{}: valid ({} host(s), {peers} peer file(s), {chap} chap-secrets entr(y/ies))",
+        "{}: valid ({} host(s), {peers} peer file(s), {chap} chap-secrets entr(y/ies), {} router(s), {} UISP server(s), {antennas} antenna(s) in {} group(s))",
         g.dir.display(),
-        d.hosts.len()
+        d.hosts.len(),
+        d.routers.len(),
+        d.uisp_servers.len(),
+        d.airos.len()
     )?;
     Ok(exit::SUCCESS)
 }

@@ -15,6 +15,41 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+# Real airOS-like SSH peers (tests/airos_interop.rs, tests/airos_peer/): OpenSSH's sshd as a
+# strict legacy antenna (ssh-rsa, SHA-1 key exchange), dropbear as the jump host, and a static
+# busybox for the antennas' chroot (ash, ps, wc like the devices). Installing openssh-server must
+# not start a system sshd on port 22: a policy-rc.d that refuses every start is in place during
+# the install (an existing one, as in Docker images, is left as it is), and an ssh service that
+# runs anyway is stopped. The tests start their own sshd in private namespaces.
+airos_need=()
+[ -x /usr/sbin/sshd ] || airos_need+=(openssh-server)
+[ -x /usr/sbin/dropbear ] && command -v dropbearkey >/dev/null 2>&1 || airos_need+=(dropbear-bin)
+[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" = "install ok installed" ] \
+  || airos_need+=(busybox-static)
+command -v setpriv >/dev/null 2>&1 || airos_need+=(util-linux)
+if [ ${#airos_need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/setup.sh: need root to install: ${airos_need[*]}" >&2
+    exit 1
+  fi
+  policy_rc=/usr/sbin/policy-rc.d
+  own_policy=
+  if [ ! -e "$policy_rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+    chmod 755 "$policy_rc"
+    own_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${airos_need[@]}" >/dev/null || { [ -z "$own_policy" ] || rm -f "$policy_rc"; exit 1; }
+  [ -z "$own_policy" ] || rm -f "$policy_rc"
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  fi
+  if [ -f /run/sshd.pid ]; then
+    kill "$(cat /run/sshd.pid)" 2>/dev/null || true
+  fi
+fi
 # Ansible's community.routeros, a second real client of the lab RouterOS server
 # (tests/routeros_ansible.rs, benches/pppoe_plan.rs): ansible-core from PyPI, and only the
 # community.routeros collection (3.14.0) out of the PyPI `ansible` 12.3.0 wheel, unpacked under

@@ -87,6 +87,9 @@ impl Default for Rollout {
 pub struct AntennaSpec {
     /// Its address (IP or host name), as reached from here or from the jump host.
     pub host: String,
+    /// Its SSH port, when not the group's (an antenna behind a port forward).
+    #[serde(default)]
+    pub port: Option<u16>,
     /// Its MAC (any common form). When given, an antenna answering with another MAC is not
     /// touched (a DHCP lease moved to another customer), and UISP is asked about this MAC.
     #[serde(default)]
@@ -110,6 +113,8 @@ pub enum ConnectionSource {
 pub struct Antenna {
     /// Address.
     pub host: String,
+    /// SSH port, when not the group's.
+    pub port: Option<u16>,
     /// Normalised MAC, when given.
     pub mac: Option<String>,
     /// Name for people.
@@ -254,8 +259,12 @@ pub(crate) fn validate(
                 "a name must not hold control characters".into(),
             );
         }
+        if a.port == Some(0) {
+            check.error(&format!("{at}.port"), "port must be 1 to 65535".into());
+        }
         antennas.push(Antenna {
             host: a.host.clone(),
+            port: a.port,
             mac,
             name: a.name.clone(),
         });

@@ -158,7 +158,7 @@ impl AirosProvider {
             order.insert(0, r);
         }
         let mut t = Target::new(
-            Endpoint::new(antenna.host.clone(), g.port),
+            Endpoint::new(antenna.host.clone(), antenna.port.unwrap_or(g.port)),
             order.iter().map(|i| g.credentials[*i].clone()).collect(),
         );
         t.legacy = g.legacy;
