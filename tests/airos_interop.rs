@@ -304,10 +304,10 @@ async fn write_persist_and_bridge_restart_on_busybox() {
 
     let session = connect(&a.target(), &known).await;
     for (command, content) in [
-        (commands::WRITE_SYSTEM, &system),
-        (commands::WRITE_RUNNING, &running),
+        (commands::write_system(system.len()), &system),
+        (commands::write_running(running.len()), &running),
     ] {
-        let out = session.exec(command, Some(content)).await.unwrap();
+        let out = session.exec(&command, Some(content)).await.unwrap();
         assert!(
             out.success() && out.stdout.is_empty() && out.stderr.is_empty(),
             "{command}: {out:?}: {}",
@@ -390,8 +390,11 @@ async fn hostile_file_content_stays_inert_on_busybox() {
         ctrl=\x01\x1b[31m\x7f\xff\n\
         no.newline.at.end=$(touch /tmp/pwned_end)";
     let session = connect(&a.target(), &known).await;
-    for command in [commands::WRITE_SYSTEM, commands::WRITE_RUNNING] {
-        let out = session.exec(command, Some(hostile)).await.unwrap();
+    for command in [
+        commands::write_system(hostile.len()),
+        commands::write_running(hostile.len()),
+    ] {
+        let out = session.exec(&command, Some(hostile)).await.unwrap();
         assert!(
             out.success() && out.stderr.is_empty(),
             "{command}: {out:?}: {}",
@@ -591,12 +594,16 @@ fn wispctl_apply_fixes_real_antennas_through_the_jump_host() {
     ] {
         assert!(!out.contains(secret), "apply printed a secret");
     }
-    // The second antenna needed the second credential: remembered as a position.
+    // The second antenna needed the second credential: remembered as a keyed hash, never a
+    // password.
     let remembered = std::fs::read_to_string(state.join("airos/campo.credentials.json")).unwrap();
-    assert!(
-        remembered.contains(&format!("\"{}\": 1", peers.antenna(1).host)),
-        "{remembered}"
-    );
+    let saved: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&remembered).unwrap();
+    assert_eq!(saved.len(), 2, "{remembered}");
+    assert_ne!(saved[&peers.antenna(0).host], saved[&peers.antenna(1).host]);
+    for a in peers.antennas() {
+        assert!(!remembered.contains(&a.password));
+    }
 
     let (code, out) = wispctl(&dir, &state, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}");
@@ -649,4 +656,42 @@ fn a_hostile_connection_string_never_reaches_the_peer() {
     assert_eq!(a.system_cfg(), Some(old_files(0).system_cfg));
     assert!(find_named(&a.dir, "pwned").is_empty());
     assert!(find_named(&a.chroot(), "pwned").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_write_is_never_installed_on_busybox() {
+    // What a dropped link leaves: `cat` sees an early end of input and exits 0; the size check
+    // keeps the half file out, and the temporary file is removed.
+    let Some(peers) = Peers::start(1) else {
+        return;
+    };
+    let a = peers.antenna(0);
+    let (_dir, known) = pinned(&peers);
+    let before = a.system_cfg().unwrap();
+    let session = connect(&a.target(), &known).await;
+    let half = b"aaa.status=disabled\nunms.uri=wss://cut";
+    let out = session
+        .exec(&commands::write_system(half.len() + 100), Some(half))
+        .await
+        .unwrap();
+    assert_eq!(out.status, 1, "{out:?}");
+    assert_eq!(a.system_cfg(), Some(before.clone()));
+    let out = session
+        .exec(&commands::write_system(half.len()), Some(half))
+        .await
+        .unwrap();
+    assert!(
+        out.success(),
+        "{out:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(a.system_cfg().as_deref(), Some(&half[..]));
+    session.close().await;
+    let leftovers: Vec<_> = std::fs::read_dir(&a.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".wispctl"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -3,7 +3,7 @@
 //! is byte for byte the same, the udapi-bridge model runs the new URI; a connected device's own
 //! key is not drift; an unreachable or hanging antenna is reported (exit 1) and never stops the
 //! others; a failed canary wave stops the rollout and a wave stops past its failure threshold;
-//! the working credential is remembered (its position, never a password); a changed host key
+//! the working credential is remembered (a keyed hash, never a password); a changed host key
 //! is refused; a stale plan is refused; apply then plan shows no changes (property).
 //!
 //! The engine runs in-process against fleets started here, so each test sees the antennas'
@@ -140,8 +140,10 @@ impl World {
                 { "user": "ubnt", "password": { "file": "../pw1" } },
                 { "user": "ubnt", "password": { "file": "../pw2" } },
             ],
-            "connect_timeout_secs": 2,
-            "command_timeout_secs": 2,
+            // Generous: debug-build key exchange on a loaded 2-core machine is slow; the hang
+            // tests wait these out in parallel.
+            "connect_timeout_secs": 10,
+            "command_timeout_secs": 10,
         });
         if file.jump.is_some() {
             group["jump"] = json!({
@@ -380,6 +382,7 @@ fn a_connected_device_with_its_own_key_is_not_drift() {
             antennas: vec![
                 antenna(0, cfg(own), Some(cfg(own))),
                 antenna(1, cfg(own), Some(cfg(own))),
+                antenna(2, cfg(own), Some(cfg(own))),
             ],
             jump: None,
         };
@@ -412,10 +415,16 @@ fn a_connected_device_with_its_own_key_is_not_drift() {
         let w = World::start(file, Some(state)).await;
         w.write_airos(json!({
             "connection": { "uisp": "main" },
-            "antennas": [{ "host": host(0), "mac": mac(0) }, { "host": host(1) }],
+            "antennas": [{ "host": host(0), "mac": mac(0) }, { "host": host(1) }, { "host": host(2) }],
         }));
         let plan = w.plan().await.plan;
         assert_eq!(changed(&plan), vec![addr(1)], "{plan:#?}");
+        // Antenna 2 points at the right server with a key that is not the master key, and UISP
+        // does not list it: a device key cannot be told from a wrong one, so it is not touched.
+        let errors = object_errors(&plan);
+        assert_eq!(errors.keys().collect::<Vec<_>>(), vec![&addr(2)]);
+        assert!(errors[&addr(2)].contains("cannot be told from a wrong one"), "{errors:?}");
+        assert!(plan.targets[0].changes[0].fields.iter().any(|f| f.name == "key" && f.sensitive));
         let c = &plan.targets[0].changes[0];
         assert!(
             c.reason
@@ -469,9 +478,9 @@ fn an_unreachable_or_hanging_antenna_is_reported_and_the_others_are_applied() {
             "unreached antennas make the run fail (exit 1)"
         );
         assert_eq!(report.summary.object_errors, 3);
-        // The hanging ones cost their timeouts (2 s), in parallel, not one after another.
+        // The hanging ones cost their timeouts (10 s), in parallel, not one after another.
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(45),
             "{:?}",
             started.elapsed()
         );
@@ -493,8 +502,7 @@ fn unreachable_antenna_through_the_cli_exits_1_and_names_it() {
     let r = lab.run(&["plan"]);
     r.expect(1);
     assert!(
-        r.stdout
-            .contains("error: airos.clientes[\"10.10.1.46\"]: 10.10.1.46:22"),
+        r.stdout.contains("error: airos.clientes[\"10.10.1.46\"]: "),
         "{}",
         r.stdout
     );
@@ -573,7 +581,7 @@ fn a_failed_canary_stops_the_rollout_and_a_wave_stops_past_its_threshold() {
 }
 
 #[test]
-fn the_working_credential_is_remembered_as_a_position_and_tried_first() {
+fn the_working_credential_is_remembered_as_a_keyed_hash_and_tried_first() {
     rt().block_on(async {
         let mut a = old_antenna(0);
         a.logins = vec![("ubnt".into(), PW2.into())];
@@ -585,8 +593,20 @@ fn the_working_credential_is_remembered_as_a_position_and_tried_first() {
         let _ = w.plan().await;
         let path = w.state_dir().join("airos/clientes.credentials.json");
         let text = std::fs::read_to_string(&path).unwrap();
-        let saved: BTreeMap<String, usize> = serde_json::from_str(&text).unwrap();
-        assert_eq!(saved, BTreeMap::from([(host(0), 1), (host(1), 0)]));
+        let saved: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            saved.keys().cloned().collect::<Vec<_>>(),
+            vec![host(0), host(1)]
+        );
+        assert_ne!(
+            saved[&host(0)],
+            saved[&host(1)],
+            "different credentials worked"
+        );
+        assert!(
+            saved[&host(0)].bytes().all(|b| b.is_ascii_hexdigit()),
+            "a keyed hash"
+        );
         assert!(!text.contains(PW2) && !text.contains(PW1));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -731,7 +751,7 @@ fn arb_unms() -> impl Strategy<Value = (String, bool)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
 
     /// Whatever the antennas hold, apply then plan shows no changes, and every line wispctl
     /// does not own is unchanged.

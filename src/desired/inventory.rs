@@ -215,7 +215,7 @@ pub struct AntennaGroupSpec {
     #[serde(default)]
     pub legacy: bool,
     /// Logins tried in order until one works; the one that worked is remembered per antenna in
-    /// the state directory (its position, never a password) and tried first next time.
+    /// the state directory (a keyed hash of it, never a password) and tried first next time.
     pub credentials: Vec<CredentialSpec>,
     /// Reach the antennas through this host (ProxyJump): an SSH `direct-tcpip` tunnel.
     #[serde(default)]

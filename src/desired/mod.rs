@@ -421,6 +421,9 @@ fn validate_group(
                 format!("{:?} is not an IP address or host name", j.host),
             );
         }
+        if j.port == 0 {
+            check.error(&format!("{jat}.port"), "port must be 1 to 65535".into());
+        }
         inventory::JumpHost {
             host: j.host.clone(),
             port: j.port,

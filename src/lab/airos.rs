@@ -424,17 +424,20 @@ impl Antenna {
                 stdout: commands::render_read(&files),
                 ..Reply::ok()
             }
-        } else if command == commands::WRITE_SYSTEM {
+        } else if let Some((path, len)) = commands::parse_write(command) {
             if overflowed {
                 return write_failed();
             }
-            self.system_cfg = stdin.to_vec();
-            Reply::ok()
-        } else if command == commands::WRITE_RUNNING {
-            if overflowed {
-                return write_failed();
+            // The size check of the real command: a short stdin (a dropped link) installs
+            // nothing.
+            if stdin.len() != len {
+                return Reply::fail(1, Vec::new());
             }
-            self.running_cfg = Some(stdin.to_vec());
+            if path == commands::SYSTEM_CFG {
+                self.system_cfg = stdin.to_vec();
+            } else {
+                self.running_cfg = Some(stdin.to_vec());
+            }
             Reply::ok()
         } else if command == commands::PERSIST {
             self.flash = Some(self.system_cfg.clone());
@@ -1488,7 +1491,8 @@ mod tests {
         assert_eq!(a.state().bridge_uri.as_deref(), Some(OLD_URI));
         let sys = format!("unms.uri={NEW_URI}\nunms.uri=wss://second.example:443+k\n");
         assert_eq!(
-            a.run(commands::WRITE_SYSTEM, sys.as_bytes(), false).status,
+            a.run(&commands::write_system(sys.len()), sys.as_bytes(), false)
+                .status,
             0
         );
         let pid = a.state().bridge_pid;
@@ -1519,7 +1523,11 @@ mod tests {
 
         // A write whose stdin overflowed fails and leaves the file alone.
         let before = a.state().system_cfg;
-        let r = a.run(commands::WRITE_SYSTEM, b"x", true);
+        let r = a.run(&commands::write_system(1), b"x", true);
+        assert_eq!(r.status, 1);
+        assert_eq!(a.state().system_cfg, before);
+        // A short stdin (the link dropped mid-way) installs nothing either.
+        let r = a.run(&commands::write_system(10), b"unms.uri=", false);
         assert_eq!(r.status, 1);
         assert_eq!(a.state().system_cfg, before);
     }
@@ -1579,10 +1587,10 @@ mod tests {
         let sys = format!("users.1.name=ubnt\nunms.uri={NEW_URI}\nunms.status=enabled\n");
         let run = format!("unms.uri={NEW_URI}\nunms.uri.changed={NEW_URI}\n");
         for (cmd, stdin) in [
-            (commands::WRITE_SYSTEM, sys.as_bytes()),
-            (commands::WRITE_RUNNING, run.as_bytes()),
+            (commands::write_system(sys.len()), sys.as_bytes()),
+            (commands::write_running(run.len()), run.as_bytes()),
         ] {
-            let out = session.exec(cmd, Some(stdin)).await.unwrap();
+            let out = session.exec(&cmd, Some(stdin)).await.unwrap();
             assert!(out.success() && out.stdout.is_empty(), "{out:?}");
         }
         // Not yet: the bridge keeps the URI it started with.
@@ -1658,7 +1666,7 @@ mod tests {
         let state = fleet.state(host).unwrap();
         assert_eq!(state.rejected, vec!["cat /tmp/system.cfg".to_string()]);
         assert_eq!(state.commands.len(), 12);
-        assert_eq!(state.commands[0], commands::WRITE_SYSTEM);
+        assert_eq!(state.commands[0], commands::write_system(sys.len()));
         assert_eq!(state.commands[4], commands::kill(before.bridge_pid));
         assert_eq!(state.commands[11], "cat /tmp/system.cfg");
         let stats = fleet.stats();
@@ -1733,7 +1741,7 @@ mod tests {
             .await
             .unwrap();
         let err = session
-            .exec(commands::WRITE_SYSTEM, Some(b"unms.uri=x\n"))
+            .exec(&commands::write_system(11), Some(b"unms.uri=x\n"))
             .await
             .unwrap_err();
         assert!(matches!(err, SshError::Timeout { .. }), "{err:?}");

@@ -373,9 +373,10 @@ pub fn tamper(dir: &Path) -> io::Result<String> {
         let old = format!("unms.status=enabled\nunms.uri={OLD_CONNECTION_STRING}\n");
         x.running_cfg = Some(antenna_cfg(&old));
     }
-    std::fs::write(
+    crate::files::write_atomic(
         &a,
-        serde_json::to_vec_pretty(&fleet).map_err(io::Error::other)?,
+        &serde_json::to_vec_pretty(&fleet).map_err(io::Error::other)?,
+        0o600,
     )?;
     Ok("edited /etc/ppp/peers/connexa-node-2 by hand (mtu 1400 -> 1500), moved ana.garcia to profile 20M on router balanceador, and put the old UISP connection string back into antenna 10.10.1.50's running.cfg".into())
 }

@@ -26,11 +26,15 @@ pub struct Live {
 impl Live {
     /// From [`commands::READ`]'s files.
     pub fn new(files: Files) -> Live {
-        let board_text = files
-            .get(commands::BOARD_INFO)
-            .or_else(|| files.get(commands::BOARD_INFO_PROC))
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default();
+        // Both files, /etc first: the first occurrence of each key wins, so a key missing
+        // from one is taken from the other.
+        let mut board_text = String::new();
+        for path in [commands::BOARD_INFO, commands::BOARD_INFO_PROC] {
+            if let Some(b) = files.get(path) {
+                board_text.push_str(&String::from_utf8_lossy(b));
+                board_text.push('\n');
+            }
+        }
         let version = files
             .get(commands::VERSION)
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -81,6 +85,24 @@ pub enum AntennaError {
         /// The device.
         host: String,
     },
+    /// The YAML names a MAC and the board does not say its own.
+    #[error("{host}: the board reports no MAC, expected {expected}; not touched")]
+    NoMac {
+        /// The device.
+        host: String,
+        /// The YAML's MAC.
+        expected: String,
+    },
+    /// Several processes look like the bridge: which one is the child is not guessed.
+    #[error(
+        "{host}: {count} udapi-bridge processes; not guessing which one is the child to restart"
+    )]
+    SeveralBridges {
+        /// The device.
+        host: String,
+        /// How many.
+        count: usize,
+    },
     /// Another device answers at this address.
     #[error("{host}: answers with MAC {found}, expected {expected}; not touched")]
     WrongDevice {
@@ -128,12 +150,24 @@ pub struct Assessment {
     /// Whether a key that is not the master key was excused by UISP showing the device
     /// connected.
     pub key_excused: bool,
+    /// Some file holds a key other than the master key (a rewrite replaces it).
+    pub key_differs: bool,
 }
 
 impl Assessment {
     /// Nothing to change.
     pub fn in_sync(&self) -> bool {
         self.files.iter().all(|f| f.reasons.is_empty())
+    }
+
+    /// Whether the key is all that differs (scheme, host, port, flags and status are right).
+    pub fn only_key_differs(&self) -> bool {
+        !self.in_sync()
+            && self
+                .files
+                .iter()
+                .flat_map(|f| &f.reasons)
+                .all(|r| r.starts_with("key:"))
     }
 
     /// Stable text of what is out of step (no key), for fingerprints and plans.
@@ -157,9 +191,10 @@ impl Assessment {
 /// `None` when `/tmp/system.cfg` is missing.
 pub fn assess(live: &Live, desired: &ConnectionString, connected: bool) -> Option<Assessment> {
     let system = live.files.get(SYSTEM_CFG)?;
-    let mut files = vec![verdict("system.cfg", system, desired, connected)];
+    let airos8 = live.airos8();
+    let mut files = vec![verdict("system.cfg", system, desired, connected, airos8)];
     if let Some(running) = live.files.get(RUNNING_CFG) {
-        files.push(verdict("running.cfg", running, desired, connected));
+        files.push(verdict("running.cfg", running, desired, connected, airos8));
     }
     let key_differs = |path: &str| {
         live.files
@@ -168,8 +203,12 @@ pub fn assess(live: &Live, desired: &ConnectionString, connected: bool) -> Optio
             .and_then(|u| ConnectionString::parse_live(&u).ok())
             .is_some_and(|u| u.key.expose() != desired.key.expose())
     };
-    let key_excused = connected && (key_differs(SYSTEM_CFG) || key_differs(RUNNING_CFG));
-    Some(Assessment { files, key_excused })
+    let differs = key_differs(SYSTEM_CFG) || key_differs(RUNNING_CFG);
+    Some(Assessment {
+        files,
+        key_excused: connected && differs,
+        key_differs: differs,
+    })
 }
 
 fn verdict(
@@ -177,6 +216,7 @@ fn verdict(
     bytes: &[u8],
     desired: &ConnectionString,
     connected: bool,
+    airos8: bool,
 ) -> FileVerdict {
     let cfg = SystemCfg::parse(bytes);
     let mut reasons = Vec::new();
@@ -202,6 +242,9 @@ fn verdict(
     }
     if cfg.count(KEY_STATUS) > 1 {
         reasons.push("unms.status written more than once".into());
+    }
+    if airos8 && cfg.count(KEY_URI_CHANGED) == 0 {
+        reasons.push("no unms.uri.changed (airOS 8)".into());
     }
     if let Some(changed) = cfg.get(KEY_URI_CHANGED) {
         let ok = ConnectionString::parse_live(&changed)
@@ -261,8 +304,24 @@ pub fn check_identity(host: &str, live: &Live, expected: Option<&str>) -> Result
             expected: want.to_string(),
             found: found.to_string(),
         }),
+        (Some(want), None) => Err(AntennaError::NoMac {
+            host: host.to_string(),
+            expected: want.to_string(),
+        }),
         _ => Ok(()),
     }
+}
+
+/// How many times `ps` is asked for the respawned bridge, [`BRIDGE_WAIT`] apart.
+const BRIDGE_CHECKS: usize = 6;
+/// The pause between two checks for the respawned bridge.
+const BRIDGE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The `udapi-bridge` processes `ps` lists.
+async fn bridges(session: &Session) -> Result<Vec<u32>, AntennaError> {
+    let out = session.exec(commands::PS, None).await?;
+    check(session, "ps", &out)?;
+    Ok(commands::bridge_pids(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// What [`write_uri`] did.
@@ -316,28 +375,56 @@ pub async fn write_uri(
     if !done.system && !done.running {
         return Ok(done);
     }
+    // Checked before anything is written: a device whose bridge child cannot be told apart
+    // is left as it is.
+    let before = bridges(session).await?;
+    if before.len() > 1 {
+        return Err(AntennaError::SeveralBridges {
+            host: host.clone(),
+            count: before.len(),
+        });
+    }
     if done.system {
         let out = session
-            .exec(commands::WRITE_SYSTEM, Some(&new_system))
+            .exec(&commands::write_system(new_system.len()), Some(&new_system))
             .await?;
         check(session, "cat", &out)?;
     }
     if done.running
         && let Some(n) = &new_running
     {
-        let out = session.exec(commands::WRITE_RUNNING, Some(n)).await?;
+        let out = session
+            .exec(&commands::write_running(n.len()), Some(n))
+            .await?;
         check(session, "cat", &out)?;
     }
     let out = session.exec(commands::PERSIST, None).await?;
     check(session, "cfgmtd", &out)?;
-    let out = session.exec(commands::PS, None).await?;
-    check(session, "ps", &out)?;
-    for pid in commands::bridge_pids(&String::from_utf8_lossy(&out.stdout)) {
-        let out = session.exec(&commands::kill(pid), None).await?;
-        // The process may have ended on its own between ps and kill: not an error.
-        if out.success() {
-            done.bridges_restarted += 1;
+    if let Some(&pid) = before.first() {
+        // Killed, its supervisor respawns it and it reads the new running.cfg. A process that
+        // ended on its own between ps and kill is no error: the respawn check below decides.
+        let _ = session.exec(&commands::kill(pid), None).await?;
+        let mut back = false;
+        for attempt in 0..BRIDGE_CHECKS {
+            if attempt > 0 {
+                tokio::time::sleep(BRIDGE_WAIT).await;
+            }
+            let now = bridges(session).await?;
+            if now.len() == 1 && now[0] != pid {
+                back = true;
+                break;
+            }
         }
+        if !back {
+            return Err(AntennaError::Verify {
+                host,
+                what: format!(
+                    "udapi-bridge was restarted but no new udapi-bridge process showed up within {} s",
+                    BRIDGE_CHECKS as u64 * BRIDGE_WAIT.as_secs()
+                ),
+            });
+        }
+        done.bridges_restarted = 1;
     }
     let after = read(session).await?;
     let verify = |what: String| AntennaError::Verify {
@@ -416,7 +503,7 @@ mod tests {
         let a = assess(&l, &desired(), true).unwrap();
         assert!(a.in_sync() && a.key_excused);
         let a = assess(&l, &desired(), false).unwrap();
-        assert!(!a.in_sync());
+        assert!(!a.in_sync() && a.only_key_differs() && a.key_differs);
         assert!(
             a.describe().contains("key: (sensitive)"),
             "{}",
@@ -432,7 +519,7 @@ mod tests {
         // system.cfg right, running.cfg old: the case the field's first script missed.
         let l = live(&cfg(&good), Some(&cfg(&old)), "XW.v6.2.0");
         let a = assess(&l, &desired(), true).unwrap();
-        assert!(!a.in_sync());
+        assert!(!a.in_sync() && !a.only_key_differs());
         assert_eq!(
             a.describe(),
             "running.cfg: host: uisp.old.example -> uisp.new.example"
@@ -452,6 +539,9 @@ mod tests {
         assert!(l.airos8());
         let a = assess(&l, &desired(), false).unwrap();
         assert_eq!(a.describe(), "system.cfg: unms.uri.changed differs");
+        // airOS 8 without the copy: apply would add it, so it is a change.
+        let a = assess(&live(&cfg(&good), None, "WA.v8.7.11"), &desired(), false).unwrap();
+        assert_eq!(a.describe(), "system.cfg: no unms.uri.changed (airOS 8)");
     }
 
     #[test]
@@ -462,6 +552,22 @@ mod tests {
         let l = live("a=1\n", None, "v6");
         assert!(check_identity("h", &l, Some("F0:9F:C2:11:22:33")).is_ok());
         assert!(check_identity("h", &l, None).is_ok());
+        // A MAC is expected and the board gives none: not touched either.
+        let out = render_read(&[
+            (SYSTEM_CFG, Some(b"a=1\n")),
+            (commands::BOARD_INFO, Some(b"board.name=LiteBeam M5\n")),
+            (commands::BOARD_INFO_PROC, Some(b"board.shortname=LBE5\n")),
+        ]);
+        let nomac = Live::new(commands::parse_read(&out).unwrap());
+        assert_eq!(
+            nomac.board.shortname.as_deref(),
+            Some("LBE5"),
+            "both board files are read"
+        );
+        assert!(matches!(
+            check_identity("h", &nomac, Some("F0:9F:C2:11:22:33")),
+            Err(AntennaError::NoMac { .. })
+        ));
         let e = check_identity("h", &l, Some("00:11:22:33:44:55")).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -2,8 +2,8 @@
 //!
 //! Every command is a fixed string: no value from YAML, from UISP or from the device is ever
 //! placed in a command line. File content travels through the command's stdin. The one
-//! exception is [`kill`], whose argument is a process id this module parsed from `ps` as a
-//! number (so it can only be digits).
+//! exceptions are numbers this module formats itself: [`kill`]'s process id (parsed from `ps`
+//! as a number) and the byte count of [`write_system`] and [`write_running`].
 //!
 //! The lab fleet (`crate::lab::airos`) interprets exactly these strings and nothing else, and
 //! the interop tests run them on a real busybox `ash` behind OpenSSH.
@@ -11,16 +11,49 @@
 /// Prints the files wispctl reads, each as a header line and then exactly as many bytes as the
 /// header says (`wispctl-file PATH LENGTH\n` + content), or `wispctl-none PATH\n` when the file
 /// does not exist. Parsed by [`parse_read`].
-pub const READ: &str = "for f in /tmp/system.cfg /tmp/running.cfg /etc/board.info /proc/ubnthal/board.info /etc/version; do if [ -f \"$f\" ]; then echo \"wispctl-file $f $(wc -c < \"$f\")\"; cat \"$f\"; else echo \"wispctl-none $f\"; fi; done";
+pub const READ: &str = "for f in /tmp/system.cfg /tmp/running.cfg /etc/board.info /proc/ubnthal/board.info /etc/version; do if [ -f \"$f\" ]; then echo \"wispctl-file $f $(wc -c < \"$f\")\" && cat \"$f\" || exit 1; else echo \"wispctl-none $f\"; fi; done";
 
-/// Replaces `/tmp/system.cfg` with stdin: written to a temporary file in the same folder, then
-/// renamed over it, so a dropped connection never leaves half a file.
-pub const WRITE_SYSTEM: &str =
-    "cat > /tmp/.wispctl.system.cfg && mv -f /tmp/.wispctl.system.cfg /tmp/system.cfg";
+/// Replaces `/tmp/system.cfg` with stdin, which must be exactly `len` bytes. See [`write_file`].
+pub fn write_system(len: usize) -> String {
+    write_file(SYSTEM_CFG, len)
+}
 
-/// The same for `/tmp/running.cfg`.
-pub const WRITE_RUNNING: &str =
-    "cat > /tmp/.wispctl.running.cfg && mv -f /tmp/.wispctl.running.cfg /tmp/running.cfg";
+/// Replaces `/tmp/running.cfg` with stdin, which must be exactly `len` bytes.
+pub fn write_running(len: usize) -> String {
+    write_file(RUNNING_CFG, len)
+}
+
+/// The temporary file a write goes through: `/tmp/.wispctl.<name>`.
+fn temp_of(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    format!("/tmp/.wispctl.{name}")
+}
+
+/// `cat > TEMP && [ "$(wc -c < TEMP)" -eq LEN ] && mv -f TEMP PATH || { rm -f TEMP; exit 1; }`:
+/// stdin goes to a temporary file in the same folder, which replaces the file only when it holds
+/// every byte sent. When the connection drops mid-way, `cat` sees an early end of input and
+/// exits 0: the size check is what keeps half a file from being installed.
+fn write_file(path: &str, len: usize) -> String {
+    let tmp = temp_of(path);
+    format!(
+        "cat > {tmp} && [ \"$(wc -c < {tmp})\" -eq {len} ] && mv -f {tmp} {path} || {{ rm -f {tmp}; exit 1; }}"
+    )
+}
+
+/// The file and byte count of a [`write_system`] or [`write_running`] command (for the lab).
+pub fn parse_write(command: &str) -> Option<(&'static str, usize)> {
+    for path in [SYSTEM_CFG, RUNNING_CFG] {
+        let tmp = temp_of(path);
+        let head = format!("cat > {tmp} && [ \"$(wc -c < {tmp})\" -eq ");
+        let Some(rest) = command.strip_prefix(&head) else {
+            continue;
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let len: usize = digits.parse().ok()?;
+        return (write_file(path, len) == command).then_some((path, len));
+    }
+    None
+}
 
 /// Persists `/tmp/system.cfg` to flash.
 pub const PERSIST: &str = "cfgmtd -w -p /etc/";
@@ -244,5 +277,20 @@ mod tests {
     #[test]
     fn kill_takes_only_a_number() {
         assert_eq!(kill(812), "kill -9 812");
+    }
+
+    #[test]
+    fn writes_carry_their_size_and_parse_back() {
+        assert_eq!(
+            write_system(42),
+            "cat > /tmp/.wispctl.system.cfg && [ \"$(wc -c < /tmp/.wispctl.system.cfg)\" -eq 42 ] && mv -f /tmp/.wispctl.system.cfg /tmp/system.cfg || { rm -f /tmp/.wispctl.system.cfg; exit 1; }"
+        );
+        assert_eq!(parse_write(&write_system(42)), Some((SYSTEM_CFG, 42)));
+        assert_eq!(parse_write(&write_running(0)), Some((RUNNING_CFG, 0)));
+        assert_eq!(
+            parse_write(&write_running(7).replace("-eq 7", "-eq 7;id")),
+            None
+        );
+        assert_eq!(parse_write(READ), None);
     }
 }

@@ -15,7 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod ssh;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,11 +126,11 @@ impl AirosProvider {
     }
 
     fn known_hosts(&self, group: &Group) -> Result<KnownHosts, String> {
-        let path = group
-            .ssh
-            .known_hosts
-            .clone()
-            .unwrap_or_else(|| self.known_dir.join(KNOWN_HOSTS_FILE));
+        // In the lab, always the lab's own file: lab keys never enter a real one.
+        let path = match &group.ssh.known_hosts {
+            Some(p) if !self.lab_mode => p.clone(),
+            _ => self.known_dir.join(KNOWN_HOSTS_FILE),
+        };
         let mut map = self
             .known
             .lock()
@@ -143,17 +143,29 @@ impl AirosProvider {
         Ok(k)
     }
 
-    /// The SSH target of one antenna, with the remembered credential first; the second value
-    /// maps a position in the target's list back to the configured one.
+    /// The keyed hash that stands for a credential in the state directory.
+    fn credential_id(&self, c: &ssh::Credential) -> String {
+        let mut data = c.user.as_bytes().to_vec();
+        data.push(0);
+        data.extend_from_slice(c.password.expose().as_bytes());
+        self.key.digest("airos-credential", &data)
+    }
+
+    /// The SSH target of one antenna (without its jump host), with the remembered credential
+    /// first; the second value maps a position in the target's list back to the configured one.
     fn target(
         &self,
         group: &Group,
         antenna: &Antenna,
-        remembered: Option<usize>,
+        remembered: Option<&str>,
     ) -> Result<(Target, Vec<usize>), String> {
         let g = &group.ssh;
         let mut order: Vec<usize> = (0..g.credentials.len()).collect();
-        if let Some(r) = remembered.filter(|r| *r < order.len()) {
+        if let Some(r) = remembered.and_then(|id| {
+            g.credentials
+                .iter()
+                .position(|c| self.credential_id(c) == id)
+        }) {
             order.retain(|i| *i != r);
             order.insert(0, r);
         }
@@ -164,22 +176,7 @@ impl AirosProvider {
         t.legacy = g.legacy;
         t.connect_timeout = g.connect_timeout;
         t.command_timeout = g.command_timeout;
-        if let Some(j) = &g.jump {
-            let mut jt = Target::new(Endpoint::new(j.host.clone(), j.port), j.credentials.clone());
-            jt.legacy = j.legacy;
-            jt.connect_timeout = g.connect_timeout;
-            jt.command_timeout = g.command_timeout;
-            if self.lab_mode {
-                jt.connect_to = Some(
-                    group
-                        .lab
-                        .as_ref()
-                        .and_then(|l| l.jump)
-                        .ok_or("the lab has no twin of this group's jump host")?,
-                );
-            }
-            t.jump = Some(Box::new(jt));
-        } else if self.lab_mode {
+        if g.jump.is_none() && self.lab_mode {
             t.connect_to = Some(
                 group
                     .lab
@@ -191,28 +188,53 @@ impl AirosProvider {
         Ok((t, order))
     }
 
+    /// The group's jump host target.
+    fn jump_target(&self, group: &Group) -> Result<Option<Target>, String> {
+        let g = &group.ssh;
+        let Some(j) = &g.jump else {
+            return Ok(None);
+        };
+        let mut jt = Target::new(Endpoint::new(j.host.clone(), j.port), j.credentials.clone());
+        jt.legacy = j.legacy;
+        jt.connect_timeout = g.connect_timeout;
+        jt.command_timeout = g.command_timeout;
+        if self.lab_mode {
+            jt.connect_to = Some(
+                group
+                    .lab
+                    .as_ref()
+                    .and_then(|l| l.jump)
+                    .ok_or("the lab has no twin of this group's jump host")?,
+            );
+        }
+        Ok(Some(jt))
+    }
+
     fn credentials_path(&self, group: &str) -> PathBuf {
         self.state_dir
             .join("airos")
             .join(format!("{group}.credentials.json"))
     }
 
-    /// Which credential worked last, per antenna host (positions in the configured list).
-    fn remembered(&self, group: &str) -> BTreeMap<String, usize> {
+    /// Which credential worked last, per antenna host (keyed hashes of user and password).
+    fn remembered(&self, group: &str) -> BTreeMap<String, String> {
         std::fs::read(self.credentials_path(group))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
 
-    fn remember(&self, group: &str, learned: &BTreeMap<String, usize>) {
-        let mut all = self.remembered(group);
+    fn remember(&self, group: &Group, name: &str, learned: &BTreeMap<String, usize>) {
+        let mut all = self.remembered(name);
         let before = all.clone();
-        all.extend(learned.iter().map(|(k, v)| (k.clone(), *v)));
+        all.extend(learned.iter().filter_map(|(k, v)| {
+            let c = group.ssh.credentials.get(*v)?;
+            Some((k.clone(), self.credential_id(c)))
+        }));
         if all == before {
             return;
         }
-        let path = self.credentials_path(group);
+        let path = self.credentials_path(name);
         let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -231,9 +253,12 @@ impl AirosProvider {
     fn progress(&self, group: &str, what: &str, done: usize, total: usize) {
         if self.progress && total > 1 {
             eprint!("\r\x1b[2Kairos.{group}: {what} {done}/{total}");
-            if done == total {
-                eprintln!();
-            }
+        }
+    }
+
+    fn progress_end(&self, total: usize) {
+        if self.progress && total > 1 {
+            eprintln!();
         }
     }
 
@@ -243,26 +268,100 @@ impl AirosProvider {
         &self,
         group: &Group,
         antenna: &Antenna,
-        remembered: Option<usize>,
+        remembered: Option<&str>,
+        jump: &JumpLink,
     ) -> Result<(Session, usize), String> {
         let (target, order) = self.target(group, antenna, remembered)?;
         let known = self.known_hosts(group)?;
-        let (session, i) = Session::connect(&target, &known, self.policy)
+        let connected = match self.jump_target(group)? {
+            None => Session::connect(&target, &known, self.policy).await,
+            Some(jt) => {
+                let link = jump.get(&jt, &known, self.policy).await?;
+                Session::connect_via(&target, link, &known, self.policy).await
+            }
+        };
+        let (session, i) = connected.map_err(|e| e.to_string())?;
+        Ok((session, order[i]))
+    }
+}
+
+/// One login to a group's jump host, shared by every antenna of a run (each gets its own
+/// `direct-tcpip` channel on it), made again if it drops. Without it, twenty antennas at once
+/// would be twenty logins to the jump host (and OpenSSH's `MaxStartups` refuses the excess).
+#[derive(Default)]
+struct JumpLink(tokio::sync::Mutex<Option<Arc<Session>>>);
+
+impl JumpLink {
+    async fn get(
+        &self,
+        target: &Target,
+        known: &KnownHosts,
+        policy: HostKeyPolicy,
+    ) -> Result<Arc<Session>, String> {
+        let mut slot = self.0.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let (s, _) = Session::connect(target, known, policy)
             .await
             .map_err(|e| e.to_string())?;
-        Ok((session, order[i]))
+        let s = Arc::new(s);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Closes the jump session once no antenna session uses it.
+    async fn close(self) {
+        if let Some(s) = self.0.into_inner().and_then(|s| Arc::try_unwrap(s).ok()) {
+            s.close().await;
+        }
     }
 }
 
 /// A group as read.
 pub struct GroupLive {
     desired: ConnectionString,
-    /// MACs UISP shows connected (`None`: no UISP server asked).
-    connected: Option<HashSet<String>>,
+    /// What UISP says about the devices (`None`: no UISP server asked).
+    connected: Option<UispView>,
     /// Per antenna, in file order: what it holds, or why it could not be read.
     antennas: Vec<Result<Live, String>>,
     /// The credential that worked, by host.
     credentials: BTreeMap<String, usize>,
+}
+
+/// Which devices UISP lists, by MAC and by IP, and whether each is connected (`active`).
+pub struct UispView {
+    name: String,
+    by_mac: HashMap<String, bool>,
+    by_ip: HashMap<String, bool>,
+}
+
+/// What UISP says about one antenna.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// No UISP server is asked.
+    NotAsked,
+    /// Listed and connected.
+    Connected,
+    /// Listed, not connected.
+    NotConnected,
+    /// Not listed by its MAC nor by its address.
+    Unknown,
+}
+
+fn seen(view: &Option<UispView>, a: &Antenna, live: &Live) -> Seen {
+    let Some(v) = view else {
+        return Seen::NotAsked;
+    };
+    let by_mac = [a.mac.as_ref(), live.board.hwaddr.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|m| v.by_mac.get(m));
+    match by_mac.or_else(|| v.by_ip.get(&a.host)) {
+        Some(true) => Seen::Connected,
+        Some(false) => Seen::NotConnected,
+        None => Seen::Unknown,
+    }
 }
 
 /// Apply one antenna (its position in the group).
@@ -318,26 +417,33 @@ impl Provider for AirosProvider {
                         "cannot ask UISP {name} which antennas are connected (without it, every device-specific key would look like drift): {e}"
                     ))
                 })?;
-                Some(
-                    devices
-                        .into_iter()
-                        .filter(|x| x.status == "active")
-                        .map(|x| x.mac)
-                        .collect(),
-                )
+                let mut view = UispView {
+                    name: name.clone(),
+                    by_mac: HashMap::new(),
+                    by_ip: HashMap::new(),
+                };
+                for x in devices {
+                    let active = x.status == "active";
+                    if let Some(ip) = x.ip {
+                        *view.by_ip.entry(ip).or_default() |= active;
+                    }
+                    *view.by_mac.entry(x.mac).or_default() |= active;
+                }
+                Some(view)
             }
         };
         let remembered = self.remembered(target);
         let sem = Arc::new(Semaphore::new(d.rollout.concurrency.max(1)));
         let done = AtomicUsize::new(0);
         let total = d.antennas.len();
+        let jump = JumpLink::default();
         let reads = d.antennas.iter().map(|a| {
-            let (sem, done, remembered) = (sem.clone(), &done, &remembered);
+            let (sem, done, remembered, jump) = (sem.clone(), &done, &remembered, &jump);
             async move {
                 let _permit = sem.acquire().await;
                 let result = async {
                     let (session, cred) = self
-                        .connect(group, a, remembered.get(&a.host).copied())
+                        .connect(group, a, remembered.get(&a.host).map(String::as_str), jump)
                         .await?;
                     let live = antenna::read(&session).await.map_err(|e| e.to_string());
                     session.close().await;
@@ -350,6 +456,8 @@ impl Provider for AirosProvider {
             }
         });
         let results = futures::future::join_all(reads).await;
+        jump.close().await;
+        self.progress_end(total);
         let mut credentials = BTreeMap::new();
         let mut antennas = Vec::with_capacity(total);
         let mut fingerprints = BTreeMap::new();
@@ -357,19 +465,24 @@ impl Provider for AirosProvider {
             match r {
                 Ok((live, cred)) => {
                     credentials.insert(a.host.clone(), cred);
-                    let is_connected = is_connected(&connected, a, &live);
-                    let verdict = antenna::assess(&live, &desired, is_connected)
+                    let s = seen(&connected, a, &live);
+                    let verdict = antenna::assess(&live, &desired, s == Seen::Connected)
                         .map_or_else(|| "no system.cfg".to_string(), |x| x.describe());
                     fingerprints.insert(
                         address(target, &a.host),
-                        self.key.digest("airos", verdict.as_bytes()),
+                        self.key
+                            .digest("airos", format!("{verdict}\0{s:?}").as_bytes()),
                     );
                     antennas.push(Ok(live));
                 }
-                Err(e) => antennas.push(Err(e)),
+                Err(e) => {
+                    // Stays the same while the antenna stays unreachable.
+                    fingerprints.insert(address(target, &a.host), "unreadable".into());
+                    antennas.push(Err(e));
+                }
             }
         }
-        self.remember(target, &credentials);
+        self.remember(group, target, &credentials);
         Ok(Observation {
             state: GroupLive {
                 desired,
@@ -390,7 +503,7 @@ impl Provider for AirosProvider {
         let live = &observed.state;
         let mut items = Vec::new();
         let mut object_errors = BTreeMap::new();
-        let (mut excused, mut in_sync) = (0, 0);
+        let (mut excused, mut no_running) = (0, 0);
         for (i, (a, r)) in group
             .desired
             .antennas
@@ -410,9 +523,8 @@ impl Provider for AirosProvider {
                 object_errors.insert(addr, e.to_string());
                 continue;
             }
-            let Some(verdict) =
-                antenna::assess(l, &live.desired, is_connected(&live.connected, a, l))
-            else {
+            let s = seen(&live.connected, a, l);
+            let Some(verdict) = antenna::assess(l, &live.desired, s == Seen::Connected) else {
                 object_errors.insert(
                     addr,
                     AntennaError::NoSystemCfg {
@@ -422,9 +534,23 @@ impl Provider for AirosProvider {
                 );
                 continue;
             };
+            no_running += usize::from(l.files.get(commands::RUNNING_CFG).is_none());
             if verdict.in_sync() {
-                in_sync += 1;
                 excused += usize::from(verdict.key_excused);
+                continue;
+            }
+            if s == Seen::Unknown && verdict.only_key_differs() {
+                // Pointing at the right server with another key: a device-specific key of a
+                // device UISP does not list by this MAC or address, or a wrong key. Not
+                // guessed: rewriting a working device's key would disconnect it.
+                let name = live.connected.as_ref().map_or("", |v| v.name.as_str());
+                object_errors.insert(
+                    addr,
+                    format!(
+                        "{}: the key differs from the master key and UISP {name} lists no device with this MAC or address, so a device-specific key cannot be told from a wrong one; not touched (give the antenna's `mac`)",
+                        a.host
+                    ),
+                );
                 continue;
             }
             // The URI shown is the one of the first file out of step (running.cfg can be the
@@ -435,11 +561,8 @@ impl Provider for AirosProvider {
                 .find(|f| !f.reasons.is_empty())
                 .and_then(|f| f.live_masked.clone());
             let mut fields = vec![FieldDiff::plain("uri", before, Some(live.desired.masked()))];
-            if verdict
-                .files
-                .iter()
-                .any(|f| f.reasons.iter().any(|r| r.starts_with("key:")))
-            {
+            if verdict.key_differs {
+                // Also when the key itself was excused: the rewrite replaces it.
                 fields.push(FieldDiff::sensitive("key"));
             }
             let files: Vec<&str> = verdict
@@ -481,7 +604,11 @@ impl Provider for AirosProvider {
         for w in live.desired.warnings() {
             notes.push(w);
         }
-        let _ = in_sync;
+        if no_running > 0 {
+            notes.push(format!(
+                "{no_running} antenna(s) have no /tmp/running.cfg: udapi-bridge reads system.cfg there (a past fix may have deleted running.cfg)"
+            ));
+        }
         let mut secret_hashes = BTreeMap::new();
         secret_hashes.insert(
             format!("airos.{target}.connection"),
@@ -511,15 +638,20 @@ impl Provider for AirosProvider {
         let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
         let learned = Mutex::new(BTreeMap::new());
         let done = AtomicUsize::new(0);
+        let jump = JumpLink::default();
         let run_one = |item: &Item<Op>| {
             let a = &group.desired.antennas[item.op.0];
             let address = item.change.address.clone();
-            let (learned, done, live) = (&learned, &done, &live);
+            let (learned, done, live, jump) = (&learned, &done, &live, &jump);
             async move {
                 let result = async {
-                    let (session, cred) = self
-                        .connect(group, a, live.credentials.get(&a.host).copied())
-                        .await?;
+                    let remembered = live
+                        .credentials
+                        .get(&a.host)
+                        .and_then(|i| group.ssh.credentials.get(*i))
+                        .map(|c| self.credential_id(c));
+                    let (session, cred) =
+                        self.connect(group, a, remembered.as_deref(), jump).await?;
                     learned
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -596,7 +728,10 @@ impl Provider for AirosProvider {
                 outcomes[i] = Some(o);
             }
         }
+        jump.close().await;
+        self.progress_end(total);
         self.remember(
+            group,
             target,
             &learned
                 .into_inner()
@@ -604,14 +739,4 @@ impl Provider for AirosProvider {
         );
         outcomes.into_iter().flatten().collect()
     }
-}
-
-fn is_connected(connected: &Option<HashSet<String>>, a: &Antenna, live: &Live) -> bool {
-    let Some(set) = connected else {
-        return false;
-    };
-    a.mac
-        .as_ref()
-        .or(live.board.hwaddr.as_ref())
-        .is_some_and(|m| set.contains(m))
 }

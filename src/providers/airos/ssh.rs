@@ -500,7 +500,7 @@ pub struct Session {
     handle: client::Handle<Client>,
     host: String,
     command_timeout: Duration,
-    jump: Option<Box<Session>>,
+    jump: Option<Arc<Session>>,
 }
 
 impl fmt::Debug for Session {
@@ -525,11 +525,32 @@ impl Session {
         policy: HostKeyPolicy,
     ) -> Result<(Session, usize), SshError> {
         let jump = match &target.jump {
-            Some(j) => Some(Box::new(
+            Some(j) => Some(Arc::new(
                 Box::pin(Session::connect(j, known, policy)).await?.0,
             )),
             None => None,
         };
+        Self::login_via(target, jump, known, policy).await
+    }
+
+    /// Connects to `target` through an already logged-in jump host session (ignoring
+    /// `target.jump`), so that many devices share one jump host login: each gets its own
+    /// `direct-tcpip` channel on it. The jump session is closed when its last user closes.
+    pub async fn connect_via(
+        target: &Target,
+        jump: Arc<Session>,
+        known: &KnownHosts,
+        policy: HostKeyPolicy,
+    ) -> Result<(Session, usize), SshError> {
+        Self::login_via(target, Some(jump), known, policy).await
+    }
+
+    async fn login_via(
+        target: &Target,
+        jump: Option<Arc<Session>>,
+        known: &KnownHosts,
+        policy: HostKeyPolicy,
+    ) -> Result<(Session, usize), SshError> {
         let result = login(target, jump.as_deref(), known, policy).await;
         match result {
             Ok((handle, index)) => Ok((
@@ -542,7 +563,7 @@ impl Session {
                 index,
             )),
             Err(e) => {
-                if let Some(j) = jump {
+                if let Some(j) = jump.and_then(|j| Arc::try_unwrap(j).ok()) {
                     j.close().await;
                 }
                 Err(e)
@@ -680,7 +701,7 @@ impl Session {
             .await;
         // The handle resolves when the session's task ends; do not wait on a silent peer.
         let _ = timeout(Duration::from_secs(2), self.handle).await;
-        if let Some(jump) = self.jump {
+        if let Some(jump) = self.jump.and_then(|j| Arc::try_unwrap(j).ok()) {
             Box::pin(jump.close()).await;
         }
     }
