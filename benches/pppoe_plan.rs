@@ -24,6 +24,10 @@
 #[path = "../tests/ansible/mod.rs"]
 mod ansible;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{fmt, loadavg, median};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -854,15 +858,7 @@ fn machine_facts(ws: &ansible::Workspace) -> String {
             })
             .unwrap_or_else(|| "?".into())
     };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into());
+    let cpu = common::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(
         "date: {}; nproc: {cores}; CPU: {cpu}; {}; {}; {}; community.routeros {}",
@@ -872,32 +868,4 @@ fn machine_facts(ws: &ansible::Workspace) -> String {
         ws.version(),
         ws.collection_version(),
     )
-}
-
-/// The 1, 5 and 15 minute load averages: other work on the machine skews wall times.
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn median(v: &[Duration]) -> Duration {
-    let mut s = v.to_vec();
-    s.sort();
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2
-    }
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(10) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else if d < Duration::from_secs(1) {
-        format!("{:.0} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
 }
