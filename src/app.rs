@@ -491,3 +491,56 @@ fn write_import(path: &Path, yaml: &str, warnings: &[String]) -> anyhow::Result<
     write_atomic(path, yaml.as_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// `accept-host-key GROUP HOST FINGERPRINT`: pins the key of an antenna of the group (or of the
+/// group's jump host) in the known-hosts file the airOS provider uses, replacing the old entry.
+pub fn accept_host_key(
+    g: &Globals,
+    group: &str,
+    host: &str,
+    fingerprint: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    use crate::providers::airos::ssh::{Endpoint, KnownHosts};
+    let Some(d) = load(g)? else {
+        return Ok(exit::ERROR);
+    };
+    let Some(spec) = d.antenna_groups.get(group) else {
+        bail!("antenna group {group:?} is not defined in inventory.yaml");
+    };
+    let antenna = d
+        .airos
+        .get(group)
+        .and_then(|a| a.antennas.iter().find(|a| a.host == host));
+    let endpoint = match (antenna, &spec.jump) {
+        (Some(a), _) => Endpoint::new(host, a.port.unwrap_or(spec.port)),
+        (None, Some(j)) if j.host == host => Endpoint::new(host, j.port),
+        _ => bail!("{host} is neither an antenna of group {group} nor its jump host"),
+    };
+    let path = crate::providers::airos::known_hosts_path(
+        spec.known_hosts.as_deref(),
+        g.lab.as_deref(),
+        &g.state_dir,
+    );
+    let known = KnownHosts::load(&path)
+        .with_context(|| format!("cannot read known-hosts file {}", path.display()))?;
+    let before = known.get(&endpoint);
+    known
+        .accept(&endpoint, fingerprint)
+        .with_context(|| format!("cannot pin the key of {endpoint}"))?;
+    let now = known.get(&endpoint).unwrap_or_default();
+    match before {
+        Some(b) if b == now => writeln!(
+            out,
+            "{endpoint}: {now} was already pinned in {}",
+            path.display()
+        )?,
+        Some(b) => writeln!(
+            out,
+            "{endpoint}: pinned {now} in {} (replaces {b})",
+            path.display()
+        )?,
+        None => writeln!(out, "{endpoint}: pinned {now} in {}", path.display())?,
+    }
+    Ok(exit::SUCCESS)
+}

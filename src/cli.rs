@@ -72,6 +72,17 @@ pub enum Command {
     /// Write YAML for what a target holds today, so that the next plan shows no changes.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Pin an antenna's (or its group's jump host's) SSH host key after checking it: how a
+    /// changed key (a reset or replaced device) is accepted explicitly.
+    AcceptHostKey {
+        /// The antenna group, as named in inventory.yaml.
+        group: String,
+        /// The antenna's host as the YAML names it, or the group's jump host.
+        host: String,
+        /// The new key's fingerprint, `SHA256:...` (as the refusal printed it, or as
+        /// `ssh-keygen -lf` prints it on the device).
+        fingerprint: String,
+    },
 }
 
 /// `import`.
@@ -218,6 +229,17 @@ pub enum Invocation {
     ImportPppoe(Globals, app::ImportOptions),
     /// import uisp
     ImportUisp(Globals, app::ImportOptions),
+    /// accept-host-key
+    AcceptHostKey {
+        /// Global options.
+        g: Globals,
+        /// Antenna group.
+        group: String,
+        /// Host.
+        host: String,
+        /// `SHA256:...`.
+        fingerprint: String,
+    },
 }
 
 impl Cli {
@@ -279,6 +301,16 @@ impl Cli {
                     force,
                 },
             ),
+            Command::AcceptHostKey {
+                group,
+                host,
+                fingerprint,
+            } => Invocation::AcceptHostKey {
+                g,
+                group,
+                host,
+                fingerprint,
+            },
             Command::Import(ImportCommand::Pppoe {
                 router,
                 out,

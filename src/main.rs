@@ -31,6 +31,12 @@ fn main() -> ExitCode {
             Invocation::Demo(g, keep) => lab::demo::run(&g.dir, keep, g.color, &mut out).await,
             Invocation::ImportPppoe(g, o) => app::import_pppoe(&g, &o, &mut out).await,
             Invocation::ImportUisp(g, o) => app::import_uisp(&g, &o, &mut out).await,
+            Invocation::AcceptHostKey {
+                g,
+                group,
+                host,
+                fingerprint,
+            } => app::accept_host_key(&g, &group, &host, &fingerprint, &mut out),
         }
     });
     match result {

@@ -781,3 +781,63 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn a_changed_host_key_is_accepted_explicitly_through_the_cli() {
+    let lab = common::Lab::new();
+    let path = lab.lab().join("antennas/clientes.json");
+    let mut fleet: FleetFile =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for a in fleet.antennas.iter_mut().filter(|a| a.host == "10.10.1.46") {
+        a.host_key = AntennaFile::new_key(4242); // reset or replaced
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+    let r = lab.run(&["plan"]);
+    r.expect(1);
+    assert!(r.stdout.contains("HOST KEY CHANGED"), "{}", r.stdout);
+    let hint = "`wispctl accept-host-key clientes 10.10.1.46 ";
+    let at = r
+        .stdout
+        .find(hint)
+        .unwrap_or_else(|| panic!("{}", r.stdout))
+        + hint.len();
+    let fingerprint: String = r.stdout[at..].chars().take_while(|c| *c != '`').collect();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    // Nothing was run on the antenna whose key changed; the others were read.
+    assert!(
+        r.stdout
+            .contains("~ airos.clientes[\"10.10.1.47\"] will be updated")
+    );
+
+    let bad = lab.run(&[
+        "accept-host-key",
+        "clientes",
+        "10.10.1.46",
+        "SHA256:not-base64!",
+    ]);
+    bad.expect(1);
+    let stranger = lab.run(&["accept-host-key", "clientes", "10.10.9.9", &fingerprint]);
+    stranger.expect(1);
+    assert!(
+        stranger
+            .stderr
+            .contains("neither an antenna of group clientes nor its jump host")
+    );
+
+    let ok = lab.run(&["accept-host-key", "clientes", "10.10.1.46", &fingerprint]);
+    ok.expect(0);
+    assert!(
+        ok.stdout
+            .contains(&format!("10.10.1.46:22: pinned {fingerprint}")),
+        "{}",
+        ok.stdout
+    );
+    assert!(ok.stdout.contains("(replaces SHA256:"), "{}", ok.stdout);
+    let r = lab.run(&["plan"]);
+    r.expect(0);
+    assert!(!r.stdout.contains("HOST KEY CHANGED"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("~ airos.clientes[\"10.10.1.46\"] will be updated")
+    );
+}

@@ -51,7 +51,22 @@ pub struct LabFleet {
 /// The name of the default known-hosts file in the state directory.
 pub const KNOWN_HOSTS_FILE: &str = "airos-known-hosts";
 
+/// The known-hosts file a group uses: in the lab always the lab's own (lab keys never enter a
+/// real file), else the group's `known_hosts`, else `STATE_DIR/airos-known-hosts`.
+pub fn known_hosts_path(
+    configured: Option<&std::path::Path>,
+    lab: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+) -> PathBuf {
+    match (lab, configured) {
+        (Some(lab), _) => lab.join(KNOWN_HOSTS_FILE),
+        (None, Some(p)) => p.to_path_buf(),
+        (None, None) => state_dir.join(KNOWN_HOSTS_FILE),
+    }
+}
+
 struct Group {
+    name: String,
     ssh: AntennaGroup,
     desired: AirosDesired,
     lab: Option<LabFleet>,
@@ -82,6 +97,7 @@ impl AirosProvider {
                 (
                     name.clone(),
                     Group {
+                        name: name.clone(),
                         ssh: desired.antenna_groups[name].clone(),
                         desired: d.clone(),
                         lab: ctx.lab_antennas.get(name).cloned(),
@@ -126,11 +142,11 @@ impl AirosProvider {
     }
 
     fn known_hosts(&self, group: &Group) -> Result<KnownHosts, String> {
-        // In the lab, always the lab's own file: lab keys never enter a real one.
-        let path = match &group.ssh.known_hosts {
-            Some(p) if !self.lab_mode => p.clone(),
-            _ => self.known_dir.join(KNOWN_HOSTS_FILE),
-        };
+        let path = known_hosts_path(
+            group.ssh.known_hosts.as_deref(),
+            self.lab_mode.then_some(self.known_dir.as_path()),
+            &self.known_dir,
+        );
         let mut map = self
             .known
             .lock()
@@ -280,7 +296,17 @@ impl AirosProvider {
                 Session::connect_via(&target, link, &known, self.policy).await
             }
         };
-        let (session, i) = connected.map_err(|e| e.to_string())?;
+        let (session, i) = connected.map_err(|e| match &e {
+            ssh::SshError::HostKeyChanged { host, got, .. } => {
+                let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                format!(
+                    "{e}; or, once verified: `wispctl accept-host-key {} {name} {got}`",
+                    group.name
+                )
+            }
+            _ => e.to_string(),
+        })?;
         Ok((session, order[i]))
     }
 }
