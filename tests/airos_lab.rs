@@ -418,12 +418,15 @@ fn a_connected_device_with_its_own_key_is_not_drift() {
             "antennas": [{ "host": host(0), "mac": mac(0) }, { "host": host(1) }, { "host": host(2) }],
         }));
         let plan = w.plan().await.plan;
-        assert_eq!(changed(&plan), vec![addr(1)], "{plan:#?}");
+        assert_eq!(changed(&plan), vec![addr(1), addr(2)], "{plan:#?}");
         // Antenna 2 points at the right server with a key that is not the master key, and UISP
-        // does not list it: a device key cannot be told from a wrong one, so it is not touched.
-        let errors = object_errors(&plan);
-        assert_eq!(errors.keys().collect::<Vec<_>>(), vec![&addr(2)]);
-        assert!(errors[&addr(2)].contains("cannot be told from a wrong one"), "{errors:?}");
+        // does not list it at all: not connected, so a change, and the plan says why.
+        assert!(object_errors(&plan).is_empty());
+        let c2 = &plan.targets[0].changes[1];
+        assert!(
+            c2.reason.as_deref().unwrap().ends_with("(UISP main lists no device with this MAC or address)"),
+            "{c2:?}"
+        );
         assert!(plan.targets[0].changes[0].fields.iter().any(|f| f.name == "key" && f.sensitive));
         let c = &plan.targets[0].changes[0];
         assert!(

@@ -24,6 +24,9 @@ fn env() -> Vec<(&'static str, &'static str)> {
         ("PPPOE_MARIA_LOPEZ", "Zq9x-maria"),
         ("PPPOE_LUIS_TORRES", "Zq9x-luis"),
         ("PPPOE_ANA_GARCIA", "Zq9x-ana"),
+        ("AIROS_PASSWORD_1", "Zq9x-antenna-1"),
+        ("AIROS_PASSWORD_2", "Zq9x-antenna-2"),
+        ("AIROS_JUMP_PASSWORD", "Zq9x-jump"),
         ("RUST_LOG", "trace"),
     ]
 }
@@ -43,7 +46,21 @@ fn scan_lab() -> Lab {
     let mut uisp: wispctl::lab::runtime::UispFile =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     uisp.token = UISP_TOKEN.into();
+    // The master key UISP hands out, the old key and a device's own key, the antennas' and
+    // the jump host's passwords, and a password line in the antennas' configuration files.
+    let master = "wss://uisp.lab.invalid:443+Zq9xMasterKey0123456789abcdefghijklmnopqrstuvwxy+allowSelfSignedCertificate";
+    assert_eq!(master.split('+').nth(1).unwrap().len(), 48);
+    uisp.connection_string = master.into();
     std::fs::write(&path, serde_json::to_vec(&uisp).unwrap()).unwrap();
+    let path = wispctl::lab::runtime::antennas_path(&lab.lab(), "clientes");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("OldLabMasterKey", "Zq9xOldMasterKe")
+        .replace("JuanDeviceSpecificKey4242", "Zq9xJuanDeviceKey")
+        .replace("lab-ppp-pw", "Zq9x-ppp-pw")
+        .replace("lab-antenna-pw-", "Zq9x-antenna-")
+        .replace("lab-jump-pw", "Zq9x-jump");
+    std::fs::write(&path, text).unwrap();
     lab
 }
 

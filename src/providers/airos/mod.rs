@@ -565,20 +565,6 @@ impl Provider for AirosProvider {
                 excused += usize::from(verdict.key_excused);
                 continue;
             }
-            if s == Seen::Unknown && verdict.only_key_differs() {
-                // Pointing at the right server with another key: a device-specific key of a
-                // device UISP does not list by this MAC or address, or a wrong key. Not
-                // guessed: rewriting a working device's key would disconnect it.
-                let name = live.connected.as_ref().map_or("", |v| v.name.as_str());
-                object_errors.insert(
-                    addr,
-                    format!(
-                        "{}: the key differs from the master key and UISP {name} lists no device with this MAC or address, so a device-specific key cannot be told from a wrong one; not touched (give the antenna's `mac`)",
-                        a.host
-                    ),
-                );
-                continue;
-            }
             // The URI shown is the one of the first file out of step (running.cfg can be the
             // only one: what udapi-bridge really uses).
             let before = verdict
@@ -605,11 +591,21 @@ impl Provider for AirosProvider {
             if let Some(n) = &a.name {
                 side_effects.insert(0, format!("antenna of {n}"));
             }
+            let mut reason = verdict.describe();
+            if s == Seen::Unknown && verdict.only_key_differs() {
+                // Not listed at all, so not connected: a device that connects, even with a
+                // device-specific key, is listed. Said, since a device UISP lists under another
+                // MAC or address would be re-keyed (harmless: the master key is accepted).
+                let name = live.connected.as_ref().map_or("", |v| v.name.as_str());
+                reason.push_str(&format!(
+                    " (UISP {name} lists no device with this MAC or address)"
+                ));
+            }
             items.push(Item {
                 change: Change {
                     address: addr,
                     action: Action::Update,
-                    reason: Some(verdict.describe()),
+                    reason: Some(reason),
                     fields,
                     content: None,
                     side_effects,
