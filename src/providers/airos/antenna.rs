@@ -121,6 +121,16 @@ pub enum AntennaError {
         /// Why.
         source: super::config::CfgError,
     },
+    /// The files were (partly) written and a later step failed: the device needs a look.
+    #[error(
+        "{source}; the new connection string is already in /tmp on {host} but the procedure did not finish: check the antenna (persist with `cfgmtd -w -p /etc/`, restart udapi-bridge or reboot it)"
+    )]
+    Unfinished {
+        /// The device.
+        host: String,
+        /// The step that failed.
+        source: Box<AntennaError>,
+    },
     /// Reading back did not show what was written.
     #[error("{host}: verification failed: {what}")]
     Verify {
@@ -384,14 +394,44 @@ pub async fn write_uri(
             count: before.len(),
         });
     }
+    // Nothing is installed when a write fails (the size check); after the first one that
+    // succeeded, a failure leaves the device half done, and the error says so.
+    let mut wrote = false;
     if done.system {
         let out = session
             .exec(&commands::write_system(new_system.len()), Some(&new_system))
             .await?;
         check(session, "cat", &out)?;
+        wrote = true;
     }
+    let rest = finish(
+        session,
+        &mut done,
+        &new_system,
+        new_running.as_deref(),
+        &uri,
+    );
+    match rest.await {
+        Ok(()) => Ok(done),
+        Err(e) if wrote || done.running => Err(AntennaError::Unfinished {
+            host,
+            source: Box::new(e),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Everything after `system.cfg` is written: `running.cfg`, persist, the bridge, verify.
+async fn finish(
+    session: &Session,
+    done: &mut Written,
+    new_system: &[u8],
+    new_running: Option<&[u8]>,
+    uri: &crate::secret::Secret,
+) -> Result<(), AntennaError> {
+    let host = session.host().to_string();
     if done.running
-        && let Some(n) = &new_running
+        && let Some(n) = new_running
     {
         let out = session
             .exec(&commands::write_running(n.len()), Some(n))
@@ -400,7 +440,16 @@ pub async fn write_uri(
     }
     let out = session.exec(commands::PERSIST, None).await?;
     check(session, "cfgmtd", &out)?;
-    if let Some(&pid) = before.first() {
+    // Asked again now: a bridge that respawned on its own since the first look read the old
+    // files, and is the one to restart.
+    let now = bridges(session).await?;
+    if now.len() > 1 {
+        return Err(AntennaError::SeveralBridges {
+            host,
+            count: now.len(),
+        });
+    }
+    if let Some(&pid) = now.first() {
         // Killed, its supervisor respawns it and it reads the new running.cfg. A process that
         // ended on its own between ps and kill is no error: the respawn check below decides.
         let _ = session.exec(&commands::kill(pid), None).await?;
@@ -419,8 +468,8 @@ pub async fn write_uri(
             return Err(AntennaError::Verify {
                 host,
                 what: format!(
-                    "udapi-bridge was restarted but no new udapi-bridge process showed up within {} s",
-                    BRIDGE_CHECKS as u64 * BRIDGE_WAIT.as_secs()
+                    "udapi-bridge was killed but no new udapi-bridge process showed up within {} s",
+                    (BRIDGE_CHECKS as u64 - 1) * BRIDGE_WAIT.as_secs()
                 ),
             });
         }
@@ -431,19 +480,19 @@ pub async fn write_uri(
         host: host.clone(),
         what,
     };
-    if after.files.get(SYSTEM_CFG) != Some(new_system.as_slice()) {
+    if after.files.get(SYSTEM_CFG) != Some(new_system) {
         return Err(verify(
             "/tmp/system.cfg does not hold what was written".into(),
         ));
     }
-    if after.files.get(RUNNING_CFG) != new_running.as_deref() {
+    if after.files.get(RUNNING_CFG) != new_running {
         return Err(verify(
             "/tmp/running.cfg does not hold what was written".into(),
         ));
     }
     for (name, bytes) in [
-        ("system.cfg", Some(new_system.as_slice())),
-        ("running.cfg", new_running.as_deref()),
+        ("system.cfg", Some(new_system)),
+        ("running.cfg", new_running),
     ] {
         let Some(b) = bytes else { continue };
         let cfg = SystemCfg::parse(b);
@@ -453,7 +502,7 @@ pub async fn write_uri(
             )));
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 #[cfg(test)]

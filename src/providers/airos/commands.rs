@@ -29,14 +29,16 @@ fn temp_of(path: &str) -> String {
     format!("/tmp/.wispctl.{name}")
 }
 
-/// `cat > TEMP && [ "$(wc -c < TEMP)" -eq LEN ] && mv -f TEMP PATH || { rm -f TEMP; exit 1; }`:
-/// stdin goes to a temporary file in the same folder, which replaces the file only when it holds
-/// every byte sent. When the connection drops mid-way, `cat` sees an early end of input and
-/// exits 0: the size check is what keeps half a file from being installed.
+/// `{ cp -p PATH TEMP 2>/dev/null || :; } && cat > TEMP && [ "$(wc -c < TEMP)" -eq LEN ] &&
+/// mv -f TEMP PATH || { rm -f TEMP; exit 1; }`: stdin goes to a temporary file in the same
+/// folder (a copy of the file first, so that it keeps the file's mode and owner), which replaces
+/// the file only when it holds every byte sent. When the connection drops mid-way, `cat` sees an
+/// early end of input and exits 0: the size check is what keeps half a file from being
+/// installed.
 fn write_file(path: &str, len: usize) -> String {
     let tmp = temp_of(path);
     format!(
-        "cat > {tmp} && [ \"$(wc -c < {tmp})\" -eq {len} ] && mv -f {tmp} {path} || {{ rm -f {tmp}; exit 1; }}"
+        "{{ cp -p {path} {tmp} 2>/dev/null || :; }} && cat > {tmp} && [ \"$(wc -c < {tmp})\" -eq {len} ] && mv -f {tmp} {path} || {{ rm -f {tmp}; exit 1; }}"
     )
 }
 
@@ -44,7 +46,9 @@ fn write_file(path: &str, len: usize) -> String {
 pub fn parse_write(command: &str) -> Option<(&'static str, usize)> {
     for path in [SYSTEM_CFG, RUNNING_CFG] {
         let tmp = temp_of(path);
-        let head = format!("cat > {tmp} && [ \"$(wc -c < {tmp})\" -eq ");
+        let head = format!(
+            "{{ cp -p {path} {tmp} 2>/dev/null || :; }} && cat > {tmp} && [ \"$(wc -c < {tmp})\" -eq "
+        );
         let Some(rest) = command.strip_prefix(&head) else {
             continue;
         };
@@ -283,7 +287,7 @@ mod tests {
     fn writes_carry_their_size_and_parse_back() {
         assert_eq!(
             write_system(42),
-            "cat > /tmp/.wispctl.system.cfg && [ \"$(wc -c < /tmp/.wispctl.system.cfg)\" -eq 42 ] && mv -f /tmp/.wispctl.system.cfg /tmp/system.cfg || { rm -f /tmp/.wispctl.system.cfg; exit 1; }"
+            "{ cp -p /tmp/system.cfg /tmp/.wispctl.system.cfg 2>/dev/null || :; } && cat > /tmp/.wispctl.system.cfg && [ \"$(wc -c < /tmp/.wispctl.system.cfg)\" -eq 42 ] && mv -f /tmp/.wispctl.system.cfg /tmp/system.cfg || { rm -f /tmp/.wispctl.system.cfg; exit 1; }"
         );
         assert_eq!(parse_write(&write_system(42)), Some((SYSTEM_CFG, 42)));
         assert_eq!(parse_write(&write_running(0)), Some((RUNNING_CFG, 0)));

@@ -292,30 +292,34 @@ impl AirosProvider {
         let connected = match self.jump_target(group)? {
             None => Session::connect(&target, &known, self.policy).await,
             Some(jt) => {
-                let link = jump.get(&jt, &known, self.policy).await?;
+                let link = jump.get(&jt, &known, self.policy, &group.name).await?;
                 Session::connect_via(&target, link, &known, self.policy).await
             }
         };
-        let (session, i) = connected.map_err(|e| match &e {
-            ssh::SshError::HostKeyChanged { host, got, .. } => {
-                let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-                let name = name.trim_start_matches('[').trim_end_matches(']');
-                format!(
-                    "{e}; or, once verified: `wispctl accept-host-key {} {name} {got}`",
-                    group.name
-                )
-            }
-            _ => e.to_string(),
-        })?;
+        let (session, i) = connected.map_err(|e| describe(e, &group.name))?;
         Ok((session, order[i]))
+    }
+}
+
+/// An SSH error as the plan shows it; a changed host key also names the command that accepts it.
+fn describe(e: ssh::SshError, group: &str) -> String {
+    match &e {
+        ssh::SshError::HostKeyChanged { host, got, .. } => {
+            let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            format!("{e}; or, once verified: `wispctl accept-host-key {group} {name} {got}`")
+        }
+        _ => e.to_string(),
     }
 }
 
 /// One login to a group's jump host, shared by every antenna of a run (each gets its own
 /// `direct-tcpip` channel on it), made again if it drops. Without it, twenty antennas at once
 /// would be twenty logins to the jump host (and OpenSSH's `MaxStartups` refuses the excess).
+/// A failed login is remembered for the run: the antennas queued behind it fail at once
+/// instead of each trying (and timing out) in turn.
 #[derive(Default)]
-struct JumpLink(tokio::sync::Mutex<Option<Arc<Session>>>);
+struct JumpLink(tokio::sync::Mutex<Option<Result<Arc<Session>, String>>>);
 
 impl JumpLink {
     async fn get(
@@ -323,22 +327,27 @@ impl JumpLink {
         target: &Target,
         known: &KnownHosts,
         policy: HostKeyPolicy,
+        group: &str,
     ) -> Result<Arc<Session>, String> {
         let mut slot = self.0.lock().await;
-        if let Some(s) = slot.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(s.clone());
+        match slot.as_ref() {
+            Some(Ok(s)) if !s.is_closed() => return Ok(s.clone()),
+            Some(Err(e)) => return Err(e.clone()),
+            _ => {}
         }
-        let (s, _) = Session::connect(target, known, policy)
+        let result = Session::connect(target, known, policy)
             .await
-            .map_err(|e| e.to_string())?;
-        let s = Arc::new(s);
-        *slot = Some(s.clone());
-        Ok(s)
+            .map(|(s, _)| Arc::new(s))
+            .map_err(|e| format!("jump host: {}", describe(e, group)));
+        *slot = Some(result.clone());
+        result
     }
 
     /// Closes the jump session once no antenna session uses it.
     async fn close(self) {
-        if let Some(s) = self.0.into_inner().and_then(|s| Arc::try_unwrap(s).ok()) {
+        if let Some(Ok(s)) = self.0.into_inner()
+            && let Some(s) = Arc::into_inner(s)
+        {
             s.close().await;
         }
     }
@@ -379,11 +388,17 @@ fn seen(view: &Option<UispView>, a: &Antenna, live: &Live) -> Seen {
     let Some(v) = view else {
         return Seen::NotAsked;
     };
-    let by_mac = [a.mac.as_ref(), live.board.hwaddr.as_ref()]
+    let macs: Vec<&String> = [a.mac.as_ref(), live.board.hwaddr.as_ref()]
         .into_iter()
         .flatten()
-        .find_map(|m| v.by_mac.get(m));
-    match by_mac.or_else(|| v.by_ip.get(&a.host)) {
+        .collect();
+    // By address only when no MAC is known: an address can be reused by another device.
+    let found = if macs.is_empty() {
+        v.by_ip.get(&a.host)
+    } else {
+        macs.iter().find_map(|m| v.by_mac.get(*m))
+    };
+    match found {
         Some(true) => Seen::Connected,
         Some(false) => Seen::NotConnected,
         None => Seen::Unknown,
@@ -492,12 +507,22 @@ impl Provider for AirosProvider {
                 Ok((live, cred)) => {
                     credentials.insert(a.host.clone(), cred);
                     let s = seen(&connected, a, &live);
+                    // UISP's view counts only when the key depends on it: an antenna on the
+                    // master key stays the same object whether UISP shows it connected or not.
                     let verdict = antenna::assess(&live, &desired, s == Seen::Connected)
-                        .map_or_else(|| "no system.cfg".to_string(), |x| x.describe());
+                        .map_or_else(
+                            || "no system.cfg".to_string(),
+                            |x| {
+                                if x.key_differs {
+                                    format!("{}\0{s:?}", x.describe())
+                                } else {
+                                    x.describe()
+                                }
+                            },
+                        );
                     fingerprints.insert(
                         address(target, &a.host),
-                        self.key
-                            .digest("airos", format!("{verdict}\0{s:?}").as_bytes()),
+                        self.key.digest("airos", verdict.as_bytes()),
                     );
                     antennas.push(Ok(live));
                 }

@@ -563,7 +563,7 @@ impl Session {
                 index,
             )),
             Err(e) => {
-                if let Some(j) = jump.and_then(|j| Arc::try_unwrap(j).ok()) {
+                if let Some(j) = jump.and_then(Arc::into_inner) {
                     j.close().await;
                 }
                 Err(e)
@@ -701,7 +701,7 @@ impl Session {
             .await;
         // The handle resolves when the session's task ends; do not wait on a silent peer.
         let _ = timeout(Duration::from_secs(2), self.handle).await;
-        if let Some(jump) = self.jump.and_then(|j| Arc::try_unwrap(j).ok()) {
+        if let Some(jump) = self.jump.and_then(Arc::into_inner) {
             Box::pin(jump.close()).await;
         }
     }
@@ -811,6 +811,9 @@ async fn open(
     let config = Arc::new(client::Config {
         preferred: preferred(target.legacy),
         nodelay: true,
+        // A link that died silently (a jump host shared by many antennas) is noticed.
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 3,
         ..Default::default()
     });
     let attempt = async {
