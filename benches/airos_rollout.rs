@@ -1122,25 +1122,7 @@ fn per(count: u64, n: usize) -> String {
 
 /// Date, cores, CPU model, and the versions of the tools compared.
 fn machine_facts() -> String {
-    let run = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| {
-                let out = if o.stdout.is_empty() {
-                    o.stderr
-                } else {
-                    o.stdout
-                };
-                String::from_utf8_lossy(&out)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|| "?".into())
-    };
+    let run = common::first_line;
     let cpu = common::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(

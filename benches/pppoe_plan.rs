@@ -844,20 +844,7 @@ impl Bench {
 
 /// Date, cores, CPU model, and the versions of the tools compared.
 fn machine_facts(ws: &ansible::Workspace) -> String {
-    let run = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .unwrap_or_else(|| "?".into())
-    };
+    let run = common::first_line;
     let cpu = common::cpu_model();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(

@@ -74,6 +74,17 @@ fn assert_read_matches(read: &Files, files: &AntennaFiles) {
     );
 }
 
+/// No `.wispctl.*` temporary file is left in an antenna's /tmp.
+fn assert_no_temp_files(dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".wispctl"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 fn wrong(user: &str) -> Credential {
     Credential {
         user: user.to_string(),
@@ -316,13 +327,7 @@ async fn write_persist_and_bridge_restart_on_busybox() {
     }
     assert_eq!(a.system_cfg(), Some(system.clone()));
     assert_eq!(a.running_cfg(), Some(running.clone()));
-    let leftovers: Vec<_> = std::fs::read_dir(&a.dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".wispctl"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temp_files(&a.dir);
 
     assert_eq!(a.flash(), None);
     let out = session.exec(commands::PERSIST, None).await.unwrap();
@@ -687,11 +692,5 @@ async fn a_short_write_is_never_installed_on_busybox() {
     );
     assert_eq!(a.system_cfg().as_deref(), Some(&half[..]));
     session.close().await;
-    let leftovers: Vec<_> = std::fs::read_dir(&a.dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".wispctl"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temp_files(&a.dir);
 }

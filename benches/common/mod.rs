@@ -44,3 +44,25 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "?".into())
 }
+
+/// The first line a command prints (stdout, or stderr when stdout is empty, as `ssh -V` does),
+/// for the machine facts of a table; `?` when it cannot run.
+pub fn first_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let out = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&out)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_else(|| "?".into())
+}

@@ -77,10 +77,8 @@ pub struct AirosProvider {
     groups: BTreeMap<String, Group>,
     uisp: BTreeMap<String, (Uisp, Option<LabEndpoint>)>,
     key: Arc<HashKey>,
-    lab_mode: bool,
-    /// Where the default known-hosts file is: the lab (its keys are pinned by `lab init`) or
-    /// the state directory.
-    known_dir: PathBuf,
+    /// The lab, when every target is its lab twin (its keys are pinned by `lab init`).
+    lab_root: Option<PathBuf>,
     state_dir: PathBuf,
     policy: HostKeyPolicy,
     known: Mutex<HashMap<PathBuf, KnownHosts>>,
@@ -114,11 +112,7 @@ impl AirosProvider {
             groups,
             uisp,
             key: ctx.key.clone(),
-            lab_mode: ctx.lab_root.is_some(),
-            known_dir: ctx
-                .lab_root
-                .clone()
-                .unwrap_or_else(|| ctx.state_dir.clone()),
+            lab_root: ctx.lab_root.clone(),
             state_dir: ctx.state_dir.clone(),
             policy: if ctx.trust_new_host_keys {
                 HostKeyPolicy::TrustOnFirstUse
@@ -136,7 +130,7 @@ impl AirosProvider {
         };
         match lab {
             Some(l) => UispClient::new(server, Some(l.api.clone()), Some(&l.ca_pem)),
-            None if self.lab_mode => Err(format!("the lab has no UISP server {name}")),
+            None if self.lab_root.is_some() => Err(format!("the lab has no UISP server {name}")),
             None => UispClient::new(server, None, None),
         }
     }
@@ -144,8 +138,8 @@ impl AirosProvider {
     fn known_hosts(&self, group: &Group) -> Result<KnownHosts, String> {
         let path = known_hosts_path(
             group.ssh.known_hosts.as_deref(),
-            self.lab_mode.then_some(self.known_dir.as_path()),
-            &self.known_dir,
+            self.lab_root.as_deref(),
+            &self.state_dir,
         );
         let mut map = self
             .known
@@ -173,15 +167,11 @@ impl AirosProvider {
         &self,
         group: &Group,
         antenna: &Antenna,
-        remembered: Option<&str>,
+        remembered: Option<usize>,
     ) -> Result<(Target, Vec<usize>), String> {
         let g = &group.ssh;
         let mut order: Vec<usize> = (0..g.credentials.len()).collect();
-        if let Some(r) = remembered.and_then(|id| {
-            g.credentials
-                .iter()
-                .position(|c| self.credential_id(c) == id)
-        }) {
+        if let Some(r) = remembered.filter(|r| *r < order.len()) {
             order.retain(|i| *i != r);
             order.insert(0, r);
         }
@@ -192,7 +182,7 @@ impl AirosProvider {
         t.legacy = g.legacy;
         t.connect_timeout = g.connect_timeout;
         t.command_timeout = g.command_timeout;
-        if g.jump.is_none() && self.lab_mode {
+        if g.jump.is_none() && self.lab_root.is_some() {
             t.connect_to = Some(
                 group
                     .lab
@@ -214,7 +204,7 @@ impl AirosProvider {
         jt.legacy = j.legacy;
         jt.connect_timeout = g.connect_timeout;
         jt.command_timeout = g.command_timeout;
-        if self.lab_mode {
+        if self.lab_root.is_some() {
             jt.connect_to = Some(
                 group
                     .lab
@@ -232,16 +222,32 @@ impl AirosProvider {
             .join(format!("{group}.credentials.json"))
     }
 
-    /// Which credential worked last, per antenna host (keyed hashes of user and password).
-    fn remembered(&self, group: &str) -> BTreeMap<String, String> {
+    /// Which credential worked last, per antenna host, as stored: keyed hashes of user and
+    /// password.
+    fn remembered_ids(&self, group: &str) -> BTreeMap<String, String> {
         std::fs::read(self.credentials_path(group))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
 
+    /// The same as positions in the group's credential list (an entry whose credential is no
+    /// longer configured is dropped).
+    fn remembered(&self, group: &Group) -> BTreeMap<String, usize> {
+        let ids: Vec<String> = group
+            .ssh
+            .credentials
+            .iter()
+            .map(|c| self.credential_id(c))
+            .collect();
+        self.remembered_ids(&group.name)
+            .into_iter()
+            .filter_map(|(host, id)| Some((host, ids.iter().position(|i| *i == id)?)))
+            .collect()
+    }
+
     fn remember(&self, group: &Group, name: &str, learned: &BTreeMap<String, usize>) {
-        let mut all = self.remembered(name);
+        let mut all = self.remembered_ids(name);
         let before = all.clone();
         all.extend(learned.iter().filter_map(|(k, v)| {
             let c = group.ssh.credentials.get(*v)?;
@@ -284,7 +290,7 @@ impl AirosProvider {
         &self,
         group: &Group,
         antenna: &Antenna,
-        remembered: Option<&str>,
+        remembered: Option<usize>,
         jump: &JumpLink,
     ) -> Result<(Session, usize), String> {
         let (target, order) = self.target(group, antenna, remembered)?;
@@ -473,7 +479,7 @@ impl Provider for AirosProvider {
                 Some(view)
             }
         };
-        let remembered = self.remembered(target);
+        let remembered = self.remembered(group);
         let sem = Arc::new(Semaphore::new(d.rollout.concurrency.max(1)));
         let done = AtomicUsize::new(0);
         let total = d.antennas.len();
@@ -484,7 +490,7 @@ impl Provider for AirosProvider {
                 let _permit = sem.acquire().await;
                 let result = async {
                     let (session, cred) = self
-                        .connect(group, a, remembered.get(&a.host).map(String::as_str), jump)
+                        .connect(group, a, remembered.get(&a.host).copied(), jump)
                         .await?;
                     let live = antenna::read(&session).await.map_err(|e| e.to_string());
                     session.close().await;
@@ -692,13 +698,8 @@ impl Provider for AirosProvider {
             let (learned, done, live, jump) = (&learned, &done, &live, &jump);
             async move {
                 let result = async {
-                    let remembered = live
-                        .credentials
-                        .get(&a.host)
-                        .and_then(|i| group.ssh.credentials.get(*i))
-                        .map(|c| self.credential_id(c));
-                    let (session, cred) =
-                        self.connect(group, a, remembered.as_deref(), jump).await?;
+                    let remembered = live.credentials.get(&a.host).copied();
+                    let (session, cred) = self.connect(group, a, remembered, jump).await?;
                     learned
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
