@@ -1,6 +1,8 @@
-//! The commands, between the CLI and the engine: load the desired state, build the engine,
-//! render, write plan files, hold the lock, ask for approval, and choose the exit code.
-//! Errors get their context here, at the edge; the library below stays typed.
+//! The commands, between the CLI and the engine: load the desired state, set up where targets
+//! are reached (real addresses, or the lab's twins), build the engine, render, write plan
+//! files, hold the lock, ask for approval, and choose the exit code. Errors get their context
+//! here, at the edge; the library below stays typed. No command names a kind: `validate`,
+//! `import` and `accept-host-key` ask the registry.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -12,12 +14,12 @@ use anyhow::{Context as _, bail};
 
 use crate::desired::{self, DesiredState};
 use crate::engine::lock::ApplyLock;
-use crate::engine::{self, Engine, PlannedRun, TargetFilter};
+use crate::engine::{self, Context, Engine, PlannedRun, TargetFilter};
 use crate::exit;
 use crate::files::write_atomic;
 use crate::plan::render::{Format, Purpose, json, markdown, text};
 use crate::plan::{FORMAT_VERSION, Plan};
-use crate::providers::{self, Context};
+use crate::progress::Reporter;
 use crate::secret::{HashKey, SecretResolver};
 
 /// Options every command shares.
@@ -28,6 +30,7 @@ pub struct Globals {
     /// Where the hash key, the lock and other state live.
     pub state_dir: PathBuf,
     /// Lab folder: every target is its lab twin.
+    #[cfg(feature = "lab")]
     pub lab: Option<PathBuf>,
     /// Colour in text output.
     pub color: bool,
@@ -65,6 +68,21 @@ pub struct ApplyOptions {
     pub read: ReadOptions,
 }
 
+/// Options of `import`.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// The kind (`pppoe`).
+    pub kind: String,
+    /// The target's name (router, UISP server).
+    pub target: String,
+    /// YAML destination.
+    pub out: Option<PathBuf>,
+    /// Destination of the secrets the YAML references.
+    pub secrets_file: Option<PathBuf>,
+    /// Overwrite the YAML.
+    pub force: bool,
+}
+
 /// The default state folder: `$XDG_STATE_HOME/wispctl`, else `~/.local/state/wispctl`.
 pub fn default_state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
@@ -77,12 +95,16 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 fn resolver(g: &Globals) -> anyhow::Result<SecretResolver> {
+    #[cfg_attr(not(feature = "lab"), allow(unused_mut))]
     let mut r = SecretResolver::new();
+    #[cfg(feature = "lab")]
     if let Some(lab) = &g.lab {
         let values = crate::lab::secrets(lab)
             .with_context(|| format!("cannot read lab secrets in {}", lab.display()))?;
         r = r.with_fallback_env(values);
     }
+    #[cfg(not(feature = "lab"))]
+    let _ = g;
     Ok(r)
 }
 
@@ -107,32 +129,72 @@ fn load(g: &Globals) -> anyhow::Result<Option<DesiredState>> {
     }
 }
 
-fn engine_for(
-    g: &Globals,
-    d: &DesiredState,
-    o: &ReadOptions,
-    lab: &crate::lab::Runtime,
-) -> anyhow::Result<Engine> {
-    std::fs::create_dir_all(&g.state_dir)
-        .with_context(|| format!("cannot create state directory {}", g.state_dir.display()))?;
-    let key = Arc::new(HashKey::load_or_create(&g.state_dir)?);
-    let ctx = Context {
-        key: key.clone(),
-        lab_root: g.lab.clone(),
-        state_dir: g.state_dir.clone(),
-        lab_routers: lab.router_addrs(),
-        lab_uisp: lab.uisp_endpoints(),
-        lab_antennas: lab.antenna_fleets(),
-        trust_new_host_keys: o.trust_new_host_keys,
-    };
-    let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
-    Ok(Engine::new(
-        providers::kinds(d, &ctx),
-        filter,
-        o.max_deletes.unwrap_or(d.guards.max_deletes),
-        d.digest.clone(),
-        key.id(),
-    ))
+/// Whether a command may write state (the hash key, remembered state): `plan` and `drift`
+/// write nothing anywhere.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    Nothing,
+    State,
+}
+
+/// Where targets are reached for one command, and the lab twins when in a lab.
+struct Targets {
+    ctx: Context,
+    #[cfg(feature = "lab")]
+    lab: Option<crate::lab::Runtime>,
+}
+
+impl Targets {
+    async fn start(
+        g: &Globals,
+        d: &DesiredState,
+        writes: Writes,
+        trust_new_host_keys: bool,
+        reporter: &Reporter,
+    ) -> anyhow::Result<Targets> {
+        let key = match writes {
+            Writes::Nothing => HashKey::load_or_ephemeral(&g.state_dir)?,
+            Writes::State => {
+                std::fs::create_dir_all(&g.state_dir).with_context(|| {
+                    format!("cannot create state directory {}", g.state_dir.display())
+                })?;
+                HashKey::load_or_create(&g.state_dir)?
+            }
+        };
+        let mut ctx = Context::new(Arc::new(key), g.state_dir.clone());
+        ctx.trust_new_host_keys = trust_new_host_keys;
+        ctx.events = reporter.events();
+        #[cfg(feature = "lab")]
+        {
+            let lab = match &g.lab {
+                Some(dir) => {
+                    let rt = crate::lab::Runtime::start(dir, d).await?;
+                    ctx = ctx.with_endpoints(rt.endpoints());
+                    Some(rt)
+                }
+                None => None,
+            };
+            Ok(Targets { ctx, lab })
+        }
+        #[cfg(not(feature = "lab"))]
+        {
+            let _ = d;
+            Ok(Targets { ctx })
+        }
+    }
+
+    /// After a command that wrote: the lab's twins keep what was written.
+    fn save(&self) -> anyhow::Result<()> {
+        #[cfg(feature = "lab")]
+        if let Some(lab) = &self.lab {
+            lab.save()?;
+        }
+        Ok(())
+    }
+}
+
+fn engine_for(d: &DesiredState, o: &ReadOptions, t: &Targets, filter: TargetFilter) -> Engine {
+    Engine::new(d, &t.ctx, filter, o.max_deletes.unwrap_or(d.guards.max_deletes))
 }
 
 fn render(plan: &Plan, purpose: Purpose, format: Format, color: bool) -> String {
@@ -148,28 +210,32 @@ pub fn validate(g: &Globals, out: &mut dyn Write) -> anyhow::Result<u8> {
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let peers: usize = d.pppd.values().map(|p| p.peers.len()).sum();
-    let chap: usize = d.pppd.values().map(|p| p.chap.len()).sum();
-    let antennas: usize = d.airos.values().map(|a| a.antennas.len()).sum();
+    let parts: Vec<String> = crate::kinds::ALL.iter().map(|k| k.summary(&d)).collect();
     writeln!(
         out,
-        "{}: valid ({} host(s), {peers} peer file(s), {chap} chap-secrets entr(y/ies), {} router(s), {} UISP server(s), {antennas} antenna(s) in {} group(s))",
+        "{}: valid ({})",
         g.dir.display(),
-        d.hosts.len(),
-        d.routers.len(),
-        d.uisp_servers.len(),
-        d.airos.len()
+        parts.join(", ")
     )?;
     Ok(exit::SUCCESS)
 }
 
-/// `plan`: observe, diff, render; optionally save.
+/// `plan`: observe, diff, render; optionally save. Writes nothing but the plan file.
 pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
-    let run = engine_for(g, &d, o, &lab)?.plan().await;
+    let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
+    // A saved plan is applied elsewhere with the same key: it needs one that lasts.
+    let writes = if o.out.is_some() {
+        Writes::State
+    } else {
+        Writes::Nothing
+    };
+    let reporter = Reporter::for_output(o.format);
+    let t = Targets::start(g, &d, writes, o.trust_new_host_keys, &reporter).await?;
+    let run = engine_for(&d, o, &t, filter).plan().await;
+    reporter.finish();
     write!(
         out,
         "{}",
@@ -200,14 +266,17 @@ fn read_exit(plan: &Plan, detailed: bool) -> u8 {
     }
 }
 
-/// `drift`: like plan, read-only by construction (it never holds the apply path), exit 2 when
-/// anything differs.
+/// `drift`: like plan, read-only by construction (it never holds the apply path, and writes
+/// nothing anywhere), exit 2 when anything differs.
 pub async fn drift(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
-    let run = engine_for(g, &d, o, &lab)?.plan().await;
+    let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
+    let reporter = Reporter::for_output(o.format);
+    let t = Targets::start(g, &d, Writes::Nothing, o.trust_new_host_keys, &reporter).await?;
+    let run = engine_for(&d, o, &t, filter).plan().await;
+    reporter.finish();
     let plan = run.plan; // the apply half of the run is dropped here, unused
     write!(out, "{}", render(&plan, Purpose::Drift, o.format, g.color))?;
     Ok(read_exit(&plan, true))
@@ -222,12 +291,19 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
+    // A saved plan decides which targets it covers (none at all when it has none).
+    let filter = match &saved {
+        Some(s) => TargetFilter::exactly(s.targets.iter().map(|t| t.address.clone())),
+        None => TargetFilter::new(&o.read.targets).context("invalid --target glob")?,
+    };
+    std::fs::create_dir_all(&g.state_dir)
+        .with_context(|| format!("cannot create state directory {}", g.state_dir.display()))?;
     let lock_path = o
         .lock_file
         .clone()
         .unwrap_or_else(|| g.state_dir.join("apply.lock"));
     let command: Vec<String> = std::env::args().collect();
-    let lock = match ApplyLock::acquire(&lock_path, o.lock_timeout, &command.join(" ")) {
+    let lock = match ApplyLock::acquire(&lock_path, o.lock_timeout, &command.join(" ")).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -237,16 +313,10 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     if let Some(h) = &lock.taken_over {
         eprintln!("warning: took over the apply lock left by {h}");
     }
-    let mut read = o.read.clone();
-    if let Some(s) = &saved {
-        // A saved plan decides which targets it covers.
-        read.targets = s.targets.iter().map(|t| t.address.clone()).collect();
-        if read.targets.is_empty() {
-            read.targets.push("-none-".into());
-        }
-    }
-    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
-    let run: PlannedRun = engine_for(g, &d, &read, &lab)?.plan().await;
+    let reporter = Reporter::for_output(Format::Text);
+    let t = Targets::start(g, &d, Writes::State, o.read.trust_new_host_keys, &reporter).await?;
+    let run: PlannedRun = engine_for(&d, &o.read, &t, filter).plan().await;
+    reporter.finish();
     let refusals = match &saved {
         Some(s) => match engine::check_saved(s, &run.plan) {
             Ok(r) => r,
@@ -275,7 +345,8 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
         return Ok(exit::ERROR);
     }
     let report = run.apply(&refusals).await;
-    lab.save()?;
+    reporter.finish();
+    t.save()?;
     write!(out, "{}", text::report(&report, text::Paint(g.color)))?;
     drop(lock);
     Ok(if report.succeeded() {
@@ -318,7 +389,7 @@ fn confirm(out: &mut dyn Write) -> anyhow::Result<bool> {
 pub fn schema(dir: &Path, check: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
     let mut stale = Vec::new();
     for (name, text) in crate::schemas::all() {
-        let path = dir.join(name);
+        let path = dir.join(&name);
         if check {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 stale.push(path.display().to_string());
@@ -340,36 +411,36 @@ pub fn schema(dir: &Path, check: bool, out: &mut dyn Write) -> anyhow::Result<u8
     Ok(exit::SUCCESS)
 }
 
-/// Options of `import pppoe`.
-#[derive(Debug, Clone)]
-pub struct ImportOptions {
-    /// The target's name (router or UISP server).
-    pub router: String,
-    /// YAML destination.
-    pub out: Option<PathBuf>,
-    /// Password file destination.
-    pub secrets_file: Option<PathBuf>,
-    /// Overwrite the YAML.
-    pub force: bool,
-}
-
-/// `import pppoe ROUTER`: reads the router once and writes YAML that plans to no changes.
-pub async fn import_pppoe(
-    g: &Globals,
-    o: &ImportOptions,
-    out: &mut dyn Write,
-) -> anyhow::Result<u8> {
+/// `import KIND TARGET`: reads the target once and writes YAML that plans to no changes; the
+/// secrets it references go to a separate file (mode 0600), never into the desired-state
+/// folder.
+pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let Some(kind) = crate::kinds::by_name(&o.kind) else {
+        let names: Vec<&str> = crate::kinds::ALL.iter().map(|k| k.name()).collect();
+        bail!("unknown kind {:?} (kinds: {})", o.kind, names.join(", "));
+    };
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let Some(router) = d.routers.get(&o.router) else {
-        bail!("router {:?} is not defined in inventory.yaml", o.router);
-    };
-    let yaml_path = import_destination(g, o, "pppoe")?;
-    let env_path = o
-        .secrets_file
+    if !kind.has_target(&d, &o.target) {
+        bail!(
+            "{} {:?} is not defined in inventory.yaml",
+            kind.target_label(),
+            o.target
+        );
+    }
+    let yaml_path = o
+        .out
         .clone()
-        .unwrap_or_else(|| g.state_dir.join("import").join(format!("{}.env", o.router)));
+        .unwrap_or_else(|| g.dir.join(kind.name()).join(format!("{}.yaml", o.target)));
+    if yaml_path.exists() && !o.force {
+        bail!("{} exists; pass --force to overwrite it", yaml_path.display());
+    }
+    let env_path = o.secrets_file.clone().unwrap_or_else(|| {
+        g.state_dir
+            .join("import")
+            .join(format!("{}.env", o.target))
+    });
     let inside = |p: &Path| -> bool {
         let parent = p.parent().unwrap_or(Path::new("."));
         let (Ok(a), Ok(b)) = (std::fs::canonicalize(parent), std::fs::canonicalize(&g.dir)) else {
@@ -382,30 +453,28 @@ pub async fn import_pppoe(
     }
     if inside(&env_path) {
         bail!(
-            "{} is inside the desired-state folder: passwords must never be written there",
+            "{} is inside the desired-state folder: secrets must never be written there",
             env_path.display()
         );
     }
-    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
-    let addr = lab.router_addr(&o.router);
-    if lab.is_lab() && addr.is_none() {
-        bail!("the lab has no router {}", o.router);
+    let reporter = Reporter::quiet();
+    let t = Targets::start(g, &d, Writes::Nothing, false, &reporter).await?;
+    let Some(read) = kind.import(&d, &o.target, &t.ctx) else {
+        bail!("kind {} has no import", kind.name());
+    };
+    let imported = read
+        .await
+        .with_context(|| format!("{} {}", kind.target_label(), o.target))?;
+    drop(t);
+    for w in &imported.warnings {
+        eprintln!("warning: {w}");
     }
-    let mut conn = crate::providers::pppoe::routeros::connect(router, addr)
-        .await
-        .with_context(|| format!("router {}", o.router))?;
-    let (secrets, passwords_visible) = crate::providers::pppoe::read_secrets(&mut conn)
-        .await
-        .with_context(|| format!("router {}", o.router))?;
-    drop(lab);
-    let imported = crate::providers::pppoe::import::render(&o.router, &secrets, passwords_visible);
-    write_import(&yaml_path, &imported.yaml, &imported.warnings)?;
-    writeln!(
-        out,
-        "wrote {} ({} secret(s))",
-        yaml_path.display(),
-        secrets.len()
-    )?;
+    if let Some(parent) = yaml_path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write {}", yaml_path.display()))?;
+    writeln!(out, "wrote {} ({})", yaml_path.display(), imported.summary)?;
     if !imported.env.is_empty() {
         write_atomic(&env_path, imported.env.as_bytes(), 0o600)
             .with_context(|| format!("cannot write {}", env_path.display()))?;
@@ -419,128 +488,96 @@ pub async fn import_pppoe(
     Ok(exit::SUCCESS)
 }
 
-/// `import uisp SERVER`: reads the server once and writes YAML that plans to no changes.
-pub async fn import_uisp(
+/// `accept-host-key TARGET HOST FINGERPRINT`: pins a verified SSH host key of a device of
+/// TARGET (an antenna group, or its jump host) in the known-hosts file its kind uses,
+/// replacing the old entry.
+pub async fn accept_host_key(
     g: &Globals,
-    o: &ImportOptions,
-    out: &mut dyn Write,
-) -> anyhow::Result<u8> {
-    let Some(d) = load(g)? else {
-        return Ok(exit::ERROR);
-    };
-    let Some(server) = d.uisp_servers.get(&o.router) else {
-        bail!(
-            "UISP server {:?} is not defined in inventory.yaml",
-            o.router
-        );
-    };
-    let yaml_path = import_destination(g, o, "uisp")?;
-    let lab = crate::lab::Runtime::start(g.lab.as_deref(), &d).await?;
-    let endpoint = lab.uisp_endpoints().remove(&o.router);
-    if lab.is_lab() && endpoint.is_none() {
-        bail!("the lab has no UISP server {}", o.router);
-    }
-    let client = match &endpoint {
-        Some(e) => crate::providers::uisp::client::UispClient::new(
-            server,
-            Some(e.api.clone()),
-            Some(&e.ca_pem),
-        ),
-        None => crate::providers::uisp::client::UispClient::new(server, None, None),
-    }
-    .map_err(anyhow::Error::msg)?;
-    let (sites, devices) = tokio::join!(client.sites(), client.devices());
-    let (sites, devices) = (
-        sites.with_context(|| format!("UISP {}", o.router))?,
-        devices.with_context(|| format!("UISP {}", o.router))?,
-    );
-    drop(lab);
-    let imported = crate::providers::uisp::import::render(&o.router, &sites, &devices);
-    write_import(&yaml_path, &imported.yaml, &imported.warnings)?;
-    writeln!(
-        out,
-        "wrote {} ({} site(s), {} device(s) read)",
-        yaml_path.display(),
-        sites.len(),
-        devices.len()
-    )?;
-    Ok(exit::SUCCESS)
-}
-
-/// Where an import writes its YAML: `--out`, or `DIR/KIND/TARGET.yaml`; never over an existing
-/// file without `--force`.
-fn import_destination(g: &Globals, o: &ImportOptions, kind: &str) -> anyhow::Result<PathBuf> {
-    let path = o
-        .out
-        .clone()
-        .unwrap_or_else(|| g.dir.join(kind).join(format!("{}.yaml", o.router)));
-    if path.exists() && !o.force {
-        bail!("{} exists; pass --force to overwrite it", path.display());
-    }
-    Ok(path)
-}
-
-/// Writes an import's YAML (atomically) and prints its warnings.
-fn write_import(path: &Path, yaml: &str, warnings: &[String]) -> anyhow::Result<()> {
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    write_atomic(path, yaml.as_bytes(), 0o644)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// `accept-host-key GROUP HOST FINGERPRINT`: pins the key of an antenna of the group (or of the
-/// group's jump host) in the known-hosts file the airOS provider uses, replacing the old entry.
-pub fn accept_host_key(
-    g: &Globals,
-    group: &str,
+    target: &str,
     host: &str,
     fingerprint: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    use crate::providers::airos::ssh::{Endpoint, KnownHosts};
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
-    let Some(spec) = d.antenna_groups.get(group) else {
-        bail!("antenna group {group:?} is not defined in inventory.yaml");
-    };
-    let antenna = d
-        .airos
-        .get(group)
-        .and_then(|a| a.antennas.iter().find(|a| a.host == host));
-    let endpoint = match (antenna, &spec.jump) {
-        (Some(a), _) => Endpoint::new(host, a.port.unwrap_or(spec.port)),
-        (None, Some(j)) if j.host == host => Endpoint::new(host, j.port),
-        _ => bail!("{host} is neither an antenna of group {group} nor its jump host"),
-    };
-    let path = crate::providers::airos::known_hosts_path(
-        spec.known_hosts.as_deref(),
-        g.lab.as_deref(),
-        &g.state_dir,
-    );
-    let known = KnownHosts::load(&path)
-        .with_context(|| format!("cannot read known-hosts file {}", path.display()))?;
-    let before = known.get(&endpoint);
-    known
-        .accept(&endpoint, fingerprint)
-        .with_context(|| format!("cannot pin the key of {endpoint}"))?;
-    let now = known.get(&endpoint).unwrap_or_default();
-    match before {
-        Some(b) if b == now => writeln!(
-            out,
-            "{endpoint}: {now} was already pinned in {}",
-            path.display()
-        )?,
-        Some(b) => writeln!(
-            out,
-            "{endpoint}: pinned {now} in {} (replaces {b})",
-            path.display()
-        )?,
-        None => writeln!(out, "{endpoint}: pinned {now} in {}", path.display())?,
+    let reporter = Reporter::quiet();
+    let t = Targets::start(g, &d, Writes::State, false, &reporter).await?;
+    for kind in crate::kinds::ALL {
+        if let Some(result) = kind.accept_host_key(&d, target, host, fingerprint, &t.ctx) {
+            writeln!(out, "{}", result?)?;
+            return Ok(exit::SUCCESS);
+        }
     }
-    Ok(exit::SUCCESS)
+    bail!("{target:?} is not a target with SSH host keys in inventory.yaml (an antenna group)")
+}
+
+/// Runs one command line: sets up logging, runs the command on a tokio runtime, prints an
+/// error with its context, and maps the outcome to an exit code ([`crate::exit`]).
+pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
+    use crate::cli::Invocation;
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(exit::ERROR);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let result = runtime.block_on(async {
+        match cli.into_invocation() {
+            Invocation::Validate(g) => validate(&g, &mut out),
+            Invocation::Plan(g, o) => plan(&g, &o, &mut out).await,
+            Invocation::Drift(g, o) => drift(&g, &o, &mut out).await,
+            Invocation::Apply(g, o) => apply(&g, &o, &mut out).await,
+            Invocation::Schema { out: dir, check } => schema(&dir, check, &mut out),
+            #[cfg(feature = "lab")]
+            Invocation::LabInit(dir) => crate::lab::init(&dir)
+                .map(|()| {
+                    println!(
+                        "lab created in {}; use --lab {} with any command",
+                        dir.display(),
+                        dir.display()
+                    );
+                    exit::SUCCESS
+                })
+                .map_err(Into::into),
+            #[cfg(feature = "lab")]
+            Invocation::Demo(g, keep) => crate::lab::demo::run(&g.dir, keep, g.color, &mut out).await,
+            Invocation::Import(g, o) => import(&g, &o, &mut out).await,
+            Invocation::AcceptHostKey {
+                g,
+                group,
+                host,
+                fingerprint,
+            } => accept_host_key(&g, &group, &host, &fingerprint, &mut out).await,
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Cron logs are files: no colour codes there.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

@@ -27,6 +27,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "WISPCTL_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Run against the lab in this folder (see `wispctl lab init`) instead of real targets.
+    #[cfg(feature = "lab")]
     #[arg(long, global = true, env = "WISPCTL_LAB")]
     pub lab: Option<PathBuf>,
     /// More logging on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
@@ -65,17 +66,19 @@ pub enum Command {
     /// Write the JSON Schemas of the YAML files and the plan.
     Schema(SchemaArgs),
     /// Manage a lab.
+    #[cfg(feature = "lab")]
     #[command(subcommand)]
     Lab(LabCommand),
     /// Run the demo on a fresh lab: plan, apply, plan, an out-of-band edit, drift.
+    #[cfg(feature = "lab")]
     Demo(DemoArgs),
-    /// Write YAML for what a target holds today, so that the next plan shows no changes.
-    #[command(subcommand)]
-    Import(ImportCommand),
+    /// Write YAML for what a target holds today, so that the next plan shows no changes
+    /// (`import pppoe ROUTER`, `import uisp SERVER`).
+    Import(ImportArgs),
     /// Pin an antenna's (or its group's jump host's) SSH host key after checking it: how a
     /// changed key (a reset or replaced device) is accepted explicitly.
     AcceptHostKey {
-        /// The antenna group, as named in inventory.yaml.
+        /// The target whose devices speak SSH: an antenna group, as named in inventory.yaml.
         group: String,
         /// The antenna's host as the YAML names it, or the group's jump host.
         host: String,
@@ -86,34 +89,24 @@ pub enum Command {
 }
 
 /// `import`.
-#[derive(Debug, Subcommand)]
-pub enum ImportCommand {
-    /// A UISP server's sites and device assignments (unauthorized devices and ghosts left out).
-    Uisp {
-        /// The UISP server, as named in inventory.yaml.
-        server: String,
-        /// Where to write the YAML (default DIR/uisp/SERVER.yaml; never overwritten without --force).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Overwrite an existing YAML file.
-        #[arg(long)]
-        force: bool,
-    },
-    /// A router's PPPoE secrets; passwords go to a separate env file, never into the YAML.
-    Pppoe {
-        /// The router, as named in inventory.yaml.
-        router: String,
-        /// Where to write the YAML (default DIR/pppoe/ROUTER.yaml; never overwritten without --force).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Where to write the passwords as NAME=value lines, mode 0600 (default
-        /// STATE_DIR/import/ROUTER.env); refused inside the desired-state folder.
-        #[arg(long)]
-        secrets_file: Option<PathBuf>,
-        /// Overwrite an existing YAML file.
-        #[arg(long)]
-        force: bool,
-    },
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The kind: `pppoe` (a router's PPPoE secrets; passwords go to a separate env file, never
+    /// into the YAML) or `uisp` (a UISP server's sites and device assignments; unauthorized
+    /// devices and ghosts left out).
+    pub kind: String,
+    /// The target, as named in inventory.yaml (a router, a UISP server).
+    pub target: String,
+    /// Where to write the YAML (default DIR/KIND/TARGET.yaml; never overwritten without --force).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to write the secrets the YAML references, as NAME=value lines, mode 0600 (default
+    /// STATE_DIR/import/TARGET.env); refused inside the desired-state folder.
+    #[arg(long)]
+    pub secrets_file: Option<PathBuf>,
+    /// Overwrite an existing YAML file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Target selection and guards.
@@ -187,6 +180,7 @@ pub struct SchemaArgs {
 }
 
 /// `lab`.
+#[cfg(feature = "lab")]
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Create a lab in DIR, seeded like a real VPS; then use `--lab DIR` with any command.
@@ -197,6 +191,7 @@ pub enum LabCommand {
 }
 
 /// `demo`.
+#[cfg(feature = "lab")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Keep the lab in this folder instead of a temporary one.
@@ -222,13 +217,13 @@ pub enum Invocation {
         check: bool,
     },
     /// lab init
+    #[cfg(feature = "lab")]
     LabInit(PathBuf),
     /// demo
+    #[cfg(feature = "lab")]
     Demo(Globals, Option<PathBuf>),
-    /// import pppoe
-    ImportPppoe(Globals, app::ImportOptions),
-    /// import uisp
-    ImportUisp(Globals, app::ImportOptions),
+    /// import KIND TARGET
+    Import(Globals, app::ImportOptions),
     /// accept-host-key
     AcceptHostKey {
         /// Global options.
@@ -252,13 +247,17 @@ impl Cli {
                 std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
             }
         };
+        #[cfg(feature = "lab")]
         let state_dir = self.state_dir.clone().unwrap_or_else(|| match &self.lab {
             Some(lab) => lab.join("state"),
             None => app::default_state_dir(),
         });
+        #[cfg(not(feature = "lab"))]
+        let state_dir = self.state_dir.clone().unwrap_or_else(app::default_state_dir);
         let g = Globals {
             dir: self.dir,
             state_dir,
+            #[cfg(feature = "lab")]
             lab: self.lab,
             color,
         };
@@ -290,15 +289,18 @@ impl Cli {
                 out: a.out,
                 check: a.check,
             },
+            #[cfg(feature = "lab")]
             Command::Lab(LabCommand::Init { dir }) => Invocation::LabInit(dir),
+            #[cfg(feature = "lab")]
             Command::Demo(a) => Invocation::Demo(g, a.keep),
-            Command::Import(ImportCommand::Uisp { server, out, force }) => Invocation::ImportUisp(
+            Command::Import(a) => Invocation::Import(
                 g,
                 app::ImportOptions {
-                    router: server,
-                    out,
-                    secrets_file: None,
-                    force,
+                    kind: a.kind,
+                    target: a.target,
+                    out: a.out,
+                    secrets_file: a.secrets_file,
+                    force: a.force,
                 },
             ),
             Command::AcceptHostKey {
@@ -311,20 +313,6 @@ impl Cli {
                 host,
                 fingerprint,
             },
-            Command::Import(ImportCommand::Pppoe {
-                router,
-                out,
-                secrets_file,
-                force,
-            }) => Invocation::ImportPppoe(
-                g,
-                app::ImportOptions {
-                    router,
-                    out,
-                    secrets_file,
-                    force,
-                },
-            ),
         }
     }
 }

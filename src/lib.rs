@@ -2,8 +2,16 @@
 //!
 //! The flow goes one way: [`desired`] (load and validate YAML, offline) → [`engine`] (observe
 //! each target once, diff per kind, guard) → [`plan`] (the one model every output is rendered
-//! from) → render, or apply. Each resource kind is one folder under [`providers`] with the same
-//! parts: observe, diff (pure), apply, and its simulator in [`lab`].
+//! from) → render, or apply. Each resource kind is one folder under [`kinds`] with the same
+//! parts (spec, client, observe, diff, apply, import, twin), registered once in
+//! [`kinds::ALL`]; nothing outside its folder names a kind.
+//!
+//! Layers, from the bottom: shared vocabulary ([`secret`], [`names`], [`mac`], [`ownership`],
+//! [`files`], [`tls`], [`ssh`], [`uisp_api`], [`plan`], [`desired::check`]) → the kinds →
+//! the registry → the loader ([`desired`]), the [`engine`], the [`lab`] → the commands
+//! ([`app`]) → the binary.
+
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
@@ -11,9 +19,16 @@ pub mod desired;
 pub mod engine;
 pub mod exit;
 pub mod files;
+pub mod kinds;
+#[cfg(feature = "lab")]
 pub mod lab;
+pub mod mac;
+pub mod names;
+pub mod ownership;
 pub mod plan;
-pub mod providers;
+pub mod progress;
 pub mod schemas;
 pub mod secret;
+pub mod ssh;
 pub mod tls;
+pub mod uisp_api;

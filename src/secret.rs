@@ -253,10 +253,42 @@ impl HashKey {
 
     /// Loads the key from the environment or the state directory, creating it if needed.
     pub fn load_or_create(state_dir: &Path) -> Result<Self, HashKeyError> {
+        if let Some(k) = Self::load(state_dir)? {
+            return Ok(k);
+        }
+        let path = state_dir.join("hash.key");
+        let io = |source| HashKeyError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut arr = [0u8; 32];
+        getrandom::fill(&mut arr).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        crate::files::write_atomic(&path, &arr, 0o600).map_err(io)?;
+        Ok(HashKey(arr))
+    }
+
+    /// The key for a run that writes nothing (`plan`, `drift`): the environment's or the
+    /// state directory's when there is one; otherwise a fresh key kept in memory only, which
+    /// is equivalent (nothing was ever hashed under a key that does not exist yet).
+    pub fn load_or_ephemeral(state_dir: &Path) -> Result<Self, HashKeyError> {
+        if let Some(k) = Self::load(state_dir)? {
+            return Ok(k);
+        }
+        let mut arr = [0u8; 32];
+        getrandom::fill(&mut arr).map_err(|e| HashKeyError::Io {
+            path: state_dir.join("hash.key"),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(HashKey(arr))
+    }
+
+    /// The key from `WISPCTL_HASH_KEY` or `STATE_DIR/hash.key`, if either exists.
+    pub fn load(state_dir: &Path) -> Result<Option<Self>, HashKeyError> {
         if let Ok(hexkey) = std::env::var("WISPCTL_HASH_KEY") {
             let bytes = hex::decode(hexkey.trim()).map_err(|_| HashKeyError::BadEnv)?;
             let arr: [u8; 32] = bytes.try_into().map_err(|_| HashKeyError::BadEnv)?;
-            return Ok(HashKey(arr));
+            return Ok(Some(HashKey(arr)));
         }
         let path = state_dir.join("hash.key");
         let io = |source| HashKeyError::Io {
@@ -267,16 +299,10 @@ impl HashKey {
             Ok(bytes) if bytes.len() == 32 => {
                 let mut arr = [0u8; 32];
                 arr.copy_from_slice(&bytes);
-                Ok(HashKey(arr))
+                Ok(Some(HashKey(arr)))
             }
             Ok(_) => Err(io(std::io::Error::other("expected 32 bytes"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut arr = [0u8; 32];
-                getrandom::fill(&mut arr).map_err(|e| io(std::io::Error::other(e.to_string())))?;
-                std::fs::create_dir_all(state_dir).map_err(io)?;
-                crate::files::write_atomic(&path, &arr, 0o600).map_err(io)?;
-                Ok(HashKey(arr))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
         }
     }

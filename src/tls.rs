@@ -7,6 +7,7 @@
 //! A router with no certificate on `api-ssl` offers only anonymous Diffie-Hellman suites,
 //! which rustls (rightly) refuses: give the router a certificate.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -16,7 +17,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-use crate::desired::inventory::TlsVerify;
 
 /// A TLS client configuration: `None` verifies against the system's roots.
 pub fn client_config(verify: Option<&TlsVerify>) -> Result<ClientConfig, String> {
@@ -151,4 +151,25 @@ impl ServerCertVerifier for Pinned {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// How a router's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Against this CA (PEM file).
+    Ca(PathBuf),
+    /// The certificate's SHA-256 must be this.
+    Fingerprint([u8; 32]),
+    /// Not at all (lab only).
+    Insecure,
+}
+
+/// Parses a SHA-256 fingerprint written as hex, with or without colons.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hexs: String = s
+        .trim_start_matches("sha256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    hex::decode(hexs).ok()?.try_into().ok()
 }

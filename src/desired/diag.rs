@@ -2,7 +2,7 @@
 //! so one bad file does not hide the others.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,5 +58,16 @@ impl fmt::Display for LoadErrors {
             write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+/// An error at a place.
+pub(crate) fn error_at(file: &Path, line: usize, column: usize, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
     }
 }

@@ -8,7 +8,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +68,13 @@ pub struct ApplyLock {
 }
 
 impl ApplyLock {
-    /// Takes the lock at `path`, waiting up to `timeout` for a holder to finish.
-    pub fn acquire(path: &Path, timeout: Duration, command: &str) -> Result<ApplyLock, LockError> {
+    /// Takes the lock at `path`, waiting up to `timeout` for a holder to finish (polling, so
+    /// a runtime thread is never blocked).
+    pub async fn acquire(
+        path: &Path,
+        timeout: Duration,
+        command: &str,
+    ) -> Result<ApplyLock, LockError> {
         let io = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -107,13 +114,13 @@ impl ApplyLock {
                                     waited: start.elapsed(),
                                 });
                             }
-                            std::thread::sleep(Duration::from_millis(10));
+                            tokio::time::sleep(Duration::from_millis(10)).await;
                             if file.try_lock().is_ok() {
                                 break 'wait;
                             }
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
             }
@@ -161,36 +168,28 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 
 /// This machine's host name.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
-    // truncates, and we stop at the first NUL.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
 
+/// Whether a process of this machine still runs. wispctl runs on Linux (pppd, the VPS): its
+/// `/proc` lists every live process, including other users' (where `kill(pid, 0)` would need
+/// privileges to tell).
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    pid != 0 && std::path::Path::new("/proc").join(pid.to_string()).exists()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn second_holder_times_out_naming_the_first() {
+    #[tokio::test(start_paused = true)]
+    async fn second_holder_times_out_naming_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("apply.lock");
-        let first = ApplyLock::acquire(&p, Duration::ZERO, "wispctl apply one").unwrap();
-        let err = match ApplyLock::acquire(&p, Duration::from_millis(120), "two") {
+        let first = ApplyLock::acquire(&p, Duration::ZERO, "wispctl apply one")
+            .await
+            .unwrap();
+        let err = match ApplyLock::acquire(&p, Duration::from_millis(120), "two").await {
             Err(e) => e,
             Ok(_) => panic!("second lock taken while the first is held"),
         };
@@ -201,15 +200,17 @@ mod tests {
         );
         assert!(msg.contains("wispctl apply one"), "{msg}");
         drop(first);
-        let again = ApplyLock::acquire(&p, Duration::ZERO, "three").unwrap();
+        let again = ApplyLock::acquire(&p, Duration::ZERO, "three")
+            .await
+            .unwrap();
         assert!(
             again.taken_over.is_none(),
             "a clean release leaves no record"
         );
     }
 
-    #[test]
-    fn record_of_a_dead_process_is_taken_over() {
+    #[tokio::test]
+    async fn record_of_a_dead_process_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("apply.lock");
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -222,7 +223,9 @@ mod tests {
             command: "wispctl apply".into(),
         };
         std::fs::write(&p, serde_json::to_vec(&stale).unwrap()).unwrap();
-        let lock = ApplyLock::acquire(&p, Duration::ZERO, "next").unwrap();
+        let lock = ApplyLock::acquire(&p, Duration::ZERO, "next")
+            .await
+            .unwrap();
         assert_eq!(lock.taken_over, Some(stale));
         assert!(!pid_alive(dead));
     }

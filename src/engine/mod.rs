@@ -3,15 +3,19 @@
 //! A [`Provider`] answers four questions for its kind: which targets, how to read one
 //! (`observe`, once per target per run), what differs (`diff`, pure), and how to change it
 //! (`apply`). The engine owns everything that must be the same for all kinds: ordering
-//! (creates and updates before deletes), the guards (delete cap, empty desired set), the
-//! stale-plan checks of a saved plan, and per-target isolation (one target's failure never
-//! stops another).
+//! (creates and updates before deletes), concurrency per kind (reads and writes), the guards
+//! (delete cap, empty desired set), the stale-plan checks of a saved plan, per-target isolation
+//! (one target's failure never stops another), exactly one outcome per planned change (a
+//! missing or extra outcome is an engine error in the report, never dropped), and progress as
+//! [`events`].
 //!
 //! What the engine does not do: talk to devices, or know any kind's fields.
 
+pub mod context;
+pub mod events;
 pub mod lock;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,29 +23,16 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::plan::report::{ApplyReport, Outcome, TargetReport};
+pub use context::{Context, Endpoints, NoTwin, RealNetwork, Route};
+pub use events::{Event, Events};
+
+use crate::desired::DesiredState;
+use crate::plan::report::{ApplyReport, Outcome, Status, TargetReport};
 use crate::plan::{Action, Change, FORMAT_VERSION, Plan, Summary, TargetPlan};
 use crate::secret::SecretHash;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// A target could not be read, diffed or written.
-#[derive(Debug, thiserror::Error)]
-pub enum ProviderError {
-    /// A file or connection failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done, naming the file or device.
-        what: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The live state is such that wispctl must not touch it (a broken managed block,
-    /// duplicate entries).
-    #[error("{0}")]
-    Refused(String),
-}
 
 /// A target's live state and the fingerprint of every object in it.
 pub struct Observation<O> {
@@ -77,17 +68,34 @@ pub struct Planned<Op> {
     pub object_errors: BTreeMap<String, String>,
 }
 
-/// One resource kind.
+impl<Op> Default for Planned<Op> {
+    fn default() -> Self {
+        Planned {
+            items: Vec::new(),
+            notes: Vec::new(),
+            secret_hashes: BTreeMap::new(),
+            desired_counts: BTreeMap::new(),
+            allow_empty_prune: false,
+            object_errors: BTreeMap::new(),
+        }
+    }
+}
+
+/// One resource kind, as the engine runs it.
 ///
 /// # Warning
-/// `diff` must be pure (no I/O): plans, drift and the property tests rely on it. `apply`
-/// receives the items already ordered and guarded; it must verify what it wrote and report
-/// every item as applied or failed.
+/// `observe` must not write anything anywhere: `plan` and `drift` run it and promise to change
+/// nothing. `diff` must be pure (no I/O): plans, drift and the property tests rely on it.
+/// `apply` receives the items already ordered and guarded; it must verify what it wrote and
+/// report exactly one outcome per item, in any order (the engine matches them by address and
+/// action, and reports a missing or extra outcome as an engine error).
 pub trait Provider: Send + Sync + 'static {
     /// Live state of one target.
     type Observed: Send + Sync + 'static;
     /// One apply instruction.
     type Op: Send + 'static;
+    /// Why a target could not be read or diffed.
+    type Error: std::error::Error + Send + Sync + 'static;
     /// The kind's name, first part of every address (`pppd`).
     fn kind(&self) -> &'static str;
     /// Names of the targets with desired state.
@@ -96,17 +104,17 @@ pub trait Provider: Send + Sync + 'static {
     fn concurrency(&self) -> usize {
         8
     }
-    /// Reads a target once.
+    /// Reads a target once. Writes nothing.
     fn observe(
         &self,
         target: &str,
-    ) -> impl Future<Output = Result<Observation<Self::Observed>, ProviderError>> + Send;
+    ) -> impl Future<Output = Result<Observation<Self::Observed>, Self::Error>> + Send;
     /// Compares desired with observed. Pure.
     fn diff(
         &self,
         target: &str,
         observed: &Observation<Self::Observed>,
-    ) -> Result<Planned<Self::Op>, ProviderError>;
+    ) -> Result<Planned<Self::Op>, Self::Error>;
     /// Makes the changes and verifies them.
     fn apply(
         &self,
@@ -117,13 +125,23 @@ pub trait Provider: Send + Sync + 'static {
 }
 
 /// A provider with its types erased, so that kinds of every shape run side by side.
-pub trait Kind: Send + Sync {
+pub trait DynProvider: Send + Sync {
+    /// The kind's name.
+    fn kind(&self) -> &'static str;
+    /// How many targets to read or write at once.
+    fn concurrency(&self) -> usize;
+    /// Names of the targets with desired state.
+    fn targets(&self) -> Vec<String>;
     /// Observes and diffs every matching target.
-    fn plan_targets(self: Arc<Self>, filter: Arc<TargetFilter>) -> BoxFuture<Vec<PlannedTarget>>;
+    fn plan_targets(
+        self: Arc<Self>,
+        filter: Arc<TargetFilter>,
+        events: Events,
+    ) -> BoxFuture<Vec<PlannedTarget>>;
 }
 
 /// Wraps a provider for the engine.
-pub fn kind<P: Provider>(p: P) -> Arc<dyn Kind> {
+pub fn provider<P: Provider>(p: P) -> Arc<dyn DynProvider> {
     Arc::new(Runner(Arc::new(p)))
 }
 
@@ -136,7 +154,7 @@ pub struct PlannedTarget {
 }
 
 trait PendingApply: Send {
-    fn run(self: Box<Self>) -> BoxFuture<Vec<Outcome>>;
+    fn run(self: Box<Self>) -> BoxFuture<(Vec<Outcome>, Option<String>)>;
 }
 
 struct Pending<P: Provider> {
@@ -147,7 +165,7 @@ struct Pending<P: Provider> {
 }
 
 impl<P: Provider> PendingApply for Pending<P> {
-    fn run(self: Box<Self>) -> BoxFuture<Vec<Outcome>> {
+    fn run(self: Box<Self>) -> BoxFuture<(Vec<Outcome>, Option<String>)> {
         Box::pin(async move {
             let Pending {
                 provider,
@@ -155,17 +173,88 @@ impl<P: Provider> PendingApply for Pending<P> {
                 items,
                 observed,
             } = *self;
-            provider.apply(&target, items, observed).await
+            let expected: Vec<(String, Action)> = items
+                .iter()
+                .map(|i| (i.change.address.clone(), i.change.action))
+                .collect();
+            let outcomes = provider.apply(&target, items, observed).await;
+            match_outcomes(&expected, outcomes)
         })
     }
 }
 
-impl<P: Provider> Kind for Runner<P> {
-    fn plan_targets(self: Arc<Self>, filter: Arc<TargetFilter>) -> BoxFuture<Vec<PlannedTarget>> {
+/// One outcome per planned change, in plan order. A change the provider reported nothing for
+/// fails; outcomes for changes not planned (or twice for one) make the target's error.
+fn match_outcomes(
+    expected: &[(String, Action)],
+    outcomes: Vec<Outcome>,
+) -> (Vec<Outcome>, Option<String>) {
+    let mut by_change: HashMap<(String, Action), Vec<Outcome>> = HashMap::new();
+    for o in outcomes {
+        by_change
+            .entry((o.address.clone(), o.action))
+            .or_default()
+            .push(o);
+    }
+    let mut matched = Vec::with_capacity(expected.len());
+    let mut missing = 0usize;
+    for (address, action) in expected {
+        match by_change
+            .get_mut(&(address.clone(), *action))
+            .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+        {
+            Some(o) => matched.push(o),
+            None => {
+                missing += 1;
+                matched.push(Outcome::failed(
+                    address,
+                    *action,
+                    "engine error: the provider reported no outcome for this change",
+                ));
+            }
+        }
+    }
+    let mut extra: Vec<String> = by_change
+        .into_iter()
+        .flat_map(|((a, _), v)| std::iter::repeat_n(a, v.len()))
+        .collect();
+    extra.sort();
+    let mut problems = Vec::new();
+    if missing > 0 {
+        problems.push(format!("{missing} change(s) got no outcome"));
+    }
+    if !extra.is_empty() {
+        problems.push(format!(
+            "outcomes for changes that were not planned: {}",
+            list(&extra.iter().map(String::as_str).collect::<Vec<_>>())
+        ));
+    }
+    let error = (!problems.is_empty()).then(|| format!("engine error: {}", problems.join("; ")));
+    (matched, error)
+}
+
+impl<P: Provider> DynProvider for Runner<P> {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.0.concurrency().max(1)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.0.targets()
+    }
+
+    fn plan_targets(
+        self: Arc<Self>,
+        filter: Arc<TargetFilter>,
+        events: Events,
+    ) -> BoxFuture<Vec<PlannedTarget>> {
         Box::pin(async move {
             let p = self.0.clone();
             let kind = p.kind();
-            let sem = Arc::new(Semaphore::new(p.concurrency().max(1)));
+            let sem = Arc::new(Semaphore::new(self.concurrency()));
             let mut set = JoinSet::new();
             let mut names = HashMap::new();
             let targets: Vec<String> = p
@@ -174,10 +263,16 @@ impl<P: Provider> Kind for Runner<P> {
                 .filter(|t| filter.matches(&format!("{kind}.{t}")))
                 .collect();
             for (i, t) in targets.iter().enumerate() {
-                let (p, sem, t2) = (p.clone(), sem.clone(), t.clone());
+                let (p, sem, t2, events) = (p.clone(), sem.clone(), t.clone(), events.clone());
                 let handle = set.spawn(async move {
                     let _permit = sem.acquire_owned().await;
-                    (i, plan_target(p, t2).await)
+                    let pt = plan_target(p, t2).await;
+                    events.send(Event::TargetPlanned {
+                        address: pt.plan.address.clone(),
+                        changes: pt.plan.changes.len(),
+                        error: pt.plan.error.clone(),
+                    });
+                    (i, pt)
                 });
                 names.insert(handle.id(), (i, t.clone()));
             }
@@ -251,28 +346,7 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     tp.secret_hashes = planned.secret_hashes;
     tp.object_errors = planned.object_errors;
     if !planned.allow_empty_prune {
-        let mut emptied: BTreeMap<&str, usize> = BTreeMap::new();
-        for i in items.iter().filter(|i| i.change.action == Action::Delete) {
-            if planned
-                .desired_counts
-                .get(i.collection)
-                .copied()
-                .unwrap_or(0)
-                == 0
-            {
-                *emptied.entry(i.collection).or_default() += 1;
-            }
-        }
-        if !emptied.is_empty() {
-            let what: Vec<String> = emptied
-                .iter()
-                .map(|(c, n)| format!("{n} {c}(s) with an empty desired {c} list"))
-                .collect();
-            tp.refusal = Some(format!(
-                "guard: apply would delete {}; an empty list never prunes everything (a truncated file must not wipe a target). Set allow_empty_prune: true in the file if this is meant",
-                what.join(" and ")
-            ));
-        }
+        tp.refusal = empty_prune_refusal(&items, &planned.desired_counts);
     }
     tracing::debug!(target = %tp.address, changes = tp.changes.len(), "planned");
     let pending = (!items.is_empty()).then(|| {
@@ -286,14 +360,50 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     PlannedTarget { plan: tp, pending }
 }
 
-/// Which targets a run covers: `--target GLOB` matched against `kind.name` (or `name`).
+/// The empty-set guard: deletes in a collection the YAML lists nothing in (a truncated file)
+/// refuse the target.
+fn empty_prune_refusal<Op>(
+    items: &[Item<Op>],
+    desired_counts: &BTreeMap<&'static str, usize>,
+) -> Option<String> {
+    let mut emptied: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in items.iter().filter(|i| i.change.action == Action::Delete) {
+        if desired_counts.get(i.collection).copied().unwrap_or(0) == 0 {
+            *emptied.entry(i.collection).or_default() += 1;
+        }
+    }
+    if emptied.is_empty() {
+        return None;
+    }
+    let what: Vec<String> = emptied
+        .iter()
+        .map(|(c, n)| format!("{n} {c}(s) with an empty desired {c} list"))
+        .collect();
+    Some(format!(
+        "guard: apply would delete {}; an empty list never prunes everything (a truncated file must not wipe a target). Set allow_empty_prune: true in the file if this is meant",
+        what.join(" and ")
+    ))
+}
+
+/// Which targets a run covers.
 #[derive(Debug, Clone, Default)]
-pub struct TargetFilter(Vec<glob::Pattern>);
+pub enum TargetFilter {
+    /// Every target.
+    #[default]
+    All,
+    /// `--target GLOB`s, matched against `kind.name` or `name`.
+    Globs(Vec<glob::Pattern>),
+    /// Exactly these addresses (the targets of a saved plan; none at all when empty).
+    Exactly(BTreeSet<String>),
+}
 
 impl TargetFilter {
     /// Parses globs; an empty list matches everything.
     pub fn new(globs: &[String]) -> Result<Self, glob::PatternError> {
-        Ok(TargetFilter(
+        if globs.is_empty() {
+            return Ok(TargetFilter::All);
+        }
+        Ok(TargetFilter::Globs(
             globs
                 .iter()
                 .map(|g| glob::Pattern::new(g))
@@ -301,10 +411,21 @@ impl TargetFilter {
         ))
     }
 
+    /// Exactly these target addresses.
+    pub fn exactly(addresses: impl IntoIterator<Item = String>) -> Self {
+        TargetFilter::Exactly(addresses.into_iter().collect())
+    }
+
     /// Whether a target address matches.
     pub fn matches(&self, address: &str) -> bool {
-        let name = address.split_once('.').map_or(address, |(_, n)| n);
-        self.0.is_empty() || self.0.iter().any(|p| p.matches(address) || p.matches(name))
+        match self {
+            TargetFilter::All => true,
+            TargetFilter::Globs(globs) => {
+                let name = address.split_once('.').map_or(address, |(_, n)| n);
+                globs.iter().any(|p| p.matches(address) || p.matches(name))
+            }
+            TargetFilter::Exactly(set) => set.contains(address),
+        }
     }
 }
 
@@ -313,41 +434,71 @@ pub struct PlannedRun {
     /// The plan every output is rendered from.
     pub plan: Plan,
     pending: BTreeMap<String, Box<dyn PendingApply>>,
+    /// How many targets of each kind may be written at once.
+    concurrency: BTreeMap<String, usize>,
+    events: Events,
 }
 
 /// Settings of one run.
 pub struct Engine {
-    kinds: Vec<Arc<dyn Kind>>,
+    providers: Vec<Arc<dyn DynProvider>>,
     filter: Arc<TargetFilter>,
     max_deletes: usize,
     desired_digest: String,
     hash_key_id: String,
+    events: Events,
 }
 
 impl Engine {
-    /// An engine over some kinds.
-    pub fn new(
-        kinds: Vec<Arc<dyn Kind>>,
+    /// An engine over every registered kind that has desired state.
+    pub fn new(desired: &DesiredState, ctx: &Context, filter: TargetFilter, max_deletes: usize) -> Self {
+        let providers = crate::kinds::ALL
+            .iter()
+            .filter_map(|k| k.provider(desired, ctx))
+            .collect();
+        Engine::with_providers(
+            providers,
+            filter,
+            max_deletes,
+            desired.digest.clone(),
+            ctx.key.id(),
+        )
+        .with_events(ctx.events.clone())
+    }
+
+    /// An engine over the given providers (tests of the engine itself).
+    pub fn with_providers(
+        providers: Vec<Arc<dyn DynProvider>>,
         filter: TargetFilter,
         max_deletes: usize,
         desired_digest: String,
         hash_key_id: String,
     ) -> Self {
         Engine {
-            kinds,
+            providers,
             filter: Arc::new(filter),
             max_deletes,
             desired_digest,
             hash_key_id,
+            events: Events::none(),
         }
+    }
+
+    /// Progress goes to `events`.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Observes every target once and plans. Never writes.
     pub async fn plan(&self) -> PlannedRun {
+        self.events.send(Event::ObserveStarted {
+            targets: self.target_count(),
+        });
         let mut set = JoinSet::new();
-        for (i, k) in self.kinds.iter().enumerate() {
-            let (k, f) = (k.clone(), self.filter.clone());
-            set.spawn(async move { (i, k.plan_targets(f).await) });
+        for (i, k) in self.providers.iter().enumerate() {
+            let (k, f, e) = (k.clone(), self.filter.clone(), self.events.clone());
+            set.spawn(async move { (i, k.plan_targets(f, e).await) });
         }
         let mut by_kind = Vec::new();
         while let Some(res) = set.join_next().await {
@@ -379,16 +530,46 @@ impl Engine {
             targets,
             summary,
         };
-        PlannedRun { plan, pending }
+        PlannedRun {
+            plan,
+            pending,
+            concurrency: self
+                .providers
+                .iter()
+                .map(|p| (p.kind().to_string(), p.concurrency()))
+                .collect(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// How many targets the filter lets through.
+    fn target_count(&self) -> usize {
+        self.providers
+            .iter()
+            .map(|p| {
+                p.targets()
+                    .iter()
+                    .filter(|t| self.filter.matches(&format!("{}.{t}", p.kind())))
+                    .count()
+            })
+            .sum()
     }
 }
 
 impl PlannedRun {
-    /// Applies every target that no guard, error or `refusals` entry stops, concurrently.
-    /// Every change ends in the report as applied, failed or skipped.
+    /// Applies every target that no guard, error or `refusals` entry stops, concurrently and
+    /// at most the kind's concurrency at once. Every change ends in the report as applied,
+    /// failed or skipped.
     pub async fn apply(mut self, refusals: &BTreeMap<String, String>) -> ApplyReport {
+        let limits: BTreeMap<String, Arc<Semaphore>> = self
+            .concurrency
+            .iter()
+            .map(|(k, n)| (k.clone(), Arc::new(Semaphore::new(*n))))
+            .collect();
         let mut set = JoinSet::new();
         let mut reports: Vec<Option<TargetReport>> = Vec::new();
+        let mut started = (0usize, 0usize);
+        let mut tasks = HashMap::new();
         for (i, t) in self.plan.targets.iter().enumerate() {
             let stop = t
                 .error
@@ -410,7 +591,17 @@ impl PlannedRun {
                 })),
                 (None, Some(p)) => {
                     reports.push(None);
-                    set.spawn(async move { (i, p.run().await) });
+                    started.0 += 1;
+                    started.1 += t.changes.len();
+                    let limit = limits
+                        .get(&t.kind)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Semaphore::new(1)));
+                    let handle = set.spawn(async move {
+                        let _permit = limit.acquire_owned().await;
+                        (i, p.run().await)
+                    });
+                    tasks.insert(handle.id(), i);
                 }
                 (None, None) => reports.push(Some(TargetReport {
                     address: t.address.clone(),
@@ -420,34 +611,60 @@ impl PlannedRun {
                 })),
             }
         }
-        while let Some(res) = set.join_next().await {
-            match res {
-                Ok((i, outcomes)) => {
-                    reports[i] = Some(TargetReport {
-                        address: self.plan.targets[i].address.clone(),
-                        object_errors: self.plan.targets[i].object_errors.clone(),
-                        error: None,
-                        outcomes,
-                    });
+        if started.0 > 0 {
+            self.events.send(Event::ApplyStarted {
+                targets: started.0,
+                changes: started.1,
+            });
+        }
+        while let Some(res) = set.join_next_with_id().await {
+            let (i, report) = match res {
+                Ok((_, (i, (outcomes, error)))) => {
+                    let t = &self.plan.targets[i];
+                    (
+                        i,
+                        TargetReport {
+                            address: t.address.clone(),
+                            object_errors: t.object_errors.clone(),
+                            error,
+                            outcomes,
+                        },
+                    )
                 }
-                Err(e) => tracing::error!("apply task failed: {e}"),
-            }
+                Err(e) => {
+                    let i = tasks[&e.id()];
+                    let t = &self.plan.targets[i];
+                    tracing::error!(target = %t.address, "apply task failed: {e}");
+                    (
+                        i,
+                        TargetReport {
+                            address: t.address.clone(),
+                            object_errors: t.object_errors.clone(),
+                            error: Some(format!("internal error while applying: {e}")),
+                            outcomes: t
+                                .changes
+                                .iter()
+                                .map(|c| Outcome::failed(&c.address, c.action, "internal error"))
+                                .collect(),
+                        },
+                    )
+                }
+            };
+            let applied = report
+                .outcomes
+                .iter()
+                .filter(|o| o.status == Status::Applied)
+                .count();
+            self.events.send(Event::TargetApplied {
+                address: report.address.clone(),
+                applied,
+                failed: report.outcomes.len() - applied,
+            });
+            reports[i] = Some(report);
         }
         let reports = reports
             .into_iter()
-            .zip(&self.plan.targets)
-            .map(|(r, t)| {
-                r.unwrap_or_else(|| TargetReport {
-                    address: t.address.clone(),
-                    object_errors: t.object_errors.clone(),
-                    error: Some("internal error while applying".into()),
-                    outcomes: t
-                        .changes
-                        .iter()
-                        .map(|c| Outcome::failed(&c.address, c.action, "internal error"))
-                        .collect(),
-                })
-            })
+            .map(|r| r.expect("every target has a report"))
             .collect();
         ApplyReport::new(reports)
     }

@@ -17,18 +17,17 @@ pub async fn run(
     color: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let (lab, temp) = match keep {
-        Some(k) => (k, None),
+    match keep {
+        Some(k) => steps(dir, &k, color, out).await,
         None => {
-            let t = std::env::temp_dir().join(format!("wispctl-demo-{}", std::process::id()));
-            (t.clone(), Some(t))
+            // A fresh folder of unpredictable name, mode 0700, removed when dropped.
+            let temp = tempfile::Builder::new()
+                .prefix("wispctl-demo-")
+                .tempdir()
+                .context("cannot create a temporary folder for the lab")?;
+            steps(dir, temp.path(), color, out).await
         }
-    };
-    let result = steps(dir, &lab, color, out).await;
-    if let Some(t) = temp {
-        let _ = std::fs::remove_dir_all(t);
     }
-    result
 }
 
 async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyhow::Result<u8> {

@@ -1,0 +1,116 @@
+//! The checks a kind runs on one file's values after deserialising: errors and warnings placed
+//! at `file:line:column` by the file's [`LocationIndex`], and secret references resolved.
+
+use std::path::Path;
+
+use super::diag::{Diagnostic, Severity};
+use super::locate::LocationIndex;
+use crate::secret::{Secret, SecretRef, SecretResolver};
+
+/// Checks of one file's values after deserialisation, with positions from its index.
+pub struct FileCheck<'a> {
+    pub(crate) file: &'a Path,
+    index: &'a LocationIndex,
+    root: &'a Path,
+    resolver: &'a SecretResolver,
+    diags: &'a mut Vec<Diagnostic>,
+    errors: usize,
+}
+
+impl<'a> FileCheck<'a> {
+    pub(crate) fn new(
+        file: &'a Path,
+        index: &'a LocationIndex,
+        root: &'a Path,
+        resolver: &'a SecretResolver,
+        diags: &'a mut Vec<Diagnostic>,
+    ) -> Self {
+        FileCheck {
+            file,
+            index,
+            root,
+            resolver,
+            diags,
+            errors: 0,
+        }
+    }
+
+    /// The desired-state folder.
+    pub fn root(&self) -> &Path {
+        self.root
+    }
+
+    /// The file being checked.
+    pub fn file(&self) -> &Path {
+        self.file
+    }
+
+    /// A path the file gives, resolved against the file's folder.
+    pub fn relative(&self, path: &Path) -> std::path::PathBuf {
+        self.file.parent().unwrap_or(self.root).join(path)
+    }
+
+    /// Line and column of a value, by its path (`peers[2].name`; a key: `hosts.vps#key`).
+    pub fn place(&self, path: &str) -> (usize, usize) {
+        self.index.find(path)
+    }
+
+    /// Reports an error at a value.
+    pub fn error(&mut self, path: &str, message: String) {
+        self.errors += 1;
+        self.push(Severity::Error, path, message);
+    }
+
+    /// Reports a warning at a value.
+    pub fn warn(&mut self, path: &str, message: String) {
+        self.push(Severity::Warning, path, message);
+    }
+
+    /// How many errors this file has so far.
+    pub fn error_count(&self) -> usize {
+        self.errors
+    }
+
+    fn push(&mut self, severity: Severity, path: &str, message: String) {
+        let (line, column) = self.place(path);
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// Resolves a secret reference, reporting a missing source or a refused inline value.
+    pub fn secret(
+        &mut self,
+        reference: &SecretRef,
+        path: &str,
+        inline_allowed: bool,
+    ) -> Option<Secret> {
+        if let SecretRef::Inline(_) = reference {
+            if !inline_allowed {
+                self.error(
+                    path,
+                    "inline secrets are refused: use { env: NAME } or { file: PATH }, or set allow_inline_secrets: true in this file".into(),
+                );
+                return None;
+            }
+            self.warn(
+                path,
+                "inline secret: it is in git in plain text; prefer { env: NAME } or { file: PATH }"
+                    .into(),
+            );
+        }
+        let base = self.file.parent().unwrap_or(self.root);
+        match self.resolver.resolve(reference, base) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                self.error(path, format!("unresolvable secret reference: {why}"));
+                None
+            }
+        }
+    }
+}
+

@@ -1,0 +1,148 @@
+//! Kind `pppoe`: MikroTik PPPoE secrets (`/ppp/secret`) over the RouterOS API.
+//!
+//! Target: a router of `inventory.yaml` `routers`; resources: its secrets, from
+//! `pppoe/<router>.yaml`. Observe: one connection per router and one pipelined round trip
+//! reading `/ppp/secret`, `/ppp/profile` and `/ppp/active`. Diff (pure): only the fields the
+//! YAML manages; read-only (`last-*`) and unknown fields are ignored; v6/v7 value forms are
+//! normalised. Apply, minimal: one `add` per new secret, one `set` per changed secret carrying
+//! only the changed fields, one batched `remove`, one batched `/ppp/active/remove` for the
+//! sessions to kick, then one print to verify.
+//!
+//! Ownership: a secret is wispctl's when its comment ends with [`crate::ownership::TAG`], or
+//! when the YAML names it (it is then adopted: the tag is added). Only owned secrets are ever
+//! removed.
+//!
+//! Passwords: compared directly when the API user may read them; otherwise against the keyed
+//! hash of what wispctl last applied, kept in `STATE_DIR/pppoe/<router>.json` (never the
+//! password itself).
+//!
+//! Parts: [`spec`] (the YAML model, the `routers` section, validation), [`client`] (connect
+//! and log in, over the `routeros-api` crate), [`provider`] (observe, diff, apply),
+//! [`import`] and `twin` (the lab router).
+
+pub mod client;
+pub mod import;
+pub mod provider;
+pub mod spec;
+#[cfg(feature = "lab")]
+pub mod twin;
+
+use std::sync::Arc;
+
+use routeros_api::client::ApiError;
+
+use crate::desired::check::FileCheck;
+use crate::desired::{DesiredState, InventoryNames};
+use crate::engine::{BoxFuture, Context, DynProvider, NoTwin};
+use crate::kinds::{Imported, KindDef, KindSet};
+
+/// The pppoe kind.
+pub struct Kind;
+
+/// Why a router could not be read or planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PppoeError {
+    /// The API failed: connection, protocol, login, a timeout or an unexpected trap.
+    #[error("router {router}: {source}")]
+    Api {
+        /// The router.
+        router: String,
+        /// What failed.
+        #[source]
+        source: ApiError,
+    },
+    /// The TLS handshake failed or the certificate was refused.
+    #[error("router {router}: TLS: {reason}")]
+    Tls {
+        /// The router.
+        router: String,
+        /// Why.
+        reason: String,
+    },
+    /// The router's state is such that wispctl must not touch it.
+    #[error("{0}")]
+    Refused(String),
+    /// A lab run and no lab router.
+    #[error(transparent)]
+    NoTwin(#[from] NoTwin),
+}
+
+impl KindDef for Kind {
+    const NAME: &'static str = "pppoe";
+    const SECTION: &'static str = "routers";
+    const SECTION_DOC: &'static str = "MikroTik routers reached over the RouterOS API, by name.";
+    const TARGET_LABEL: &'static str = "router";
+    const TARGET_FIELD: &'static str = "router";
+
+    type TargetSpec = spec::RouterSpec;
+    type Target = spec::Router;
+    type File = spec::PppoeFile;
+    type Desired = spec::PppoeDesired;
+    type Checks = spec::RemoteAddresses;
+
+    fn validate_target(
+        name: &str,
+        r: &spec::RouterSpec,
+        at: &str,
+        inline_ok: bool,
+        check: &mut FileCheck<'_>,
+    ) -> Option<spec::Router> {
+        spec::validate_router(name, r, at, inline_ok, check)
+    }
+
+    fn file_target(file: &spec::PppoeFile) -> &str {
+        &file.router
+    }
+
+    fn validate_file(
+        file: spec::PppoeFile,
+        check: &mut FileCheck<'_>,
+        remote: &mut spec::RemoteAddresses,
+        _inventory: &InventoryNames,
+    ) -> Option<spec::PppoeDesired> {
+        spec::validate(file, check, remote)
+    }
+
+    fn summary(set: &KindSet<Self>) -> String {
+        format!("{} router(s)", set.targets.len())
+    }
+
+    fn provider(set: &KindSet<Self>, _desired: &DesiredState, ctx: &Context) -> Arc<dyn DynProvider> {
+        crate::engine::provider(provider::PppoeProvider::new(
+            &set.targets,
+            &set.desired,
+            ctx,
+        ))
+    }
+
+    fn import(
+        desired: &DesiredState,
+        target: &str,
+        ctx: &Context,
+    ) -> Option<BoxFuture<Result<Imported, anyhow::Error>>> {
+        let router = desired.kind::<Kind>().targets.get(target)?.clone();
+        let (name, ctx) = (target.to_string(), ctx.clone());
+        Some(Box::pin(async move {
+            let addr = ctx.route::<std::net::SocketAddr>(Self::SECTION, &name)?;
+            let mut conn = client::connect(&name, &router, addr).await?;
+            let (secrets, passwords_visible) = provider::read_secrets(&mut conn)
+                .await
+                .map_err(|source| PppoeError::Api {
+                    router: name.clone(),
+                    source,
+                })?;
+            let imported = import::render(&name, &secrets, passwords_visible);
+            Ok(Imported {
+                yaml: imported.yaml,
+                env: imported.env,
+                warnings: imported.warnings,
+                summary: format!("{} secret(s)", secrets.len()),
+            })
+        }))
+    }
+
+    #[cfg(feature = "lab")]
+    fn twin() -> Option<&'static dyn crate::lab::Twin> {
+        Some(&twin::Twin)
+    }
+}

@@ -1,0 +1,526 @@
+//! `pppoe/<router>.yaml`: the PPPoE secrets (`/ppp/secret`) of one MikroTik router.
+//!
+//! [`PppoeFile`] is the file as written; [`PppoeDesired`] is what validation leaves: defaults
+//! applied, values normalised to the router's own forms, passwords resolved.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::desired::Prune;
+use crate::desired::check::FileCheck;
+use crate::mac::normalise_mac;
+use crate::names::valid_name;
+use crate::tls::TlsVerify;
+use crate::secret::{Secret, SecretRef};
+
+/// One router's PPPoE secrets file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PppoeFile {
+    /// The router, as named in `inventory.yaml` under `routers`.
+    pub router: String,
+    /// `owned` removes secrets that carry wispctl's tag in their comment and are no longer
+    /// listed. Default `none`: nothing is ever removed.
+    #[serde(default)]
+    pub prune: Prune,
+    /// Whether a change that takes effect only on a new session (password, profile, disabled,
+    /// addresses, limits, service) also disconnects the customer's active session so the CPE
+    /// redials with it. Default `on-change`; a comment edit never kicks.
+    #[serde(default)]
+    pub kick: Kick,
+    /// Let this file hold `{ inline: ... }` passwords (each one is warned about).
+    #[serde(default)]
+    pub allow_inline_secrets: bool,
+    /// Let an empty `secrets` list prune every owned secret.
+    #[serde(default)]
+    pub allow_empty_prune: bool,
+    /// Values for every secret that does not set its own.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// The secrets.
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// When to disconnect an active session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kick {
+    /// When an effective field changes.
+    #[default]
+    OnChange,
+    /// Never: changes wait for the customer's next reconnection.
+    Never,
+}
+
+/// Defaults for every secret of the file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// `service`.
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// `profile`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `local-address`.
+    #[serde(default)]
+    pub local_address: Option<String>,
+    /// `routes`.
+    #[serde(default)]
+    pub routes: Option<String>,
+    /// `limit-bytes-in`.
+    #[serde(default)]
+    pub limit_bytes_in: Option<u64>,
+    /// `limit-bytes-out`.
+    #[serde(default)]
+    pub limit_bytes_out: Option<u64>,
+    /// `disabled`.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// One PPPoE secret. Fields left out are not managed (the router's value stays); the comment
+/// gets wispctl's tag when wispctl writes the secret.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// The PPPoE user name.
+    pub name: String,
+    /// The password, as a reference. Left out: the router's password is not managed.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// `service` (default from `defaults`, else not managed).
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// `profile`, such as a speed plan or `Morosos` for customers behind on payment.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `local-address`.
+    #[serde(default)]
+    pub local_address: Option<String>,
+    /// `remote-address`: the customer's address; unique across all routers.
+    #[serde(default)]
+    pub remote_address: Option<String>,
+    /// `routes`.
+    #[serde(default)]
+    pub routes: Option<String>,
+    /// `limit-bytes-in`.
+    #[serde(default)]
+    pub limit_bytes_in: Option<u64>,
+    /// `limit-bytes-out`.
+    #[serde(default)]
+    pub limit_bytes_out: Option<u64>,
+    /// `caller-id`: the CPE's MAC address, binding the secret to it.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// `disabled`: a suspended customer.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    /// Free text, such as `Tomatlan, Juan Perez`.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A PPP service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// any
+    Any,
+    /// async
+    Async,
+    /// l2tp
+    L2tp,
+    /// ovpn
+    Ovpn,
+    /// pppoe
+    Pppoe,
+    /// pptp
+    Pptp,
+    /// sstp
+    Sstp,
+    /// isdn (RouterOS 6 only)
+    Isdn,
+}
+
+impl Service {
+    fn as_str(self) -> &'static str {
+        match self {
+            Service::Any => "any",
+            Service::Async => "async",
+            Service::L2tp => "l2tp",
+            Service::Ovpn => "ovpn",
+            Service::Pppoe => "pppoe",
+            Service::Pptp => "pptp",
+            Service::Sstp => "sstp",
+            Service::Isdn => "isdn",
+        }
+    }
+}
+
+/// A validated secret: the managed fields in the router's own names and value forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredSecret {
+    /// The user name.
+    pub name: String,
+    /// The password, when managed.
+    pub password: Option<Secret>,
+    /// Managed fields by RouterOS name (`profile`, `remote-address`, `disabled` as
+    /// `true`/`false`, ...), `comment` excluded.
+    pub fields: BTreeMap<&'static str, String>,
+    /// The comment without wispctl's tag; `None`: not managed (the tag is still added when
+    /// wispctl writes the secret).
+    pub comment: Option<String>,
+}
+
+/// The validated desired state of one router.
+#[derive(Debug, Clone)]
+pub struct PppoeDesired {
+    /// The file it came from.
+    pub source: PathBuf,
+    /// Prune policy.
+    pub prune: Prune,
+    /// Kick policy.
+    pub kick: Kick,
+    /// See [`PppoeFile::allow_empty_prune`].
+    pub allow_empty_prune: bool,
+    /// Secrets, names unique.
+    pub secrets: Vec<DesiredSecret>,
+}
+
+/// Where each remote address is used, across files: (address -> (file, line, router, name)).
+pub type RemoteAddresses = HashMap<String, (PathBuf, usize, String, String)>;
+
+/// Validates a parsed file. `None` when any error was found.
+pub(crate) fn validate(
+    file: PppoeFile,
+    check: &mut FileCheck<'_>,
+    remote: &mut RemoteAddresses,
+) -> Option<PppoeDesired> {
+    let before = check.error_count();
+    let d = &file.defaults;
+    if let Some(p) = &d.profile {
+        check_text(check, "defaults.profile", p);
+    }
+    for (path, v) in [
+        ("defaults.local_address", &d.local_address),
+        ("defaults.routes", &d.routes),
+    ] {
+        if let Some(v) = v {
+            check_text(check, path, v);
+        }
+    }
+    if let Some(a) = &d.local_address
+        && !a.is_empty()
+        && a.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        check.error(
+            "defaults.local_address",
+            format!("{a:?} is not an IPv4 address"),
+        );
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut secrets = Vec::new();
+    for (i, s) in file.secrets.iter().enumerate() {
+        let at = format!("secrets[{i}]");
+        if s.name.is_empty() || s.name.chars().any(|c| c.is_control()) || s.name.len() > 64 {
+            check.error(
+                &format!("{at}.name"),
+                format!(
+                    "invalid secret name {:?}: 1 to 64 characters, no control characters",
+                    s.name
+                ),
+            );
+        }
+        if let Some(first) = seen.insert(&s.name, i) {
+            let (line, _) = check.place(&format!("secrets[{first}].name"));
+            check.error(
+                &format!("{at}.name"),
+                format!(
+                    "duplicate secret {:?} (first declared at line {line})",
+                    s.name
+                ),
+            );
+        }
+        for (field, v) in [
+            ("profile", &s.profile),
+            ("routes", &s.routes),
+            ("comment", &s.comment),
+        ] {
+            if let Some(v) = v {
+                check_text(check, &format!("{at}.{field}"), v);
+            }
+        }
+        for (field, v) in [
+            ("local_address", &s.local_address),
+            ("remote_address", &s.remote_address),
+        ] {
+            if let Some(a) = v
+                && !a.is_empty()
+                && a.parse::<std::net::Ipv4Addr>().is_err()
+            {
+                check.error(
+                    &format!("{at}.{field}"),
+                    format!("{a:?} is not an IPv4 address"),
+                );
+            }
+        }
+        if let Some(a) = s.remote_address.as_ref().filter(|a| !a.is_empty()) {
+            let (line, _) = check.place(&format!("{at}.remote_address"));
+            if let Some((f, l, router, name)) = remote.get(a) {
+                check.error(
+                    &format!("{at}.remote_address"),
+                    format!(
+                        "remote address {a} is already used by secret {name:?} on router {router} ({}:{l})",
+                        f.display()
+                    ),
+                );
+            } else {
+                remote.insert(
+                    a.clone(),
+                    (
+                        check.file.to_path_buf(),
+                        line,
+                        file.router.clone(),
+                        s.name.clone(),
+                    ),
+                );
+            }
+        }
+        let caller_id = match &s.caller_id {
+            Some(c) if c.is_empty() => Some(String::new()),
+            Some(c) => match normalise_mac(c) {
+                Some(m) => Some(m),
+                None => {
+                    check.error(
+                        &format!("{at}.caller_id"),
+                        format!("caller_id {c:?} is not a MAC address (AA:BB:CC:DD:EE:FF)"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let password = match &s.password {
+            Some(r) => {
+                let path = format!("{at}.password");
+                let secret = check.secret(r, &path, file.allow_inline_secrets);
+                if let Some(p) = &secret
+                    && (p.expose().is_empty() || p.expose().chars().any(char::is_control))
+                {
+                    check.error(
+                        &path,
+                        format!("the password from {r:?} is empty or holds a control character"),
+                    );
+                }
+                secret
+            }
+            None => None,
+        };
+        let mut fields = BTreeMap::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                fields.insert(k, v);
+            }
+        };
+        put(
+            "service",
+            s.service.or(d.service).map(|x| x.as_str().to_string()),
+        );
+        put("profile", s.profile.clone().or_else(|| d.profile.clone()));
+        put(
+            "local-address",
+            s.local_address.clone().or_else(|| d.local_address.clone()),
+        );
+        put("remote-address", s.remote_address.clone());
+        put("routes", s.routes.clone().or_else(|| d.routes.clone()));
+        put(
+            "limit-bytes-in",
+            s.limit_bytes_in.or(d.limit_bytes_in).map(|n| n.to_string()),
+        );
+        put(
+            "limit-bytes-out",
+            s.limit_bytes_out
+                .or(d.limit_bytes_out)
+                .map(|n| n.to_string()),
+        );
+        put("caller-id", caller_id);
+        put("disabled", s.disabled.or(d.disabled).map(|b| b.to_string()));
+        secrets.push(DesiredSecret {
+            name: s.name.clone(),
+            password,
+            fields,
+            comment: s.comment.clone(),
+        });
+    }
+    if check.error_count() > before {
+        return None;
+    }
+    Some(PppoeDesired {
+        source: check.file.to_path_buf(),
+        prune: file.prune,
+        kick: file.kick,
+        allow_empty_prune: file.allow_empty_prune,
+        secrets,
+    })
+}
+
+fn check_text(check: &mut FileCheck<'_>, path: &str, v: &str) {
+    if v.chars().any(char::is_control) {
+        check.error(
+            path,
+            "must not hold control characters (newlines, tabs)".into(),
+        );
+    }
+}
+
+/// A MikroTik router.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSpec {
+    /// Host name or IP address of the API service.
+    pub address: String,
+    /// API port (default 8728, or 8729 with `tls`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Use the TLS API service (`api-ssl`), verified against a CA file or a pinned certificate.
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// API user name.
+    pub username: String,
+    /// API password, as a reference.
+    pub password: SecretRef,
+    /// Seconds to wait for the router before giving up (default 30).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// TLS settings of a router. Verification is always on unless `insecure: true`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of the CA that signed the router's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the router's certificate (hex, colons allowed): pins it.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Accept any certificate. Only for a lab; warned about.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// A router after validation: port chosen, password resolved, TLS settled.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// Host name or IP address.
+    pub address: String,
+    /// API port.
+    pub port: u16,
+    /// TLS, when used.
+    pub tls: Option<TlsVerify>,
+    /// API user.
+    pub username: String,
+    /// API password.
+    pub password: crate::secret::Secret,
+    /// Bound on every wait.
+    pub timeout: std::time::Duration,
+}
+
+/// Validates one router of the inventory (`at` is its path, `routers.NAME`).
+pub(crate) fn validate_router(
+    name: &str,
+    r: &RouterSpec,
+    at: &str,
+    inline_ok: bool,
+    check: &mut FileCheck<'_>,
+) -> Option<Router> {
+    let before = check.error_count();
+    if let Err(why) = valid_name(name) {
+        check.error(
+            &format!("{at}#key"),
+            format!("invalid router name {name:?}: {why}"),
+        );
+    }
+    let host_ok = !r.address.is_empty()
+        && r.address
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+    if !host_ok {
+        check.error(
+            &format!("{at}.address"),
+            format!("invalid address {:?}: a host name or IP address", r.address),
+        );
+    }
+    if r.username.is_empty() || r.username.chars().any(char::is_control) {
+        check.error(
+            &format!("{at}.username"),
+            "username must be non-empty text".into(),
+        );
+    }
+    let tls = match &r.tls {
+        None => None,
+        Some(t) => {
+            let chosen = [t.ca_file.is_some(), t.fingerprint.is_some(), t.insecure]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if chosen != 1 {
+                check.error(
+                    &format!("{at}.tls"),
+                    "tls needs exactly one of ca_file, fingerprint or insecure: true".into(),
+                );
+                None
+            } else if let Some(f) = &t.fingerprint {
+                match crate::tls::parse_fingerprint(f) {
+                    Some(fp) => Some(TlsVerify::Fingerprint(fp)),
+                    None => {
+                        check.error(
+                            &format!("{at}.tls.fingerprint"),
+                            "fingerprint must be the certificate's SHA-256 in hex (64 digits, colons allowed)".into(),
+                        );
+                        None
+                    }
+                }
+            } else if let Some(ca) = &t.ca_file {
+                let full = check.relative(ca);
+                if !full.is_file() {
+                    check.error(
+                        &format!("{at}.tls.ca_file"),
+                        format!("CA file {} does not exist", full.display()),
+                    );
+                }
+                Some(TlsVerify::Ca(full))
+            } else {
+                check.warn(
+                    &format!("{at}.tls.insecure"),
+                    "TLS certificate verification is off for this router: anyone on the path can read its password".into(),
+                );
+                Some(TlsVerify::Insecure)
+            }
+        }
+    };
+    let password = check.secret(&r.password, &format!("{at}.password"), inline_ok);
+    if check.error_count() > before {
+        return None;
+    }
+    Some(Router {
+        address: r.address.clone(),
+        port: r.port.unwrap_or(if tls.is_some() { 8729 } else { 8728 }),
+        tls,
+        username: r.username.clone(),
+        password: password?,
+        timeout: std::time::Duration::from_secs(r.timeout_secs.max(1)),
+    })
+}

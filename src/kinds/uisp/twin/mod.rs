@@ -1,0 +1,180 @@
+//! The lab twin of a UISP server: an in-memory UISP NMS over HTTPS ([`server`]), loaded from
+//! `LAB/uisp/<name>.json` for one command and saved back after a command that writes.
+
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::desired::DesiredState;
+use crate::kinds::KindDef;
+use crate::lab::{LabEndpoints, Running, write_file};
+use crate::uisp_api::Endpoint;
+use server::{UispConfig, UispLab};
+
+/// The uisp kind's twin.
+pub struct Twin;
+
+/// The path of a lab UISP server's file.
+pub fn uisp_path(lab: &Path, name: &str) -> PathBuf {
+    lab.join("uisp").join(format!("{name}.json"))
+}
+
+/// A lab UISP server as kept on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UispFile {
+    /// The NMS API token it accepts (lab-only value).
+    pub token: String,
+    /// What `GET /nms/connection` answers (lab-only value).
+    pub connection_string: String,
+    /// Sites and devices.
+    pub state: server::UispState,
+}
+
+/// The lab's UISP server `main`: devices that came back after a server move, some unauthorized,
+/// one in the wrong site, and two ghosts.
+pub fn seed() -> UispFile {
+    use seed_ids::*;
+    UispFile {
+        token: "lab-uisp-nms-token".into(),
+        connection_string: crate::lab::LAB_CONNECTION_STRING.into(),
+        state: server::UispState {
+            sites: vec![
+                server::LabSite::new(TOMATLAN, "Tomatlan", "site", None),
+                server::LabSite::new(CENTRO, "Centro", "site", None),
+                server::LabSite::new(
+                    JUAN_SITE,
+                    "Tomatlan, Juan Perez",
+                    "endpoint",
+                    Some(TOMATLAN),
+                ),
+                server::LabSite::new(LUIS_SITE, "Centro, Luis Torres", "endpoint", Some(CENTRO)),
+            ],
+            devices: vec![
+                // Authorized in its endpoint: nothing to do.
+                server::LabDevice::new(
+                    "d0000000-0000-4000-8000-000000000001",
+                    "28:70:4E:A8:16:99",
+                    Some("Juan Perez LB5"),
+                    Some("10.10.1.45/24"),
+                    Some(JUAN_SITE),
+                ),
+                // Unauthorized after the server move: authorized into a new endpoint site.
+                server::LabDevice::new(
+                    "d0000000-0000-4000-8000-000000000002",
+                    "28:70:4E:A8:17:01",
+                    Some("Maria Lopez LB5"),
+                    Some("10.10.1.46/24"),
+                    None,
+                ),
+                // Authorized, but in the zone site instead of its endpoint: moved.
+                server::LabDevice::new(
+                    "d0000000-0000-4000-8000-000000000003",
+                    "28:70:4E:A8:17:02",
+                    Some("Luis Torres LB5"),
+                    Some("10.10.1.47/24"),
+                    Some(CENTRO),
+                ),
+                // Ghosts: no name, no IP, never authorized (kept: ghosts: keep).
+                server::LabDevice::new(
+                    "d0000000-0000-4000-8000-000000000004",
+                    "F0:9F:C2:00:00:01",
+                    None,
+                    None,
+                    None,
+                ),
+                server::LabDevice::new(
+                    "d0000000-0000-4000-8000-000000000005",
+                    "F0:9F:C2:00:00:02",
+                    None,
+                    None,
+                    None,
+                ),
+            ],
+        },
+    }
+}
+
+/// Fixed ids of the lab UISP seed.
+mod seed_ids {
+    pub const TOMATLAN: &str = "50000000-0000-4000-8000-000000000001";
+    pub const CENTRO: &str = "50000000-0000-4000-8000-000000000002";
+    pub const JUAN_SITE: &str = "50000000-0000-4000-8000-000000000003";
+    pub const LUIS_SITE: &str = "50000000-0000-4000-8000-000000000004";
+}
+
+/// Lab-only value of the example inventory's UISP token reference.
+const SECRETS: &str = "UISP_MAIN_TOKEN=lab-uisp-nms-token\n";
+
+/// Lab UISP servers running for one command.
+struct Servers(BTreeMap<String, UispLab>);
+
+impl Running for Servers {
+    fn save(&self, lab: &Path) -> anyhow::Result<()> {
+        for (name, server) in &self.0 {
+            let path = uisp_path(lab, name);
+            let mut file: UispFile = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            file.state = server.state();
+            let bytes = serde_json::to_vec_pretty(&file)?;
+            crate::files::write_atomic(&path, &bytes, 0o600)?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::lab::Twin for Twin {
+    fn seed(&self, lab: &Path) -> io::Result<()> {
+        let uisp = serde_json::to_string_pretty(&seed()).map_err(io::Error::other)?;
+        write_file(&uisp_path(lab, "main"), &uisp, 0o600)
+    }
+
+    fn secrets(&self) -> &'static str {
+        SECRETS
+    }
+
+    /// A server for every UISP server of the inventory (an import, and the airOS kind's
+    /// connection string, read one without a file).
+    fn start<'a>(
+        &'a self,
+        lab: &'a Path,
+        desired: &'a DesiredState,
+        endpoints: &'a mut LabEndpoints,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut servers = BTreeMap::new();
+            for name in desired.kind::<super::Kind>().targets.keys() {
+                let path = uisp_path(lab, name);
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "the lab has no UISP server {name} ({}); run `wispctl lab init`",
+                        path.display()
+                    )
+                })?;
+                let file: UispFile = serde_json::from_str(&text)
+                    .with_context(|| format!("lab UISP file {}", path.display()))?;
+                let config = UispConfig {
+                    tokens: vec![file.token.clone()],
+                    connection_string: file.connection_string.clone(),
+                    ..UispConfig::default()
+                };
+                let server = UispLab::start(config, file.state).await?;
+                endpoints.insert(
+                    super::Kind::SECTION,
+                    name,
+                    Endpoint {
+                        api: server.url(),
+                        ca_pem: server.ca_pem(),
+                    },
+                );
+                servers.insert(name.clone(), server);
+            }
+            Ok(Box::new(Servers(servers)) as Box<dyn Running>)
+        })
+    }
+}
