@@ -25,7 +25,7 @@
 //!   plan, write_system with the new file on stdin for apply (a lower bound for a field script,
 //!   which also persisted and restarted the bridge in that connection).
 //!
-//! The lab fleet (`wispctl::lab::airos::Fleet`, `legacy_only`: old dropbear's algorithms)
+//! The lab fleet (`wispctl::kinds::airos::twin::fleet::Fleet`, `legacy_only`: old dropbear's algorithms)
 //! serves from the same process as the client, on the same cores.
 
 #[path = "common/mod.rs"]
@@ -43,14 +43,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::runtime::Runtime;
-use wispctl::engine::{Engine, TargetFilter};
-use wispctl::lab::airos::{AntennaFile, Fleet, FleetFile, FleetOptions, FleetStats};
+use wispctl::engine::{Context, Engine, TargetFilter};
+use wispctl::kinds::airos::KNOWN_HOSTS_FILE;
+use wispctl::kinds::airos::commands;
+use wispctl::kinds::airos::config::{ConnectionString, SystemCfg};
+use wispctl::kinds::airos::spec::GroupEndpoints;
+use wispctl::kinds::airos::twin::fleet::{AntennaFile, Fleet, FleetFile, FleetOptions, FleetStats};
+use wispctl::lab::LabEndpoints;
 use wispctl::plan::render::{Purpose, text};
 use wispctl::plan::report::Status;
-use wispctl::providers::airos::commands;
-use wispctl::providers::airos::config::{ConnectionString, SystemCfg};
-use wispctl::providers::airos::{KNOWN_HOSTS_FILE, LabFleet};
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
 
 const GROUP: &str = "clientes";
@@ -424,28 +425,18 @@ impl World {
         let root = self.tmp.path();
         let d = wispctl::desired::load(&root.join("desired"), &SecretResolver::new())
             .unwrap_or_else(|e| panic!("generated desired state does not load:\n{e}"));
-        let fleet = LabFleet {
+        let fleet = GroupEndpoints {
             antennas: (0..self.n)
                 .map(|i| (host(i), self.fleet.addr(&host(i)).unwrap()))
                 .collect(),
             jump: None,
+            known_hosts: root.join(KNOWN_HOSTS_FILE),
         };
-        let ctx = Context {
-            key: self.key.clone(),
-            lab_root: Some(root.to_path_buf()),
-            state_dir: root.join("state"),
-            lab_routers: BTreeMap::new(),
-            lab_uisp: BTreeMap::new(),
-            lab_antennas: BTreeMap::from([(GROUP.to_string(), fleet)]),
-            trust_new_host_keys: false,
-        };
-        Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            d.guards.max_deletes,
-            d.digest.clone(),
-            self.key.id(),
-        )
+        let mut endpoints = LabEndpoints::default();
+        endpoints.insert("antenna_groups", GROUP, fleet);
+        let ctx =
+            Context::new(self.key.clone(), root.join("state")).with_endpoints(Arc::new(endpoints));
+        Engine::new(&d, &ctx, TargetFilter::default(), d.guards.max_deletes)
     }
 
     fn stop(self, b: &Bench) {
@@ -502,25 +493,64 @@ struct LoopRun {
     traffic: Traffic,
 }
 
-/// CPU time (user + system) of this process, or of its waited-for children.
-fn cpu(who: libc::c_int) -> Duration {
-    // SAFETY: an all-zero rusage is a valid value (plain integers).
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes only into the struct passed, which lives on this stack frame.
-    if unsafe { libc::getrusage(who, &mut u) } != 0 {
+/// Whose CPU time [`cpu`] reads.
+#[derive(Clone, Copy)]
+enum Who {
+    /// This process, every thread.
+    Process,
+    /// Its children that were waited for.
+    Children,
+}
+
+/// CPU time (user + system) of this process, or of its waited-for children, from
+/// `/proc/self/stat`, in clock ticks' resolution.
+fn cpu(who: Who) -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    tv(u.ru_utime) + tv(u.ru_stime)
+    // `PID (COMM) STATE ...`: COMM may hold spaces, the fields after it do not.
+    let Some(close) = stat.rfind(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // utime, stime, cutime and cstime are fields 14 to 17 of stat(5); STATE (field 3) is the
+    // first here.
+    let which = match who {
+        Who::Process => [11, 12],
+        Who::Children => [13, 14],
+    };
+    let ticks: u64 = which
+        .iter()
+        .map(|&f| {
+            fields
+                .get(f)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    Duration::from_micros(ticks * 1_000_000 / clock_ticks())
+}
+
+/// Clock ticks per second of `/proc`'s times (`getconf CLK_TCK`; 100, Linux's USER_HZ, when
+/// it cannot be asked).
+fn clock_ticks() -> u64 {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|&hz| hz > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// CPU time (user + system) of the lab runtime's threads (named `lab`), from
 /// `/proc/self/task/*/stat`, in clock ticks' resolution.
 fn lab_cpu() -> Duration {
-    // SAFETY: sysconf only reads a constant of the system.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = clock_ticks();
     let mut ticks = 0u64;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -585,7 +615,7 @@ impl Bench {
     /// `wispctl plan`: load, observe, diff, render. Fails unless every antenna is a change.
     fn plan(&self, w: &World) -> Run {
         let before = w.fleet.stats();
-        let (cpu0, lab0) = (cpu(libc::RUSAGE_SELF), lab_cpu());
+        let (cpu0, lab0) = (cpu(Who::Process), lab_cpu());
         let start = Instant::now();
         let engine = self.client_rt.block_on(async { w.engine() });
         let t = Instant::now();
@@ -594,7 +624,7 @@ impl Bench {
         let rendered = text::plan(&run.plan, Purpose::Plan, text::Paint(false));
         std::hint::black_box(rendered);
         let wall = start.elapsed();
-        let (cpu, lab_cpu) = (cpu(libc::RUSAGE_SELF) - cpu0, lab_cpu() - lab0);
+        let (cpu, lab_cpu) = (cpu(Who::Process) - cpu0, lab_cpu() - lab0);
         let problems = run.plan.problems();
         assert!(problems.is_empty(), "wispctl plan: {problems:?}");
         assert_eq!(
@@ -616,7 +646,7 @@ impl Bench {
     fn apply(&self, n: usize) -> Run {
         let w = World::start(self, n, true);
         let before = w.fleet.stats();
-        let (cpu0, lab0) = (cpu(libc::RUSAGE_SELF), lab_cpu());
+        let (cpu0, lab0) = (cpu(Who::Process), lab_cpu());
         let start = Instant::now();
         let engine = self.client_rt.block_on(async { w.engine() });
         let t = Instant::now();
@@ -629,7 +659,7 @@ impl Bench {
         let report = self.client_rt.block_on(run.apply(&BTreeMap::new()));
         let rollout = t.elapsed();
         let wall = start.elapsed();
-        let (cpu, lab_cpu) = (cpu(libc::RUSAGE_SELF) - cpu0, lab_cpu() - lab0);
+        let (cpu, lab_cpu) = (cpu(Who::Process) - cpu0, lab_cpu() - lab0);
         let traffic = Traffic::between(before, w.fleet.stats());
         let applied = report
             .targets
@@ -680,7 +710,7 @@ impl Bench {
     /// write_system (else run READ). Fails unless every `ssh` exits 0 and its output is right.
     fn ssh_loop(&self, w: &World, n: usize, write: bool) -> LoopRun {
         let before = w.fleet.stats();
-        let (cpu0, child0) = (cpu(libc::RUSAGE_SELF), cpu(libc::RUSAGE_CHILDREN));
+        let (cpu0, child0) = (cpu(Who::Process), cpu(Who::Children));
         let inputs: Vec<Option<Vec<u8>>> =
             (0..n).map(|i| write.then(|| new_system_cfg(i))).collect();
         let old_line = format!("unms.uri={}\n", old_uri());
@@ -727,10 +757,7 @@ impl Bench {
             }
         }
         let total = start.elapsed();
-        let (cpu, child_cpu) = (
-            cpu(libc::RUSAGE_SELF) - cpu0,
-            cpu(libc::RUSAGE_CHILDREN) - child0,
-        );
+        let (cpu, child_cpu) = (cpu(Who::Process) - cpu0, cpu(Who::Children) - child0);
         if write {
             for (i, input) in inputs.iter().enumerate() {
                 assert_eq!(

@@ -36,14 +36,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use routeros_api::server::{RouterConfig, RouterLab, Secret, Stats};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use wispctl::engine::{Engine, TargetFilter};
-use wispctl::lab::routeros::{RouterConfig, RouterLab, Secret, Stats};
+use wispctl::engine::{Context, Engine, TargetFilter};
+use wispctl::lab::LabEndpoints;
 use wispctl::plan::render::{Purpose, text};
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
 
 const ROUTERS: [&str; 2] = ["torre-norte", "torre-sur"];
@@ -551,29 +551,14 @@ impl Bench {
             .unwrap_or_else(|e| panic!("generated desired state does not load:\n{e}"));
         let loaded = Instant::now();
         let key = Arc::new(HashKey::from_bytes([42; 32]));
-        let ctx = Context {
-            key: key.clone(),
-            lab_root: Some(self.tmp.path().join("lab")),
-            state_dir: self.tmp.path().join("state"),
-            lab_routers: self
-                .routers
-                .iter()
-                .map(|r| {
-                    let addr = if via_relay { r.relay } else { r.lab.addr() };
-                    (r.name.to_string(), addr)
-                })
-                .collect(),
-            lab_uisp: Default::default(),
-            lab_antennas: Default::default(),
-            trust_new_host_keys: false,
-        };
-        let engine = Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            d.guards.max_deletes,
-            d.digest.clone(),
-            key.id(),
-        );
+        let mut endpoints = LabEndpoints::default();
+        for r in &self.routers {
+            let addr = if via_relay { r.relay } else { r.lab.addr() };
+            endpoints.insert("routers", r.name, addr);
+        }
+        let ctx = Context::new(key.clone(), self.tmp.path().join("state"))
+            .with_endpoints(Arc::new(endpoints));
+        let engine = Engine::new(&d, &ctx, TargetFilter::default(), d.guards.max_deletes);
         let run = self.client_rt.block_on(engine.plan());
         let planned = Instant::now();
         let rendered = text::plan(&run.plan, Purpose::Plan, text::Paint(false));

@@ -194,7 +194,12 @@ impl Targets {
 }
 
 fn engine_for(d: &DesiredState, o: &ReadOptions, t: &Targets, filter: TargetFilter) -> Engine {
-    Engine::new(d, &t.ctx, filter, o.max_deletes.unwrap_or(d.guards.max_deletes))
+    Engine::new(
+        d,
+        &t.ctx,
+        filter,
+        o.max_deletes.unwrap_or(d.guards.max_deletes),
+    )
 }
 
 fn render(plan: &Plan, purpose: Purpose, format: Format, color: bool) -> String {
@@ -211,12 +216,7 @@ pub fn validate(g: &Globals, out: &mut dyn Write) -> anyhow::Result<u8> {
         return Ok(exit::ERROR);
     };
     let parts: Vec<String> = crate::kinds::ALL.iter().map(|k| k.summary(&d)).collect();
-    writeln!(
-        out,
-        "{}: valid ({})",
-        g.dir.display(),
-        parts.join(", ")
-    )?;
+    writeln!(out, "{}: valid ({})", g.dir.display(), parts.join(", "))?;
     Ok(exit::SUCCESS)
 }
 
@@ -434,13 +434,15 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
         .clone()
         .unwrap_or_else(|| g.dir.join(kind.name()).join(format!("{}.yaml", o.target)));
     if yaml_path.exists() && !o.force {
-        bail!("{} exists; pass --force to overwrite it", yaml_path.display());
+        bail!(
+            "{} exists; pass --force to overwrite it",
+            yaml_path.display()
+        );
     }
-    let env_path = o.secrets_file.clone().unwrap_or_else(|| {
-        g.state_dir
-            .join("import")
-            .join(format!("{}.env", o.target))
-    });
+    let env_path = o
+        .secrets_file
+        .clone()
+        .unwrap_or_else(|| g.state_dir.join("import").join(format!("{}.env", o.target)));
     let inside = |p: &Path| -> bool {
         let parent = p.parent().unwrap_or(Path::new("."));
         let (Ok(a), Ok(b)) = (std::fs::canonicalize(parent), std::fs::canonicalize(&g.dir)) else {
@@ -544,7 +546,9 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
                 })
                 .map_err(Into::into),
             #[cfg(feature = "lab")]
-            Invocation::Demo(g, keep) => crate::lab::demo::run(&g.dir, keep, g.color, &mut out).await,
+            Invocation::Demo(g, keep) => {
+                crate::lab::demo::run(&g.dir, keep, g.color, &mut out).await
+            }
             Invocation::Import(g, o) => import(&g, &o, &mut out).await,
             Invocation::AcceptHostKey {
                 g,

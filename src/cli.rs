@@ -136,6 +136,7 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0 none, 1 error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -146,6 +147,7 @@ pub struct DriftArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -164,6 +166,7 @@ pub struct ApplyArgs {
     /// How long to wait for another apply to finish, such as 30s or 2m.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+    /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -253,7 +256,10 @@ impl Cli {
             None => app::default_state_dir(),
         });
         #[cfg(not(feature = "lab"))]
-        let state_dir = self.state_dir.clone().unwrap_or_else(app::default_state_dir);
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(app::default_state_dir);
         let g = Globals {
             dir: self.dir,
             state_dir,

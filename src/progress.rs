@@ -51,7 +51,9 @@ impl Reporter {
             Some(draw) => {
                 let draw = draw.clone();
                 Events::to(move |e| {
-                    let d = draw.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let d = draw
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     d.show(&e);
                 })
             }
@@ -61,7 +63,9 @@ impl Reporter {
     /// Clears a progress bar before the command prints its result.
     pub fn finish(&self) {
         if let Some(draw) = &self.0
-            && let Draw::Bar(bar) = &*draw.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            && let Draw::Bar(bar) = &*draw
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         {
             bar.finish_and_clear();
         }

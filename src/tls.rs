@@ -17,7 +17,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-
 /// A TLS client configuration: `None` verifies against the system's roots.
 pub fn client_config(verify: Option<&TlsVerify>) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

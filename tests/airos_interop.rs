@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airos_peer::{AntennaFiles, Peers};
-use wispctl::providers::airos::commands::{self, Files};
-use wispctl::providers::airos::ssh::{
-    Credential, HostKeyPolicy, KnownHosts, Session, SshError, Target,
-};
+use wispctl::kinds::airos::commands::{self, Files};
 use wispctl::secret::Secret;
+use wispctl::ssh::{Credential, HostKeyPolicy, KnownHosts, Session, SshError, Target};
 
 /// A known-hosts file in a fresh folder, holding every peer's fingerprint.
 fn pinned(peers: &Peers) -> (tempfile::TempDir, KnownHosts) {

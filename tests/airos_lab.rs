@@ -20,16 +20,19 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::json;
-use wispctl::engine::{Engine, PlannedRun, TargetFilter};
-use wispctl::lab::airos::{AntennaFile, Fault, Fleet, FleetFile, FleetOptions, JumpFile};
-use wispctl::lab::uisp::{LabDevice, UispConfig, UispLab, UispState};
+use wispctl::engine::{Context, Engine, PlannedRun, TargetFilter};
+use wispctl::kinds::airos::config::SystemCfg;
+use wispctl::kinds::airos::spec::GroupEndpoints;
+use wispctl::kinds::airos::twin::fleet::{
+    AntennaFile, Fault, Fleet, FleetFile, FleetOptions, JumpFile,
+};
+use wispctl::kinds::airos::{KNOWN_HOSTS_FILE, Kind as Airos};
+use wispctl::kinds::uisp::twin::server::{LabDevice, UispConfig, UispLab, UispState};
+use wispctl::lab::LabEndpoints;
 use wispctl::plan::Plan;
 use wispctl::plan::report::{ApplyReport, Status};
-use wispctl::providers::airos::config::SystemCfg;
-use wispctl::providers::airos::{KNOWN_HOSTS_FILE, LabFleet};
-use wispctl::providers::uisp::LabEndpoint;
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
+use wispctl::uisp_api::Endpoint;
 
 const KEY: &str = "NewLabMasterKey0123456789abcdefghijklmnopqrstuvw";
 const OLD_KEY: &str = "OldLabMasterKey0123456789abcdefghijklmnopqrstuvw";
@@ -204,42 +207,31 @@ impl World {
 
     fn engine(&self, trust_new: bool) -> Engine {
         let d = wispctl::desired::load(&self.dir(), &SecretResolver::new()).unwrap();
-        let fleet = LabFleet {
-            antennas: d.airos["clientes"]
+        let fleet = GroupEndpoints {
+            antennas: d.kind::<Airos>().desired["clientes"]
                 .antennas
                 .iter()
                 .filter_map(|a| self.fleet.addr(&a.host).map(|x| (a.host.clone(), x)))
                 .collect(),
             jump: self.fleet.jump_addr(),
+            known_hosts: self.tmp.path().join(KNOWN_HOSTS_FILE),
         };
-        let ctx = Context {
-            key: self.key.clone(),
-            lab_root: Some(self.tmp.path().to_path_buf()),
-            state_dir: self.state_dir(),
-            lab_routers: BTreeMap::new(),
-            lab_uisp: self
-                .uisp
-                .iter()
-                .map(|u| {
-                    (
-                        "main".to_string(),
-                        LabEndpoint {
-                            api: u.url(),
-                            ca_pem: u.ca_pem(),
-                        },
-                    )
-                })
-                .collect(),
-            lab_antennas: BTreeMap::from([("clientes".to_string(), fleet)]),
-            trust_new_host_keys: trust_new,
-        };
-        Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            10,
-            d.digest.clone(),
-            self.key.id(),
-        )
+        let mut endpoints = LabEndpoints::default();
+        endpoints.insert("antenna_groups", "clientes", fleet);
+        if let Some(u) = &self.uisp {
+            endpoints.insert(
+                "uisp",
+                "main",
+                Endpoint {
+                    api: u.url(),
+                    ca_pem: u.ca_pem(),
+                },
+            );
+        }
+        let mut ctx =
+            Context::new(self.key.clone(), self.state_dir()).with_endpoints(Arc::new(endpoints));
+        ctx.trust_new_host_keys = trust_new;
+        Engine::new(&d, &ctx, TargetFilter::default(), 10)
     }
 
     async fn plan(&self) -> PlannedRun {
@@ -389,7 +381,7 @@ fn a_connected_device_with_its_own_key_is_not_drift() {
         // Antenna 0 is connected (active, in a site); antenna 1 is known to UISP but not
         // connected.
         let state = UispState {
-            sites: vec![wispctl::lab::uisp::LabSite::new(
+            sites: vec![wispctl::kinds::uisp::twin::server::LabSite::new(
                 "50000000-0000-4000-8000-0000000000aa",
                 "Tomatlan",
                 "site",
@@ -595,6 +587,16 @@ fn the_working_credential_is_remembered_as_a_keyed_hash_and_tried_first() {
         let w = World::start(file, None).await;
         let _ = w.plan().await;
         let path = w.state_dir().join("airos/clientes.credentials.json");
+        assert!(
+            !path.exists(),
+            "a plan writes nothing: the credentials are remembered by apply"
+        );
+        let refused_before = w.fleet.stats().logins_refused;
+        assert!(
+            refused_before >= 1,
+            "the first plan tried the wrong password first"
+        );
+        let _ = w.apply().await;
         let text = std::fs::read_to_string(&path).unwrap();
         let saved: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
         assert_eq!(
@@ -616,15 +618,11 @@ fn the_working_credential_is_remembered_as_a_keyed_hash_and_tried_first() {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let refused_before = w.fleet.stats().logins_refused;
-        assert!(
-            refused_before >= 1,
-            "the first plan tried the wrong password first"
-        );
-        let _ = w.apply().await;
+        let refused_after_apply = w.fleet.stats().logins_refused;
+        let _ = w.plan().await;
         assert_eq!(
             w.fleet.stats().logins_refused,
-            refused_before,
+            refused_after_apply,
             "remembered: no wrong password tried again"
         );
     });

@@ -57,9 +57,10 @@ const MIN_CASES: usize = 18;
 const CASES: &[Case] = &[
     // YAML syntax
     case("syntax-bad-indentation", PPPD, 5, 11, "mapping values are not allowed in this context"),
-    // The position is the end of the file; the message also names the opening quote.
-    case("syntax-unclosed-quote", INV, 5, 1, "found unexpected end of stream at line 5 column 1, while scanning a quoted scalar at line 4 column 18"),
-    case("syntax-tab-indentation", PPPD, 4, 1, "found a tab character that violates indentation"),
+    // granit says `unclosed quote` at the quote left open, the place to fix (libyaml: end of stream at 5:1).
+    case("syntax-unclosed-quote", INV, 4, 18, "unclosed quote"),
+    // granit says `while scanning a plain scalar, found a tab`, at the scalar (3:11); parse.rs places it at the tab itself, as libyaml did.
+    case("syntax-tab-indentation", PPPD, 4, 1, "while scanning a plain scalar, found a tab"),
     // unknown fields
     case("unknown-field-in-inventory", INV, 4, 5, "hosts.vps: unknown field `adress`"),
     case("unknown-field-in-peer", PPPD, 6, 5, "peers[0]: unknown field `mtuu`"),
@@ -79,7 +80,8 @@ const CASES: &[Case] = &[
     case("duplicate-host-in-inventory", INV, 4, 3, "duplicate key hosts.vps (first given at line 2)"),
     // libyaml parses this into a type error (`missing field user`); the scanner's syntax error
     // is the useful one.
-    case("syntax-dedented-key", PPPD, 5, 8, "did not find expected '-' indicator"),
+    // serde-saphyr too stops at `missing field user`; granit places the syntax error at the dedented key itself (5:4; yaml-rust2: 5:8).
+    case("syntax-dedented-key", PPPD, 5, 4, "did not find expected '-' indicator"),
     // references between files
     case("host-not-in-inventory", PPPD, 1, 7, "host \"vsp\" is not defined in inventory.yaml (defined: vps)"),
     // `vps-copy.yaml` sorts before `vps.yaml`, so the second file read is `vps.yaml`.
@@ -93,8 +95,8 @@ const CASES: &[Case] = &[
     case("missing-env-secret", PPPD, 5, 13, "environment variable WISPCTL_TEST_SURELY_UNSET_1 is not set"),
     case("missing-secret-file", PPPD, 5, 13, "cannot read secret file"),
     case("inline-secret-not-allowed", PPPD, 5, 13, "inline secrets are refused"),
-    // Reported at the chap entry (3:5), not at its `secret:` value (5:13): see the report.
-    case("secret-ref-two-keys", PPPD, 3, 5, "a secret reference is { env: NAME }, { file: PATH } or { inline: VALUE }: exactly one"),
+    // serde-saphyr places a custom error at its value, the `secret:` mapping (5:13; serde_yaml: the chap entry, 3:5).
+    case("secret-ref-two-keys", PPPD, 5, 13, "a secret reference is { env: NAME }, { file: PATH } or { inline: VALUE }: exactly one"),
     // values that would reach a shell or a peer file
     case("server-shell-metacharacters", PPPD, 4, 13, "invalid server \"1.2.3.4; rm -rf /\""),
     case("refused-option-connect", PPPD, 8, 9, "option \"connect\" is not accepted here: runs a shell command"),
@@ -104,7 +106,8 @@ const CASES: &[Case] = &[
     case("airos-host-shell-metacharacters", AIROS, 5, 11, "\"10.10.1.22; touch /tmp/wispctl-pwned\" is not an IP address or host name"),
     case("airos-connection-string-hostile", AIROS, 3, 11, "invalid connection string: the connection string's key holds a character outside A-Z, a-z, 0-9"),
     case("airos-group-not-in-inventory", AIROS, 1, 8, "antenna group \"clientez\" is not defined in inventory.yaml (defined: clientes)"),
-    case("airos-connection-two-sources", AIROS, 3, 7, "connection needs exactly one of `uisp: SERVER` or `secret: { env: NAME }`"),
+    // A block mapping starts at its first key (3:3); yaml-rust2 marked it at that key's colon (3:7).
+    case("airos-connection-two-sources", AIROS, 3, 3, "connection needs exactly one of `uisp: SERVER` or `secret: { env: NAME }`"),
     case("airos-duplicate-antenna", AIROS, 6, 11, "antenna 10.10.1.21 is listed twice (first at line 4)"),
     // files and folders
     case("empty-pppd-file", PPPD, 1, 1, "the file is empty"),

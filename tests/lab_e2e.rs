@@ -105,7 +105,7 @@ fn chap_secrets_lines_not_owned_stay_byte_for_byte() {
     lab.run(&["apply", "--auto-approve"]).expect(0);
     let after = std::fs::read_to_string(lab.host().join("etc/ppp/chap-secrets")).unwrap();
     // Every seed line except the adopted `tecnico connexa-node-1` entry is still there, in order.
-    let kept: Vec<&str> = wispctl::lab::SEED_CHAP
+    let kept: Vec<&str> = wispctl::kinds::pppd::twin::SEED_CHAP
         .split_inclusive('\n')
         .filter(|l| !l.starts_with("tecnico "))
         .collect();
@@ -118,7 +118,7 @@ fn chap_secrets_lines_not_owned_stay_byte_for_byte() {
     }
     // The adopted entry is quoted in place, and the new one is in the managed block.
     assert!(after.contains("\"tecnico\" \"connexa-node-1\" \"n3w \\\"clave\\\" \\\\ 2026\" *\n"));
-    assert!(after.contains(wispctl::providers::pppd::chap::BEGIN));
+    assert!(after.contains(wispctl::kinds::pppd::chap::BEGIN));
 }
 
 #[test]
@@ -213,8 +213,13 @@ fn a_plan_made_from_other_yaml_is_refused() {
 fn apply_waits_for_the_lock_then_fails_naming_the_holder() {
     let lab = Lab::new();
     let lock_path = lab.lab().join("state/apply.lock");
-    let held =
-        ApplyLock::acquire(&lock_path, Duration::ZERO, "wispctl apply (cron run 1)").unwrap();
+    let held = common::rt()
+        .block_on(ApplyLock::acquire(
+            &lock_path,
+            Duration::ZERO,
+            "wispctl apply (cron run 1)",
+        ))
+        .unwrap();
     let before = lab.snapshot();
     let r = lab.run(&["apply", "--auto-approve", "--lock-timeout", "300ms"]);
     r.expect(1);
@@ -313,7 +318,7 @@ fn delete_cap_refuses_the_whole_run_unless_raised() {
     let lab = Lab::new();
     // Three owned peers that the YAML does not name.
     for n in ["old-a", "old-b", "old-c"] {
-        let text = wispctl::lab::SEED_PEER_RETIRED.replace("connexa-node-9", n);
+        let text = wispctl::kinds::pppd::twin::SEED_PEER_RETIRED.replace("connexa-node-9", n);
         std::fs::write(lab.host().join("etc/ppp/peers").join(n), text).unwrap();
     }
     let before = lab.snapshot();

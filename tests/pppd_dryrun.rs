@@ -1,7 +1,7 @@
 //! pppd's own option parser checks every peer file wispctl renders.
 //!
 //! Each case is a `PeerSpec` written as YAML: wispctl's validation (`desired::load`) must accept
-//! it, `providers::pppd::peer::render` writes it, and `pppd /dev/null file PEER dryrun nodetach
+//! it, `kinds::pppd::peer::render` writes it, and `pppd /dev/null file PEER dryrun nodetach
 //! logfd 2` parses it. pppd exits 0 and prints `pppd options in effect:` when every option is
 //! good, 2 on a bad option and 1 on a fatal check. Its "options in effect" block is what pppd
 //! really holds, each value printed back with its `%q` escapes, so comparing it with the YAML
@@ -21,8 +21,8 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-use wispctl::desired::pppd::{ChapEntry, PeerSpec};
-use wispctl::providers::pppd::{chap, peer, words};
+use wispctl::kinds::pppd::spec::{ChapEntry, PeerSpec};
+use wispctl::kinds::pppd::{Kind as Pppd, chap, peer, words};
 use wispctl::secret::{Secret, SecretResolver};
 
 /// The longest line pppd prints in its "options in effect" block (its print buffer): a longer
@@ -237,32 +237,45 @@ fn limit_cases() -> Vec<Case> {
     ]
 }
 
+/// The peer of `case` as wispctl reads it: the only peer of a host's pppd file, loaded by
+/// `desired::load`.
 fn spec(case: &Case) -> PeerSpec {
-    serde_yaml::from_str(&case.yaml).unwrap_or_else(|e| {
+    let (_dir, loaded) = load(case);
+    let d = loaded.unwrap_or_else(|e| {
         panic!(
-            "case {:?}: YAML does not parse: {e}\n{}",
+            "case {:?}: YAML does not load: {e}\n{}",
             case.label, case.yaml
         )
-    })
+    });
+    d.kind::<Pppd>().desired["vps"].peers[0].clone()
 }
 
 /// Runs wispctl's own validation on one peer, as the only peer of a host's pppd file.
 fn validate(case: &Case) -> Result<(), String> {
+    load(case).1.map(drop)
+}
+
+/// Loads a desired-state folder whose one pppd file holds the peer of `case` (its YAML
+/// mapping, indented as the one item of `peers`).
+fn load(
+    case: &Case,
+) -> (
+    tempfile::TempDir,
+    Result<wispctl::desired::DesiredState, String>,
+) {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("inventory.yaml"), "hosts:\n  vps: {}\n").unwrap();
-    let peer: serde_yaml::Value = serde_yaml::from_str(&case.yaml).unwrap();
-    let mut file = serde_yaml::Mapping::new();
-    file.insert("host".into(), "vps".into());
-    file.insert("peers".into(), serde_yaml::Value::Sequence(vec![peer]));
+    let mut file = String::from("host: vps\npeers:\n");
+    for (i, line) in case.yaml.lines().enumerate() {
+        file.push_str(if i == 0 { "  - " } else { "    " });
+        file.push_str(line);
+        file.push('\n');
+    }
     fs::create_dir(dir.path().join("pppd")).unwrap();
-    fs::write(
-        dir.path().join("pppd/vps.yaml"),
-        serde_yaml::to_string(&file).unwrap(),
-    )
-    .unwrap();
-    wispctl::desired::load(dir.path(), &SecretResolver::new())
-        .map(drop)
-        .map_err(|e| e.to_string())
+    fs::write(dir.path().join("pppd/vps.yaml"), file).unwrap();
+    let loaded =
+        wispctl::desired::load(dir.path(), &SecretResolver::new()).map_err(|e| e.to_string());
+    (dir, loaded)
 }
 
 fn render(spec: &PeerSpec) -> String {

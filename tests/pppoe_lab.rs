@@ -17,15 +17,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use serde_json::{Value, json};
-use wispctl::desired::DesiredState;
-use wispctl::engine::{Engine, PlannedRun, TargetFilter};
-use wispctl::lab::routeros::{
+use routeros_api::server::{
     DropFault, Faults, RouterConfig, RouterLab, Secret as LabSecret, TrapFault, Version,
 };
+use serde_json::{Value, json};
+use wispctl::desired::DesiredState;
+use wispctl::engine::{Context, Engine, PlannedRun, TargetFilter};
+use wispctl::kinds::pppoe::Kind as Pppoe;
+use wispctl::lab::LabEndpoints;
 use wispctl::plan::report::{ApplyReport, Status};
 use wispctl::plan::{Action, Plan};
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
 
 const API_USER: &str = "wispctl";
@@ -145,26 +146,13 @@ impl World {
 
     fn engine(&self, max_deletes: usize) -> Engine {
         let d = self.load();
-        let ctx = Context {
-            key: self.key.clone(),
-            lab_root: Some(self.tmp.path().to_path_buf()),
-            state_dir: self.state_dir(),
-            lab_routers: self
-                .labs
-                .iter()
-                .map(|(n, l)| (n.clone(), l.addr()))
-                .collect(),
-            lab_uisp: Default::default(),
-            lab_antennas: Default::default(),
-            trust_new_host_keys: false,
-        };
-        Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            max_deletes,
-            d.digest.clone(),
-            self.key.id(),
-        )
+        let mut endpoints = LabEndpoints::default();
+        for (n, l) in &self.labs {
+            endpoints.insert("routers", n, l.addr());
+        }
+        let ctx =
+            Context::new(self.key.clone(), self.state_dir()).with_endpoints(Arc::new(endpoints));
+        Engine::new(&d, &ctx, TargetFilter::default(), max_deletes)
     }
 
     async fn plan_capped(&self, max_deletes: usize) -> PlannedRun {
@@ -1508,18 +1496,18 @@ async fn import_then_plan_shows_no_changes_v6_v7_visible_and_hidden() {
             w.lab().set_secrets(import_live());
             w.lab().add_active("juan.perez", "10.10.1.45");
             let d = w.load();
-            let router = &d.routers[ROUTER];
+            let router = &d.kind::<Pppoe>().targets[ROUTER];
             let mut conn =
-                wispctl::providers::pppoe::routeros::connect(router, Some(w.lab().addr()))
+                wispctl::kinds::pppoe::client::connect(ROUTER, router, Some(w.lab().addr()))
                     .await
                     .unwrap();
-            let (secrets, seen_visible) = wispctl::providers::pppoe::read_secrets(&mut conn)
+            let (secrets, seen_visible) = wispctl::kinds::pppoe::provider::read_secrets(&mut conn)
                 .await
                 .unwrap();
             drop(conn);
             assert_eq!(seen_visible, visible);
             assert_eq!(secrets.len(), import_live().len());
-            let imported = wispctl::providers::pppoe::import::render(ROUTER, &secrets, visible);
+            let imported = wispctl::kinds::pppoe::import::render(ROUTER, &secrets, visible);
             assert_eq!(
                 imported
                     .warnings
@@ -1644,10 +1632,10 @@ async fn a_comment_with_trailing_spaces_converges() {
 fn the_import_env_file_can_be_sourced_as_the_import_says() {
     let lab = common::Lab::new();
     std::fs::remove_file(lab.desired().join("pppoe/balanceador.yaml")).unwrap();
-    let path = wispctl::lab::runtime::router_path(&lab.lab(), "balanceador");
-    let mut router: wispctl::lab::runtime::RouterFile =
+    let path = wispctl::kinds::pppoe::twin::router_path(&lab.lab(), "balanceador");
+    let mut router: wispctl::kinds::pppoe::twin::RouterFile =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    router.secrets.push(wispctl::lab::runtime::SecretRow {
+    router.secrets.push(wispctl::kinds::pppoe::twin::SecretRow {
         name: "quoted".into(),
         password: "it's a \"pw\" $HOME".into(),
         profile: "10M".into(),
@@ -1689,14 +1677,17 @@ async fn an_imported_v6_isdn_secret_loads() {
         ..live("dialup", "d-pw", "")
     }]);
     let d = w.load();
-    let mut conn =
-        wispctl::providers::pppoe::routeros::connect(&d.routers[ROUTER], Some(w.lab().addr()))
-            .await
-            .unwrap();
-    let (secrets, visible) = wispctl::providers::pppoe::read_secrets(&mut conn)
+    let mut conn = wispctl::kinds::pppoe::client::connect(
+        ROUTER,
+        &d.kind::<Pppoe>().targets[ROUTER],
+        Some(w.lab().addr()),
+    )
+    .await
+    .unwrap();
+    let (secrets, visible) = wispctl::kinds::pppoe::provider::read_secrets(&mut conn)
         .await
         .unwrap();
-    let imported = wispctl::providers::pppoe::import::render(ROUTER, &secrets, visible);
+    let imported = wispctl::kinds::pppoe::import::render(ROUTER, &secrets, visible);
     std::fs::write(w.dir().join(format!("pppoe/{ROUTER}.yaml")), &imported.yaml).unwrap();
     w.resolver =
         SecretResolver::new().with_fallback_env(wispctl::secret::parse_env_file(&imported.env));

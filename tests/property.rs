@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::json;
-use wispctl::engine::{Engine, TargetFilter};
-use wispctl::providers::pppd::chap::{BEGIN, ChapFile, END};
-use wispctl::providers::pppd::words::quote;
-use wispctl::providers::{self, Context};
+use wispctl::engine::{Context, Engine, TargetFilter};
+use wispctl::kinds::pppd::chap::{BEGIN, ChapFile, END};
+use wispctl::kinds::pppd::words::quote;
 use wispctl::secret::{HashKey, SecretResolver};
 
 const PEER_NAMES: &[&str] = &["n1", "n2", "node.3", "node_4", "N-5"];
@@ -190,7 +189,7 @@ fn write_live(c: &Case, root: &Path) -> Option<String> {
                 let (cl, sv) = pair(*p);
                 let q = |w: &str| {
                     if *quoted {
-                        wispctl::providers::pppd::words::quote_always(w)
+                        wispctl::kinds::pppd::words::quote_always(w)
                     } else {
                         quote(w)
                     }
@@ -325,22 +324,11 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
     let d = wispctl::desired::load(&dir, &SecretResolver::new())
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let key = Arc::new(HashKey::from_bytes([7; 32]));
-    let ctx = Context {
-        key: key.clone(),
-        lab_root: None,
-        state_dir: std::env::temp_dir().join("wispctl-test-unused-state"),
-        lab_routers: Default::default(),
-        lab_uisp: Default::default(),
-        lab_antennas: Default::default(),
-        trust_new_host_keys: false,
-    };
-    let engine = Engine::new(
-        providers::kinds(&d, &ctx),
-        TargetFilter::default(),
-        1000,
-        d.digest.clone(),
-        key.id(),
+    let ctx = Context::new(
+        key.clone(),
+        std::env::temp_dir().join("wispctl-test-unused-state"),
     );
+    let engine = Engine::new(&d, &ctx, TargetFilter::default(), 1000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

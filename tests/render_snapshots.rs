@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use wispctl::engine::{Engine, TargetFilter};
+use wispctl::engine::{Context, Engine, TargetFilter};
 use wispctl::plan::render::{Purpose, json, markdown, text};
 use wispctl::plan::{Action, Change, ContentDiff, Plan, Summary, TargetPlan};
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
 
 fn lab_plan() -> Plan {
@@ -22,23 +21,10 @@ fn lab_plan() -> Plan {
         .build()
         .unwrap();
     rt.block_on(async {
-        let labs = wispctl::lab::Runtime::start(Some(&lab), &d).await.unwrap();
-        let ctx = Context {
-            key: key.clone(),
-            lab_root: Some(lab.clone()),
-            state_dir: tmp.path().join("state"),
-            lab_routers: labs.router_addrs(),
-            lab_uisp: labs.uisp_endpoints(),
-            lab_antennas: labs.antenna_fleets(),
-            trust_new_host_keys: false,
-        };
-        let engine = Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            10,
-            d.digest.clone(),
-            key.id(),
-        );
+        let labs = wispctl::lab::Runtime::start(&lab, &d).await.unwrap();
+        let ctx =
+            Context::new(key.clone(), tmp.path().join("state")).with_endpoints(labs.endpoints());
+        let engine = Engine::new(&d, &ctx, TargetFilter::default(), 10);
         engine.plan().await.plan
     })
 }

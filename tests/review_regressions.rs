@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use routeros_api::server::{RouterConfig, RouterLab, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wispctl::engine::{Engine, PlannedRun, TargetFilter};
-use wispctl::lab::routeros::{RouterConfig, RouterLab, Version};
-use wispctl::lab::uisp::{HttpFault, LabDevice, LabSite, UispConfig, UispLab, UispState};
+use wispctl::engine::{Context, Engine, PlannedRun, TargetFilter};
+use wispctl::kinds::uisp::twin::server::{
+    HttpFault, LabDevice, LabSite, UispConfig, UispLab, UispState,
+};
+use wispctl::lab::LabEndpoints;
 use wispctl::plan::Action;
 use wispctl::plan::report::{ApplyReport, Status};
-use wispctl::providers::uisp::LabEndpoint;
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
+use wispctl::uisp_api::Endpoint;
 
 const TOKEN: &str = "review-token";
 
@@ -54,32 +56,23 @@ impl Setup {
 
     fn engine(&self, routers: &[(&str, SocketAddr)], uisp: Option<&UispLab>) -> Engine {
         let d = wispctl::desired::load(&self.tmp.path().join("d"), &SecretResolver::new()).unwrap();
-        let ctx = Context {
-            key: self.key.clone(),
-            lab_root: Some(self.tmp.path().to_path_buf()),
-            state_dir: self.tmp.path().join("state"),
-            lab_routers: routers.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
-            lab_antennas: Default::default(),
-            trust_new_host_keys: false,
-            lab_uisp: uisp
-                .map(|u| {
-                    BTreeMap::from([(
-                        "main".to_string(),
-                        LabEndpoint {
-                            api: u.url(),
-                            ca_pem: u.ca_pem(),
-                        },
-                    )])
-                })
-                .unwrap_or_default(),
-        };
-        Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            100,
-            d.digest.clone(),
-            self.key.id(),
-        )
+        let mut endpoints = LabEndpoints::default();
+        for (n, a) in routers {
+            endpoints.insert("routers", n, *a);
+        }
+        if let Some(u) = uisp {
+            endpoints.insert(
+                "uisp",
+                "main",
+                Endpoint {
+                    api: u.url(),
+                    ca_pem: u.ca_pem(),
+                },
+            );
+        }
+        let ctx = Context::new(self.key.clone(), self.tmp.path().join("state"))
+            .with_endpoints(Arc::new(endpoints));
+        Engine::new(&d, &ctx, TargetFilter::default(), 100)
     }
 }
 
@@ -164,10 +157,12 @@ fn the_uisp_token_never_follows_a_redirect() {
         });
         let s = Setup::new(UISP_INVENTORY, &[]);
         let d = wispctl::desired::load(&s.tmp.path().join("d"), &SecretResolver::new()).unwrap();
-        let client = wispctl::providers::uisp::client::UispClient::new(
-            &d.uisp_servers["main"],
-            Some(format!("https://{https_addr}/nms/api/v2.1")),
-            Some(&ca_pem),
+        let client = wispctl::uisp_api::UispClient::new(
+            &d.kind::<wispctl::kinds::uisp::Kind>().targets["main"],
+            Some(&Endpoint {
+                api: format!("https://{https_addr}/nms/api/v2.1"),
+                ca_pem,
+            }),
         )
         .unwrap();
         let err = client.devices().await.unwrap_err().to_string();
@@ -296,8 +291,8 @@ fn a_forbidden_write_is_not_blamed_on_a_crm_key() {
 /// Both imports could write YAML that failed to load, stopping every later run.
 #[test]
 fn imports_never_write_yaml_that_fails_to_load() {
-    use wispctl::providers::pppoe::LiveSecret;
-    use wispctl::providers::uisp::client::LiveDevice;
+    use wispctl::kinds::pppoe::provider::LiveSecret;
+    use wispctl::uisp_api::client::LiveDevice;
     let secret = LiveSecret {
         id: "*1".into(),
         fields: [
@@ -310,7 +305,7 @@ fn imports_never_write_yaml_that_fails_to_load() {
         .collect(),
         not_utf8: Default::default(),
     };
-    let p = wispctl::providers::pppoe::import::render("r", &[secret], true);
+    let p = wispctl::kinds::pppoe::import::render("r", &[secret], true);
     assert!(
         p.warnings.iter().any(|w| w.contains("left out")),
         "{:?}",
@@ -327,7 +322,7 @@ fn imports_never_write_yaml_that_fails_to_load() {
         status: "active".into(),
         failed_decryption: false,
     };
-    let u = wispctl::providers::uisp::import::render("main", &sites, &[d]);
+    let u = wispctl::kinds::uisp::import::render("main", &sites, &[d]);
     let s = Setup::new(
         "allow_inline_secrets: true\nrouters:\n  r: { address: 127.0.0.1, username: u, password: { inline: p } }\nuisp:\n  main: { url: https://uisp.lab.invalid, token: { inline: t } }\n",
         &[("pppoe/r.yaml", &p.yaml), ("uisp/main.yaml", &u.yaml)],
@@ -397,7 +392,7 @@ fn a_kick_is_owed_even_when_the_write_reply_is_lost() {
         })
         .await
         .unwrap();
-        let mut maria = wispctl::lab::routeros::Secret::new("maria", "pw");
+        let mut maria = routeros_api::server::Secret::new("maria", "pw");
         maria.profile = "10M".into();
         maria.comment = "[wispctl]".into();
         lab.set_secrets(vec![maria]);

@@ -16,9 +16,9 @@ mod ansible;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use routeros_api::server::{RouterConfig, RouterLab, Secret, Version};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
-use wispctl::lab::routeros::{RouterConfig, RouterLab, Secret, Version};
 
 const USER: &str = "ansible";
 const PASS: &str = "api-s3cret";

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
+use routeros_api::client::{Command, Connection};
+use routeros_api::codec::{Sentence, decode_sentence, encode_sentence};
+use routeros_api::server::{RouterConfig, RouterLab, Version};
 use tokio::io::AsyncWriteExt;
-use wispctl::lab::routeros::{RouterConfig, RouterLab, Version};
-use wispctl::providers::pppoe::routeros::client::{Command, Connection};
-use wispctl::providers::pppoe::routeros::codec::{Sentence, decode_sentence, encode_sentence};
-use wispctl::secret::Secret;
 
 /// A valid reply stream, then mutated: bytes flipped, cut, or spliced with noise.
 fn mutated_stream() -> impl Strategy<Value = Vec<u8>> {
@@ -100,7 +99,7 @@ fn the_lab_router_survives_garbage_and_keeps_serving() {
         }
         let stream = tokio::net::TcpStream::connect(lab.addr()).await.unwrap();
         let mut c = Connection::new(stream, Duration::from_secs(2));
-        c.login("u", &Secret::new("p")).await.unwrap();
+        c.login("u", "p").await.unwrap();
         let r = c.call(Command::new(["/ppp/profile/print"])).await.unwrap();
         assert!(!r.rows.is_empty(), "the lab stopped answering");
     });

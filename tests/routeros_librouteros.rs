@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use routeros_api::server::{RouterConfig, RouterLab, Version};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
-use wispctl::lab::routeros::{RouterConfig, RouterLab, Version};
 
 const USER: &str = "api";
 const PASS: &str = "s3cret";

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use routeros_api::client::Command;
+use routeros_api::server::{RouterConfig, RouterLab, Version};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
-use wispctl::desired::inventory::{Router, TlsVerify};
-use wispctl::lab::routeros::{RouterConfig, RouterLab, Version};
-use wispctl::providers::pppoe::routeros::client::{ApiError, Command};
-use wispctl::providers::pppoe::routeros::connect;
+use wispctl::kinds::pppoe::PppoeError;
+use wispctl::kinds::pppoe::client::connect;
+use wispctl::kinds::pppoe::spec::Router;
 use wispctl::secret::Secret;
+use wispctl::tls::TlsVerify;
 
 /// A certificate for 127.0.0.1 signed by a fresh CA: (CA PEM, leaf DER, leaf key DER).
 fn ca_and_leaf() -> (String, CertificateDer<'static>, Vec<u8>) {
@@ -86,7 +88,7 @@ async fn tls_is_verified_by_pin_or_ca_and_refuses_a_wrong_certificate() {
     let proxy = tls_proxy(leaf, key, lab.addr()).await;
 
     // Pinned fingerprint: the API works over TLS.
-    let mut conn = connect(&router(TlsVerify::Fingerprint(pin)), Some(proxy))
+    let mut conn = connect("r", &router(TlsVerify::Fingerprint(pin)), Some(proxy))
         .await
         .unwrap();
     let reply = conn
@@ -96,12 +98,12 @@ async fn tls_is_verified_by_pin_or_ca_and_refuses_a_wrong_certificate() {
     assert!(!reply.rows.is_empty());
 
     // A wrong pin is refused, naming both fingerprints.
-    let err = connect(&router(TlsVerify::Fingerprint([0; 32])), Some(proxy))
+    let err = connect("r", &router(TlsVerify::Fingerprint([0; 32])), Some(proxy))
         .await
         .err()
         .unwrap();
     assert!(
-        matches!(err, ApiError::Tls(ref m) if m.contains(&hex::encode(pin))),
+        matches!(err, PppoeError::Tls { ref reason, .. } if reason.contains(&hex::encode(pin))),
         "{err}"
     );
 
@@ -109,19 +111,19 @@ async fn tls_is_verified_by_pin_or_ca_and_refuses_a_wrong_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca_pem).unwrap();
-    connect(&router(TlsVerify::Ca(ca_file.clone())), Some(proxy))
+    connect("r", &router(TlsVerify::Ca(ca_file.clone())), Some(proxy))
         .await
         .unwrap();
     let (other_ca, _, _) = ca_and_leaf();
     std::fs::write(&ca_file, other_ca).unwrap();
-    let err = connect(&router(TlsVerify::Ca(ca_file)), Some(proxy))
+    let err = connect("r", &router(TlsVerify::Ca(ca_file)), Some(proxy))
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, ApiError::Tls(_)), "{err}");
+    assert!(matches!(err, PppoeError::Tls { .. }), "{err}");
 
     // Insecure (a lab only, warned about at load): connects.
-    connect(&router(TlsVerify::Insecure), Some(proxy))
+    connect("r", &router(TlsVerify::Insecure), Some(proxy))
         .await
         .unwrap();
 
@@ -129,5 +131,5 @@ async fn tls_is_verified_by_pin_or_ca_and_refuses_a_wrong_certificate() {
     let mut plain = router(TlsVerify::Insecure);
     plain.tls = None;
     plain.timeout = Duration::from_millis(500);
-    assert!(connect(&plain, Some(proxy)).await.is_err());
+    assert!(connect("r", &plain, Some(proxy)).await.is_err());
 }

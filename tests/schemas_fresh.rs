@@ -6,7 +6,7 @@ use std::path::Path;
 fn checked_in_schemas_are_fresh() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     for (name, text) in wispctl::schemas::all() {
-        let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let on_disk = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
         assert!(
             on_disk == text,
             "schemas/{name} is stale: run `cargo run -- schema`"

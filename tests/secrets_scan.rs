@@ -34,16 +34,16 @@ fn env() -> Vec<(&'static str, &'static str)> {
 /// A lab whose router accepts the scan's API password, and whose live secrets carry tokens too.
 fn scan_lab() -> Lab {
     let lab = Lab::new();
-    let path = wispctl::lab::runtime::router_path(&lab.lab(), "balanceador");
-    let mut router: wispctl::lab::runtime::RouterFile =
+    let path = wispctl::kinds::pppoe::twin::router_path(&lab.lab(), "balanceador");
+    let mut router: wispctl::kinds::pppoe::twin::RouterFile =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     router.users = vec![("wispctl".into(), ROUTER_PW.into())];
     for s in &mut router.secrets {
         s.password = format!("Zq9x-live-{}", s.name);
     }
     std::fs::write(&path, serde_json::to_vec(&router).unwrap()).unwrap();
-    let path = wispctl::lab::runtime::uisp_path(&lab.lab(), "main");
-    let mut uisp: wispctl::lab::runtime::UispFile =
+    let path = wispctl::kinds::uisp::twin::uisp_path(&lab.lab(), "main");
+    let mut uisp: wispctl::kinds::uisp::twin::UispFile =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     uisp.token = UISP_TOKEN.into();
     // The master key UISP hands out, the old key and a device's own key, the antennas' and
@@ -52,7 +52,7 @@ fn scan_lab() -> Lab {
     assert_eq!(master.split('+').nth(1).unwrap().len(), 48);
     uisp.connection_string = master.into();
     std::fs::write(&path, serde_json::to_vec(&uisp).unwrap()).unwrap();
-    let path = wispctl::lab::runtime::antennas_path(&lab.lab(), "clientes");
+    let path = wispctl::kinds::airos::twin::antennas_path(&lab.lab(), "clientes");
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("OldLabMasterKey", "Zq9xOldMasterKe")
@@ -124,7 +124,7 @@ fn no_secret_in_any_output_or_file() {
     scan(&lab, &["drift"]).expect(0);
 
     // The router got the passwords (so the scan above saw them pass through).
-    let router = std::fs::read_to_string(wispctl::lab::runtime::router_path(
+    let router = std::fs::read_to_string(wispctl::kinds::pppoe::twin::router_path(
         &lab.lab(),
         "balanceador",
     ))

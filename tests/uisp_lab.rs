@@ -21,14 +21,16 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
 use wispctl::desired::DesiredState;
-use wispctl::engine::{Engine, PlannedRun, TargetFilter};
-use wispctl::lab::uisp::{Call, HttpFault, LabDevice, LabSite, UispConfig, UispLab, UispState};
+use wispctl::engine::{Context, Engine, PlannedRun, TargetFilter};
+use wispctl::kinds::uisp::Kind as Uisp;
+use wispctl::kinds::uisp::twin::server::{
+    Call, HttpFault, LabDevice, LabSite, UispConfig, UispLab, UispState,
+};
+use wispctl::lab::LabEndpoints;
 use wispctl::plan::report::{ApplyReport, Outcome, Status};
 use wispctl::plan::{Action, Plan};
-use wispctl::providers::uisp::LabEndpoint;
-use wispctl::providers::uisp::client::UispClient;
-use wispctl::providers::{self, Context};
 use wispctl::secret::{HashKey, SecretResolver};
+use wispctl::uisp_api::{Endpoint, UispClient};
 
 const SERVER: &str = "main";
 const TOKEN: &str = "lab-uisp-nms-token-7f3a9c";
@@ -111,28 +113,19 @@ impl World {
 
     fn engine(&self) -> Engine {
         let d = self.load();
-        let ctx = Context {
-            key: self.key.clone(),
-            lab_root: Some(self.tmp.path().to_path_buf()),
-            state_dir: self.state_dir(),
-            lab_routers: BTreeMap::new(),
-            lab_antennas: Default::default(),
-            trust_new_host_keys: false,
-            lab_uisp: BTreeMap::from([(
-                SERVER.to_string(),
-                LabEndpoint {
-                    api: self.lab.url(),
-                    ca_pem: self.lab.ca_pem(),
-                },
-            )]),
-        };
-        Engine::new(
-            providers::kinds(&d, &ctx),
-            TargetFilter::default(),
-            1000,
-            d.digest.clone(),
-            self.key.id(),
-        )
+        let mut endpoints = LabEndpoints::default();
+        endpoints.insert("uisp", SERVER, self.endpoint());
+        let ctx =
+            Context::new(self.key.clone(), self.state_dir()).with_endpoints(Arc::new(endpoints));
+        Engine::new(&d, &ctx, TargetFilter::default(), 1000)
+    }
+
+    /// Where the lab UISP is reached.
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            api: self.lab.url(),
+            ca_pem: self.lab.ca_pem(),
+        }
     }
 
     async fn plan(&self) -> PlannedRun {
@@ -159,12 +152,7 @@ impl World {
     /// A client as the provider makes it, on the lab.
     fn client(&self) -> UispClient {
         let d = self.load();
-        UispClient::new(
-            &d.uisp_servers[SERVER],
-            Some(self.lab.url()),
-            Some(&self.lab.ca_pem()),
-        )
-        .unwrap()
+        UispClient::new(&d.kind::<Uisp>().targets[SERVER], Some(&self.endpoint())).unwrap()
     }
 }
 
@@ -1618,11 +1606,16 @@ async fn import_and_plan(w: &World) {
         client.sites().await.unwrap(),
         client.devices().await.unwrap(),
     );
-    let imported = wispctl::providers::uisp::import::render(SERVER, &sites, &devices);
+    let imported = wispctl::kinds::uisp::import::render(SERVER, &sites, &devices);
     w.write_yaml(&imported.yaml);
     let d = wispctl::desired::load(&w.dir(), &w.resolver)
         .unwrap_or_else(|e| panic!("the import does not load:\n{e}\n{}", imported.yaml));
-    assert_eq!(d.uisp[SERVER].sites.len(), sites.len(), "{}", imported.yaml);
+    assert_eq!(
+        d.kind::<Uisp>().desired[SERVER].sites.len(),
+        sites.len(),
+        "{}",
+        imported.yaml
+    );
     let before = w.lab.state();
     let plan = w.plan().await.plan;
     assert!(
@@ -1647,7 +1640,7 @@ async fn import_then_plan_shows_no_changes() {
         client.sites().await.unwrap(),
         client.devices().await.unwrap(),
     );
-    let imported = wispctl::providers::uisp::import::render(SERVER, &sites, &devices);
+    let imported = wispctl::kinds::uisp::import::render(SERVER, &sites, &devices);
     assert!(
         imported
             .warnings
@@ -1706,7 +1699,7 @@ async fn import_of_a_device_name_with_a_line_break_stays_a_comment() {
     import_and_plan(&w).await;
     let d = w.load();
     assert_eq!(
-        d.uisp[SERVER].devices.len(),
+        d.kind::<Uisp>().desired[SERVER].devices.len(),
         1,
         "the device name added YAML: {}",
         std::fs::read_to_string(w.yaml_path()).unwrap()

@@ -1,6 +1,6 @@
 //! The lab UISP against the UISP NMS Swagger 2.0 description
-//! (`../shared/reference/uisp/nms-api-v2.1.swagger.json` beside the repository; a missing file
-//! fails the test). For every operation the lab serves, real answers (successes and errors)
+//! (`tests/fixtures/uisp/nms-api-v2.1.swagger.json`, a copy of UISP's own; a missing file fails
+//! the test). For every operation the lab serves, real answers (successes and errors)
 //! are validated against the operation's response schema, with `$ref: #/definitions/...`
 //! resolved in the file; the request bodies the lab accepts for `POST /sites`,
 //! `PUT /sites/{id}`, `POST /devices/authorize`, `POST /devices/{id}/authorize` and
@@ -30,10 +30,12 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use wispctl::lab::uisp::{HttpFault, LabDevice, LabSite, UispConfig, UispLab, UispState};
+use wispctl::kinds::uisp::twin::server::{
+    HttpFault, LabDevice, LabSite, UispConfig, UispLab, UispState,
+};
 
 /// Relative to `CARGO_MANIFEST_DIR`.
-const SWAGGER: &str = "../shared/reference/uisp/nms-api-v2.1.swagger.json";
+const SWAGGER: &str = "tests/fixtures/uisp/nms-api-v2.1.swagger.json";
 
 /// Properties the Swagger does not mark `x-nullable` but UISP (and the lab) send as `null`:
 /// (definition, property, why).
@@ -41,7 +43,7 @@ const NULLABLE: &[(&str, &str, &str)] = &[
     (
         "DeviceIdentification",
         "site",
-        "null for unauthorized devices (shared/reference/uisp.md)",
+        "null for unauthorized devices, as UISP answers",
     ),
     (
         "DeviceIdentification",
@@ -200,8 +202,7 @@ fn load_swagger() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SWAGGER);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "the UISP Swagger file {} cannot be read ({e}): this test needs shared/reference/uisp/ \
-             beside the repository, as CI has it",
+            "the UISP Swagger file {} cannot be read ({e}): it belongs to the repository",
             path.display()
         )
     });

@@ -1,4 +1,6 @@
 //! Helpers the benchmarks share: the machine's load, medians and durations for the tables.
+//! Each benchmark uses some of them.
+#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use crate::secret::{Secret, SecretRef, SecretResolver};
 /// Checks of one file's values after deserialisation, with positions from its index.
 pub struct FileCheck<'a> {
     pub(crate) file: &'a Path,
-    index: &'a LocationIndex,
+    index: &'a LocationIndex<'a>,
     root: &'a Path,
     resolver: &'a SecretResolver,
     diags: &'a mut Vec<Diagnostic>,
@@ -20,7 +20,7 @@ pub struct FileCheck<'a> {
 impl<'a> FileCheck<'a> {
     pub(crate) fn new(
         file: &'a Path,
-        index: &'a LocationIndex,
+        index: &'a LocationIndex<'a>,
         root: &'a Path,
         resolver: &'a SecretResolver,
         diags: &'a mut Vec<Diagnostic>,
@@ -113,4 +113,3 @@ impl<'a> FileCheck<'a> {
         }
     }
 }
-

@@ -95,10 +95,7 @@ impl JsonSchema for InventoryFile {
         guards.insert("default".into(), serde_json::json!({ "max_deletes": 10 }));
         properties.insert(GUARDS.into(), guards.into());
         for kind in crate::kinds::ALL {
-            properties.insert(
-                kind.section().into(),
-                kind.section_schema(generator).into(),
-            );
+            properties.insert(kind.section().into(), kind.section_schema(generator).into());
         }
         properties.insert(
             ALLOW_INLINE.into(),

@@ -24,8 +24,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use diag::{Diagnostic, LoadErrors, Severity};
 use diag::error_at;
+pub use diag::{Diagnostic, LoadErrors, Severity};
 use inventory::{Guards, InventoryFile};
 
 use crate::kinds::{KindDef, KindSet};
@@ -109,7 +109,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     let mut diags = Vec::new();
     let mut hasher = Sha256::new();
     let inv_path = dir.join("inventory.yaml");
-    let inv_text = match std::fs::read_to_string(&inv_path) {
+    let inv_text = match read_bounded(&inv_path) {
         Ok(text) => text,
         Err(e) => {
             diags.push(error_at(
@@ -149,7 +149,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         .collect();
     let inventory_loaded = !targets.is_empty();
     for (rel, path) in resource_files(dir, &mut diags) {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_bounded(&path) {
             Ok(t) => t,
             Err(e) => {
                 diags.push(error_at(&path, 1, 1, format!("cannot read: {e}")));
@@ -184,7 +184,9 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     let kinds = crate::kinds::ALL
         .iter()
         .map(|k| {
-            let t = targets.remove(k.name()).expect("no errors means the inventory loaded");
+            let t = targets
+                .remove(k.name())
+                .expect("no errors means the inventory loaded");
             let f = files.remove(k.name()).expect("every kind began");
             (k.name(), k.finish(t, f))
         })
@@ -196,6 +198,24 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         warnings,
         kinds,
     })
+}
+
+/// Reads a desired-state file whole, refusing one larger than the parser takes before reading
+/// it (a pull request may carry a file of gigabytes).
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let max = parse::MAX_FILE_BYTES as u64;
+    if len > max {
+        return Err(std::io::Error::other(format!(
+            "the file is {len} bytes; files over {} MiB are refused",
+            max / (1024 * 1024)
+        )));
+    }
+    let mut text = String::new();
+    file.take(max + 1).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// One resource file being loaded.
@@ -340,5 +360,3 @@ fn is_yaml(p: &Path) -> bool {
         Some("yaml") | Some("yml")
     )
 }
-
-

@@ -46,7 +46,11 @@ impl Context {
     /// own address, `Ok(Some(t))` at a stand-in of type `T` (a lab twin), or an error when
     /// stand-ins are in force and this target has none: it is then never reached at its real
     /// address.
-    pub fn route<T: Clone + 'static>(&self, section: &str, name: &str) -> Result<Option<T>, NoTwin> {
+    pub fn route<T: Clone + 'static>(
+        &self,
+        section: &str,
+        name: &str,
+    ) -> Result<Option<T>, NoTwin> {
         match self.endpoints.route(section, name) {
             Route::Real => Ok(None),
             Route::Twin(t) => match t.downcast_ref::<T>() {

@@ -81,6 +81,10 @@ impl Default for Events {
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "Events(..)" } else { "Events(none)" })
+        f.write_str(if self.0.is_some() {
+            "Events(..)"
+        } else {
+            "Events(none)"
+        })
     }
 }

@@ -451,7 +451,12 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over every registered kind that has desired state.
-    pub fn new(desired: &DesiredState, ctx: &Context, filter: TargetFilter, max_deletes: usize) -> Self {
+    pub fn new(
+        desired: &DesiredState,
+        ctx: &Context,
+        filter: TargetFilter,
+        max_deletes: usize,
+    ) -> Self {
         let providers = crate::kinds::ALL
             .iter()
             .filter_map(|k| k.provider(desired, ctx))
@@ -775,3 +780,6 @@ fn list(items: &[&str]) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -85,7 +85,8 @@ pub trait KindDef: Send + Sync + Sized + 'static {
     fn summary(set: &KindSet<Self>) -> String;
 
     /// The provider the engine runs for this kind's targets with desired state.
-    fn provider(set: &KindSet<Self>, desired: &DesiredState, ctx: &Context) -> Arc<dyn DynProvider>;
+    fn provider(set: &KindSet<Self>, desired: &DesiredState, ctx: &Context)
+    -> Arc<dyn DynProvider>;
 
     /// `import KIND TARGET`: reads the target once and renders YAML that plans to no changes.
     /// `None` when the kind has no import.
@@ -180,7 +181,11 @@ pub trait AnyKind: Send + Sync {
     /// Parses, checks the target of, and validates one resource file.
     fn load_file(&self, files: &mut dyn Any, file: &mut crate::desired::ResourceFile<'_>);
     /// The validated set: targets from [`Self::validate_section`], desired from the files.
-    fn finish(&self, targets: Box<dyn Any + Send + Sync>, files: Box<dyn Any>) -> Arc<dyn Any + Send + Sync>;
+    fn finish(
+        &self,
+        targets: Box<dyn Any + Send + Sync>,
+        files: Box<dyn Any>,
+    ) -> Arc<dyn Any + Send + Sync>;
     /// The `targets` map (`BTreeMap<String, Target>`) of this kind's erased [`KindSet`].
     fn targets<'a>(&self, set: &'a (dyn Any + Send + Sync)) -> &'a dyn Any;
     /// Whether the inventory defines target `name` of this kind.
@@ -283,8 +288,7 @@ impl<K: KindDef> AnyKind for K {
     }
 
     fn targets<'a>(&self, set: &'a (dyn Any + Send + Sync)) -> &'a dyn Any {
-        &set
-            .downcast_ref::<KindSet<K>>()
+        &set.downcast_ref::<KindSet<K>>()
             .expect("finish made it")
             .targets
     }

@@ -30,6 +30,9 @@ use crate::engine::{Endpoints, Route};
 /// lab-only, never a real key (48 characters of `[A-Za-z0-9]`).
 pub const LAB_CONNECTION_STRING: &str = "wss://uisp.lab.invalid:443+LabOnlyMasterKey0123456789abcdefghijklmnopqrstuv+allowSelfSignedCertificate";
 
+/// Twins being started.
+pub type Starting<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>>;
+
 /// One kind's lab twin.
 pub trait Twin: Send + Sync {
     /// Seeds this kind's twins into a new lab folder (`lab init`), the way the demo's
@@ -44,7 +47,7 @@ pub trait Twin: Send + Sync {
         lab: &'a Path,
         desired: &'a DesiredState,
         endpoints: &'a mut LabEndpoints,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>>;
+    ) -> Starting<'a>;
     /// An out-of-band edit as people make them, for the demo's drift step; what was done, in
     /// words.
     fn tamper(&self, _lab: &Path) -> io::Result<Option<String>> {

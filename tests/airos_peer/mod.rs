@@ -39,15 +39,14 @@
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{PermissionsExt, chown};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use wispctl::providers::airos::ssh::{Credential, Endpoint, Target};
 use wispctl::secret::Secret;
+use wispctl::ssh::{Credential, Endpoint, Target};
 
 const ANTENNA_SH: &str = include_str!("antenna.sh");
 const SUPERVISE_SH: &str = include_str!("supervise.sh");
@@ -355,7 +354,7 @@ impl Antenna {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.base.join("state/init.log")).unwrap();
-        let mut cmd = Command::new("unshare");
+        let mut cmd = owned_command("unshare");
         cmd.args(["-m", "-p", "-f", "--kill-child", "--propagation", "private"])
             .arg("bash")
             .arg(self.base.join("bin/antenna.sh"))
@@ -536,9 +535,7 @@ impl Antenna {
                 std::fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == Path::new(SSHD))
             })
             .unwrap_or_else(|| panic!("antenna {}: no sshd: {}", self.index, self.logs()));
-        unsafe {
-            libc::kill(sshd as libc::pid_t, libc::SIGHUP);
-        }
+        signal(sshd, "HUP");
         self.wait_ready(before + 1, 0);
         self.fingerprint.clone()
     }
@@ -569,7 +566,7 @@ impl Jump {
         let host = "127.0.0.1".to_string();
         let port = free_port(Ipv4Addr::LOCALHOST);
         let log = std::fs::File::create(base.join("dropbear.log")).unwrap();
-        let mut cmd = Command::new("unshare");
+        let mut cmd = owned_command("unshare");
         cmd.args([
             "-p",
             "-f",
@@ -659,7 +656,7 @@ impl Drop for Jump {
 
 /// What is missing, or the static busybox to use.
 fn prerequisites() -> Result<PathBuf, String> {
-    if unsafe { libc::geteuid() } != 0 {
+    if effective_uid() != Some(0) {
         return Err("not root".into());
     }
     let mut missing = Vec::new();
@@ -677,6 +674,7 @@ fn prerequisites() -> Result<PathBuf, String> {
         ("userdel", "passwd"),
         ("chroot", "coreutils"),
         ("bash", "bash"),
+        ("kill", "procps"),
     ] {
         if which(tool).is_none() {
             missing.push(if tool.starts_with("dropbear") {
@@ -942,9 +940,7 @@ fn child_of(parent: u32) -> Option<u32> {
 /// not exit, unshare itself is killed (`--kill-child` then kills `init`).
 fn kill_namespace(unshare: Option<Child>, init: u32) {
     if init != 0 {
-        unsafe {
-            libc::kill(init as libc::pid_t, libc::SIGKILL);
-        }
+        signal(init, "KILL");
     }
     if let Some(mut c) = unshare {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -973,12 +969,43 @@ fn wait_gone(pid: u32) {
     }
 }
 
+/// Sends signal `name` (`HUP`, `KILL`) to `pid` with kill(1); a process already gone is no
+/// error.
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// This process's effective user id, from `/proc/self/status` (`Uid: real effective ...`).
+fn effective_uid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A command running `program` with SIGKILL as its parent-death signal: `setpriv --pdeathsig`
+/// sets it, then executes `program` in its place (same PID). Spawn it with [`spawn_owned`].
+fn owned_command(program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", program]);
+    cmd
+}
+
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
-/// Spawns `cmd` from one thread that lives as long as the test process, with SIGKILL as its
-/// parent-death signal: the peers die with the process even when nothing is dropped (a test
-/// thread's end would fire the signal too early, hence the dedicated thread).
-fn spawn_owned(mut cmd: Command) -> std::io::Result<Child> {
+/// Spawns `cmd` (made by [`owned_command`]) from one thread that lives as long as the test
+/// process: its parent-death signal fires when that thread ends, so the peers die with the
+/// process even when nothing is dropped (a test thread's end would fire the signal too early,
+/// hence the dedicated thread).
+fn spawn_owned(cmd: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
@@ -992,14 +1019,6 @@ fn spawn_owned(mut cmd: Command) -> std::io::Result<Child> {
             .expect("a spawner thread");
         Mutex::new(tx)
     });
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let (reply_tx, reply_rx) = mpsc::channel();
     tx.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -30,7 +30,7 @@ impl Lab {
     }
 
     pub fn host(&self) -> PathBuf {
-        wispctl::lab::host_root(&self.lab(), "vps")
+        wispctl::kinds::pppd::twin::host_root(&self.lab(), "vps")
     }
 
     /// Runs the binary against this lab with extra arguments.

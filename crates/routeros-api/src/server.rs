@@ -194,22 +194,33 @@ impl TrapFault {
 pub struct Secret {
     /// `*HEX`; empty in a secret not yet stored (the lab assigns one).
     pub id: String,
+    /// `name`.
     pub name: String,
+    /// `password` (lab-only values).
     pub password: String,
     /// `any`, `async`, `l2tp`, `ovpn`, `pppoe`, `pptp`, `sstp` (v6 also `isdn`).
     pub service: String,
+    /// `profile`.
     pub profile: String,
+    /// `local-address`.
     pub local_address: String,
+    /// `remote-address`.
     pub remote_address: String,
+    /// `routes`.
     pub routes: String,
     /// v7 only.
     pub ipv6_routes: String,
     /// v7 only.
     pub remote_ipv6_prefix: String,
+    /// `limit-bytes-in`.
     pub limit_bytes_in: u64,
+    /// `limit-bytes-out`.
     pub limit_bytes_out: u64,
+    /// `caller-id`.
     pub caller_id: String,
+    /// `disabled`.
     pub disabled: bool,
+    /// `comment`.
     pub comment: String,
     /// Read-only over the API; empty: never logged out.
     pub last_logged_out: String,
@@ -258,11 +269,17 @@ impl Secret {
 /// A `/ppp/profile` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// `.id`.
     pub id: String,
+    /// `name`.
     pub name: String,
+    /// `local-address`.
     pub local_address: String,
+    /// `remote-address`.
     pub remote_address: String,
+    /// `rate-limit`.
     pub rate_limit: String,
+    /// `comment`.
     pub comment: String,
     /// `default` and `default-encryption`.
     pub builtin: bool,
@@ -273,9 +290,13 @@ pub struct Profile {
 pub struct ActiveSession {
     /// `*800000NN`.
     pub id: String,
+    /// `name`.
     pub name: String,
+    /// `service`.
     pub service: String,
+    /// `caller-id`.
     pub caller_id: String,
+    /// `address`: the address the session got.
     pub address: String,
     /// When it came up (`uptime` counts from here).
     pub since: Instant,

@@ -433,7 +433,7 @@ pub(crate) fn validate_group(
         }
         out
     };
-    let creds = credentials(&g.credentials, &at, check);
+    let creds = credentials(&g.credentials, at, check);
     let jump = g.jump.as_ref().map(|j| {
         let jat = format!("{at}.jump");
         if !valid_host(&j.host) {

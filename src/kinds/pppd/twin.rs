@@ -3,14 +3,12 @@
 //! someone else's entries and comments, a peer file written by hand, one wispctl wrote
 //! earlier, a world-readable chap-secrets).
 
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, NothingRuns, Running, write_file};
+use crate::lab::{LabEndpoints, Starting, NothingRuns, Running, write_file};
 
 /// The pppd kind's twin.
 pub struct Twin;
@@ -63,7 +61,7 @@ impl crate::lab::Twin for Twin {
         lab: &'a Path,
         desired: &'a DesiredState,
         endpoints: &'a mut LabEndpoints,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>> {
+    ) -> Starting<'a> {
         Box::pin(async move {
             for name in desired.kind::<super::Kind>().targets.keys() {
                 endpoints.insert(super::Kind::SECTION, name, host_root(lab, name));

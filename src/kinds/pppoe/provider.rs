@@ -37,9 +37,12 @@ const EFFECTIVE: &[&str] = &[
     "caller-id",
 ];
 
+/// Where a router is reached: its own address (`None`), a stand-in's, or nowhere.
+type Route = Result<Option<SocketAddr>, NoTwin>;
+
 /// The pppoe provider.
 pub struct PppoeProvider {
-    routers: BTreeMap<String, (Router, PppoeDesired, Result<Option<SocketAddr>, NoTwin>)>,
+    routers: BTreeMap<String, (Router, PppoeDesired, Route)>,
     key: Arc<HashKey>,
     state_dir: PathBuf,
 }

@@ -4,11 +4,9 @@
 //! router.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use anyhow::{Context as _, bail};
 use routeros_api::server::{RouterConfig, RouterLab, Secret, Version};
@@ -16,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Running, write_file};
+use crate::lab::{LabEndpoints, Starting, Running, write_file};
 
 /// The pppoe kind's twin.
 pub struct Twin;
@@ -243,7 +241,7 @@ impl crate::lab::Twin for Twin {
         lab: &'a Path,
         desired: &'a DesiredState,
         endpoints: &'a mut LabEndpoints,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>> {
+    ) -> Starting<'a> {
         Box::pin(async move {
             let mut routers = BTreeMap::new();
             for name in desired.kind::<super::Kind>().targets.keys() {

@@ -6,17 +6,15 @@
 pub mod fleet;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use anyhow::Context as _;
 
 use super::spec::GroupEndpoints;
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Running, write_file};
+use crate::lab::{LabEndpoints, Starting, Running, write_file};
 use fleet::{Fleet, FleetFile, FleetOptions};
 
 /// The airos kind's twin.
@@ -199,7 +197,7 @@ impl crate::lab::Twin for Twin {
         lab: &'a Path,
         desired: &'a DesiredState,
         endpoints: &'a mut LabEndpoints,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>> {
+    ) -> Starting<'a> {
         Box::pin(async move {
             let set = desired.kind::<super::Kind>();
             let mut fleets = BTreeMap::new();

@@ -4,17 +4,15 @@
 pub mod server;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Running, write_file};
+use crate::lab::{LabEndpoints, Starting, Running, write_file};
 use crate::uisp_api::Endpoint;
 use server::{UispConfig, UispLab};
 
@@ -145,7 +143,7 @@ impl crate::lab::Twin for Twin {
         lab: &'a Path,
         desired: &'a DesiredState,
         endpoints: &'a mut LabEndpoints,
-    ) -> Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>> {
+    ) -> Starting<'a> {
         Box::pin(async move {
             let mut servers = BTreeMap::new();
             for name in desired.kind::<super::Kind>().targets.keys() {

@@ -210,11 +210,15 @@ impl HttpFault {
 pub struct LabSite {
     /// A UUID; empty when adding: the lab assigns one.
     pub id: String,
+    /// Its name.
     pub name: String,
     /// `site` or `endpoint`.
     pub kind: String,
+    /// The parent site, for an endpoint.
     pub parent_id: Option<String>,
+    /// Street address, when set.
     pub address: Option<String>,
+    /// Free text, when set.
     pub note: Option<String>,
 }
 
@@ -225,6 +229,7 @@ pub struct LabDevice {
     pub id: String,
     /// `AA:BB:CC:DD:EE:FF` (shown as stored).
     pub mac: String,
+    /// Its name.
     pub name: Option<String>,
     /// May carry a prefix length (`10.10.1.139/24`), shown as stored.
     pub ip: Option<String>,
@@ -232,6 +237,7 @@ pub struct LabDevice {
     pub model: String,
     /// Full model name, e.g. `LiteBeam M5`.
     pub model_name: String,
+    /// Authorized into a site.
     pub authorized: bool,
     /// Only for an authorized device.
     pub site_id: Option<String>,
@@ -246,7 +252,9 @@ pub struct LabDevice {
 /// Everything the lab UISP holds.
 #[derive(Clone, Debug, Serialize, Deserialize, Default)]
 pub struct UispState {
+    /// Every site.
     pub sites: Vec<LabSite>,
+    /// Every device.
     pub devices: Vec<LabDevice>,
 }
 
