@@ -336,8 +336,11 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
         writeln!(out, "{t}: refused: {why}")?;
     }
     if !run.plan.has_changes() {
-        drop(lock);
         let clean = run.plan.problems().is_empty() && refusals.is_empty();
+        // Nothing to change: only what reading the targets learned is kept.
+        run.apply(&refusals).await;
+        t.save()?;
+        drop(lock);
         return Ok(if clean { exit::SUCCESS } else { exit::ERROR });
     }
     if !o.auto_approve && !confirm(out)? {

@@ -118,8 +118,9 @@ pub struct Selection {
     /// Most deletes allowed in this run (overrides guards.max_deletes).
     #[arg(long)]
     pub max_deletes: Option<usize>,
-    /// Trust and record the SSH host key of an antenna (or jump host) the known-hosts file
-    /// does not list yet. A key that differs from the recorded one is refused regardless.
+    /// Trust the SSH host key of an antenna (or jump host) the known-hosts file does not list
+    /// yet, for this run; `apply` records it, `plan` and `drift` write nothing. A key that
+    /// differs from the recorded one is refused regardless.
     #[arg(long)]
     pub trust_new_host_keys: bool,
 }

@@ -257,7 +257,8 @@ async fn host_keys_are_pinned_checked_and_recorded_on_request() {
         pinned_text
     );
 
-    // An empty table: unknown under Strict, recorded under trust-on-first-use.
+    // An empty table: unknown under Strict; trusted in memory under trust-on-first-use, and
+    // in the file only once recorded (what apply does).
     let fresh_dir = tempfile::tempdir().unwrap();
     let fresh_path = fresh_dir.path().join("known_hosts");
     let fresh = KnownHosts::load(&fresh_path).unwrap();
@@ -277,6 +278,19 @@ async fn host_keys_are_pinned_checked_and_recorded_on_request() {
         .await
         .unwrap();
     session.close().await;
+    assert!(
+        !fresh_path.exists(),
+        "trusting a key wrote the known-hosts file"
+    );
+    let trusted = fresh.trusted();
+    assert_eq!(
+        trusted
+            .iter()
+            .map(|t| (t.endpoint.clone(), t.fingerprint.clone()))
+            .collect::<Vec<_>>(),
+        vec![(endpoint.clone(), new.clone())]
+    );
+    assert_eq!(fresh.record_trusted(&trusted).unwrap(), trusted);
     assert_eq!(fresh.get(&endpoint), Some(new.clone()));
     let reloaded = KnownHosts::load(&fresh_path).unwrap();
     assert_eq!(reloaded.get(&endpoint), Some(new.clone()));

@@ -4,7 +4,8 @@
 # no lab command. Run by tests/run-all.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --no-default-features --bin wispctl
+# Its own target folder: the tests' binary (target/debug/wispctl, with the lab) stays as it is.
+cargo build --no-default-features --bin wispctl --target-dir target/no-lab
 tree="$(cargo tree --no-default-features -e normal -p wispctl --prefix none)"
 for crate in axum rcgen rlimit; do
   if grep -qE "^$crate v" <<<"$tree"; then
@@ -16,7 +17,7 @@ if grep -qE "^routeros-api v.*" <<<"$tree" && cargo tree --no-default-features -
   echo "no_lab_build: routeros-api's server feature is on without the lab feature" >&2
   exit 1
 fi
-bin=target/debug/wispctl
+bin=target/no-lab/debug/wispctl
 help="$("$bin" --help)"
 for word in demo lab; do
   if grep -qE "^  $word " <<<"$help"; then
@@ -32,6 +33,4 @@ if grep -qa "LabOnlyMasterKey" "$bin"; then
   echo "no_lab_build: lab seed data is in the lab-less binary" >&2
   exit 1
 fi
-# Leave the default build in place for anything that runs after.
-cargo build --bin wispctl
 echo "no_lab_build: the binary without the lab holds no lab code"

@@ -1501,7 +1501,7 @@ async fn import_then_plan_shows_no_changes_v6_v7_visible_and_hidden() {
                 wispctl::kinds::pppoe::client::connect(ROUTER, router, Some(w.lab().addr()))
                     .await
                     .unwrap();
-            let (secrets, seen_visible) = wispctl::kinds::pppoe::provider::read_secrets(&mut conn)
+            let (secrets, seen_visible) = wispctl::kinds::pppoe::observe::read_secrets(&mut conn)
                 .await
                 .unwrap();
             drop(conn);
@@ -1684,7 +1684,7 @@ async fn an_imported_v6_isdn_secret_loads() {
     )
     .await
     .unwrap();
-    let (secrets, visible) = wispctl::kinds::pppoe::provider::read_secrets(&mut conn)
+    let (secrets, visible) = wispctl::kinds::pppoe::observe::read_secrets(&mut conn)
         .await
         .unwrap();
     let imported = wispctl::kinds::pppoe::import::render(ROUTER, &secrets, visible);

@@ -291,7 +291,7 @@ fn a_forbidden_write_is_not_blamed_on_a_crm_key() {
 /// Both imports could write YAML that failed to load, stopping every later run.
 #[test]
 fn imports_never_write_yaml_that_fails_to_load() {
-    use wispctl::kinds::pppoe::provider::LiveSecret;
+    use wispctl::kinds::pppoe::observe::LiveSecret;
     use wispctl::uisp_api::client::LiveDevice;
     let secret = LiveSecret {
         id: "*1".into(),

@@ -15,7 +15,6 @@ use common::{rt, show};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -146,6 +145,19 @@ impl World {
             plan.summary.is_empty() && plan.problems().is_empty(),
             "{context}: a plan after apply is not empty:\n{}",
             show(&plan)
+        );
+    }
+
+    /// Applies a plan whose target could not be planned: no change, a failed report, and no
+    /// request but reads reached the lab.
+    async fn assert_nothing_written(&self, run: PlannedRun) {
+        assert!(run.plan.summary.is_empty());
+        let report = run.apply(&BTreeMap::new()).await;
+        assert!(!report.succeeded());
+        assert!(
+            self.lab.calls().iter().all(|c| c.method == "GET"),
+            "{:?}",
+            self.lab.calls()
         );
     }
 
@@ -1313,9 +1325,7 @@ async fn reads_are_retried_after_a_500_and_after_a_429_with_retry_after() {
             ..HttpFault::new("GET", "/sites", 429)
         },
     ]);
-    let started = Instant::now();
     let plan = w.plan().await.plan;
-    let took = started.elapsed();
     assert!(plan.problems().is_empty(), "{:?}", plan.problems());
     assert_eq!(plan.summary.change, 1, "{}", show(&plan));
     let calls = w.lab.calls();
@@ -1329,10 +1339,8 @@ async fn reads_are_retried_after_a_500_and_after_a_429_with_retry_after() {
         vec![429, 200],
         "{calls:?}"
     );
-    assert!(
-        took >= Duration::from_millis(950),
-        "Retry-After: 1 was not waited: {took:?}"
-    );
+    // That the Retry-After is waited (capped, without jitter) is checked on tokio's paused
+    // clock, where no wall clock can make it flaky: `uisp_api::client::tests`.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1525,19 +1533,47 @@ async fn a_site_neither_declared_nor_live_is_a_plan_error_naming_it() {
         "{err}"
     );
     assert!(err.contains("neither declared nor"), "{err}");
-    assert!(run.plan.summary.is_empty());
-    let report = run.apply(&BTreeMap::new()).await;
-    assert!(!report.succeeded());
-    assert!(
-        w.lab.calls().iter().all(|c| c.method == "GET"),
-        "{:?}",
-        w.lab.calls()
-    );
+    w.assert_nothing_written(run).await;
     // A live site is enough.
     w.write_uisp(json!({ "devices": [ { "mac": mac(0), "site": "Torre" } ] }));
     let (_, report) = w.apply().await;
     assert!(all_applied(&report), "{report:#?}");
     w.assert_converged("a live site").await;
+}
+
+/// Regression: a declared parent that loops through a parent UISP keeps (Torre declared under
+/// Norte, which UISP has under Torre) was planned as an update UISP then refused at apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_loop_with_uisps_parents_is_a_plan_error_and_nothing_is_written() {
+    let state = UispState {
+        sites: vec![
+            site(0, "Torre", "site", None),
+            site(1, "Norte", "site", Some(0)),
+        ],
+        devices: vec![],
+    };
+    let w = World::start(state).await;
+    w.write_uisp(json!({
+        "sites": [ { "name": "Norte" }, { "name": "Torre", "parent": "Norte" } ],
+    }));
+    let run = w.plan().await;
+    let err = target_error(&run.plan);
+    assert!(
+        err.contains("\"Norte\", \"Torre\"") && err.contains("loop"),
+        "{err}"
+    );
+    w.assert_nothing_written(run).await;
+    // Moving Norte out of Torre's way in the same file is fine.
+    w.write_uisp(json!({
+        "sites": [
+            { "name": "Raiz" },
+            { "name": "Norte", "parent": "Raiz" },
+            { "name": "Torre", "parent": "Norte" },
+        ],
+    }));
+    let (_, report) = w.apply().await;
+    assert!(all_applied(&report), "{report:#?}");
+    w.assert_converged("the loop undone").await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -115,13 +115,24 @@ pub trait Provider: Send + Sync + 'static {
         target: &str,
         observed: &Observation<Self::Observed>,
     ) -> Result<Planned<Self::Op>, Self::Error>;
-    /// Makes the changes and verifies them.
+    /// Makes the changes and verifies them. Also keeps what the run learned (see
+    /// [`Provider::keep`]): a target with changes keeps it here.
     fn apply(
         &self,
         target: &str,
         items: Vec<Item<Self::Op>>,
         observed: Observation<Self::Observed>,
     ) -> impl Future<Output = Vec<Outcome>> + Send;
+    /// For a target `apply` found with nothing to change: keeps what observing it learned
+    /// that only an apply may write (the credential that worked, a host key trusted on first
+    /// use). `plan` and `drift` never call it. Nothing by default.
+    fn keep(
+        &self,
+        _target: &str,
+        _observed: Observation<Self::Observed>,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// A provider with its types erased, so that kinds of every shape run side by side.
@@ -173,6 +184,10 @@ impl<P: Provider> PendingApply for Pending<P> {
                 items,
                 observed,
             } = *self;
+            if items.is_empty() {
+                provider.keep(&target, observed).await;
+                return (Vec::new(), None);
+            }
             let expected: Vec<(String, Action)> = items
                 .iter()
                 .map(|i| (i.change.address.clone(), i.change.action))
@@ -349,14 +364,13 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
         tp.refusal = empty_prune_refusal(&items, &planned.desired_counts);
     }
     tracing::debug!(target = %tp.address, changes = tp.changes.len(), "planned");
-    let pending = (!items.is_empty()).then(|| {
-        Box::new(Pending {
-            provider: p,
-            target,
-            items,
-            observed,
-        }) as Box<dyn PendingApply>
-    });
+    // Kept with no changes too: apply then keeps what observing it learned.
+    let pending = Some(Box::new(Pending {
+        provider: p,
+        target,
+        items,
+        observed,
+    }) as Box<dyn PendingApply>);
     PlannedTarget { plan: tp, pending }
 }
 
@@ -564,7 +578,8 @@ impl Engine {
 impl PlannedRun {
     /// Applies every target that no guard, error or `refusals` entry stops, concurrently and
     /// at most the kind's concurrency at once. Every change ends in the report as applied,
-    /// failed or skipped.
+    /// failed or skipped. A target with nothing to change keeps what observing it learned
+    /// ([`Provider::keep`]); so does a whole run without changes, which writes nothing else.
     pub async fn apply(mut self, refusals: &BTreeMap<String, String>) -> ApplyReport {
         let limits: BTreeMap<String, Arc<Semaphore>> = self
             .concurrency
@@ -596,8 +611,10 @@ impl PlannedRun {
                 })),
                 (None, Some(p)) => {
                     reports.push(None);
-                    started.0 += 1;
-                    started.1 += t.changes.len();
+                    if !t.changes.is_empty() {
+                        started.0 += 1;
+                        started.1 += t.changes.len();
+                    }
                     let limit = limits
                         .get(&t.kind)
                         .cloned()
@@ -660,11 +677,13 @@ impl PlannedRun {
                 .iter()
                 .filter(|o| o.status == Status::Applied)
                 .count();
-            self.events.send(Event::TargetApplied {
-                address: report.address.clone(),
-                applied,
-                failed: report.outcomes.len() - applied,
-            });
+            if !self.plan.targets[i].changes.is_empty() {
+                self.events.send(Event::TargetApplied {
+                    address: report.address.clone(),
+                    applied,
+                    failed: report.outcomes.len() - applied,
+                });
+            }
             reports[i] = Some(report);
         }
         let reports = reports

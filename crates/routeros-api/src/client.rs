@@ -5,9 +5,13 @@
 //! Round trips are counted: [`Connection::run`] sends a batch in one write and waits for every
 //! reply, which is one round trip however many commands it holds.
 //!
+//! It does not open the stream (TCP, TLS and their timeouts are the caller's), retry, or
+//! reconnect: a connection that failed is dropped.
+//!
 //! # Warning
 //! Sentences may hold a password (`/login`, `set =password=`); nothing here logs a sentence's
-//! words, only its command.
+//! words, only its command, and the `Debug` output of [`Command`] and [`Reply`] shows a
+//! password as `(sensitive)`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -15,7 +19,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::codec::{CodecError, Sentence, decode_sentence};
+use crate::codec::{CodecError, Redacted, Sentence, decode_sentence, is_sensitive};
 
 /// Any byte stream a connection can run over (TCP, TLS).
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -64,11 +68,15 @@ pub struct Trap {
 }
 
 /// All replies to one command.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` shows a `password` attribute as `(sensitive)` (a print by a user with the
+/// `sensitive` policy carries every password).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Reply {
     /// `!re` rows, attributes by name.
     pub rows: Vec<BTreeMap<String, String>>,
-    /// For each row, the attributes whose bytes were not UTF-8 (decoded as Latin-1).
+    /// For each row, the attributes whose bytes were not UTF-8 (decoded as Windows-1252, see
+    /// [`Sentence`]).
     pub not_utf8: Vec<std::collections::BTreeSet<String>>,
     /// Attributes of `!done` (such as `ret`).
     pub done: BTreeMap<String, String>,
@@ -92,8 +100,34 @@ impl Reply {
     }
 }
 
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows: Vec<BTreeMap<&str, &str>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|(k, v)| {
+                        let v = if is_sensitive(k) { "(sensitive)" } else { v };
+                        (k.as_str(), v)
+                    })
+                    .collect()
+            })
+            .collect();
+        f.debug_struct("Reply")
+            .field("rows", &rows)
+            .field("not_utf8", &self.not_utf8)
+            .field("done", &self.done)
+            .field("trap", &self.trap)
+            .field("empty", &self.empty)
+            .finish()
+    }
+}
+
 /// One command: its words, without a tag (the connection adds one).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the value of a `=password=` word as `(sensitive)`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Command {
     /// Command word then attributes and queries.
     pub words: Vec<String>,
@@ -109,6 +143,14 @@ impl Command {
     /// The command word.
     pub fn head(&self) -> &str {
         self.words.first().map_or("", String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("words", &Redacted(&self.words))
+            .finish()
     }
 }
 
@@ -369,7 +411,8 @@ mod tests {
         assert_eq!(e.to_string(), "/ppp/secret/add: failure: x");
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the silent router's timeout passes in virtual time.
+    #[tokio::test(start_paused = true)]
     async fn fatal_and_silence_are_errors() {
         let (a, b) = duplex(4096);
         tokio::spawn(async move {
@@ -400,5 +443,28 @@ mod tests {
     fn the_password_is_not_in_debug_output_of_errors() {
         let e = ApiError::Login("cannot log in".into());
         assert_eq!(e.to_string(), "login failed: cannot log in");
+    }
+
+    #[test]
+    fn commands_and_replies_hide_passwords_in_debug_output() {
+        let c = Command::new(["/ppp/secret/set", "=.id=*1", "=password=Zq9x-pw"]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("Zq9x"), "{shown}");
+        assert!(shown.contains("=password=(sensitive)"), "{shown}");
+        let r = Reply {
+            rows: vec![
+                [("name", "juan"), ("password", "Zq9x-pw")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ],
+            ..Reply::default()
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("Zq9x"), "{shown}");
+        assert!(
+            shown.contains("\"juan\"") && shown.contains("(sensitive)"),
+            "{shown}"
+        );
     }
 }

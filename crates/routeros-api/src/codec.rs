@@ -11,6 +11,11 @@
 //! First bytes 0xF8..=0xFF are reserved: a decode error. The encoder never emits the 5-byte
 //! form (librouteros, and so Ansible, reject any first byte >= 0xF0); words that long are
 //! refused instead. The decoder accepts it, up to [`MAX_WORD`].
+//!
+//! Words are bytes; a [`Sentence`] is their text: UTF-8, or Windows-1252 for a word that is not
+//! UTF-8 (typed in Winbox), flagged so that nobody writes it back re-encoded unknowingly.
+//!
+//! No I/O here: reading and writing a stream is the [`crate::client`]'s (and the server's).
 
 /// The longest word the decoder accepts (a guard against a peer announcing gigabytes).
 pub const MAX_WORD: usize = 16 * 1024 * 1024;
@@ -102,10 +107,18 @@ pub fn decode_sentence(buf: &[u8]) -> Result<Option<Decoded>, CodecError> {
 }
 
 /// A decoded sentence with its words as text. RouterOS keeps bytes as they were typed: UTF-8
-/// from the API and newer tools, Latin-1 (Windows-1252) from Winbox. A word that is not UTF-8
-/// is decoded as Latin-1, so "Tomatlán" reads right, and flagged in [`Sentence::not_utf8`], so
-/// that nobody writes it back re-encoded without knowing.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// from the API and newer tools, the Windows ANSI code page from Winbox (a Windows program):
+/// Windows-1252 for Western European languages. A word that is not UTF-8 is decoded as
+/// Windows-1252, so "Tomatlán", “quotes” and "€" read right, and flagged in
+/// [`Sentence::not_utf8`], so that nobody writes it back re-encoded without knowing.
+///
+/// Windows-1252 and ISO-8859-1 differ only in 0x80..=0x9F, where ISO-8859-1 has invisible C1
+/// control codes and Windows-1252 has `€ ‚ „ … “ ” – — Š ž` and the like: text typed on
+/// Windows means the latter. Every byte decodes (the five bytes Windows-1252 leaves undefined
+/// become their C1 code points, as the WHATWG encoding standard says), so decoding never fails.
+///
+/// `Debug` shows the value of a `=password=` or `=response=` word as `(sensitive)`.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Sentence {
     /// The words, first the command or reply word.
     pub words: Vec<String>,
@@ -131,7 +144,7 @@ impl Sentence {
             .map(|(i, w)| {
                 String::from_utf8(w).unwrap_or_else(|e| {
                     not_utf8.push(i);
-                    e.as_bytes().iter().map(|&b| char::from(b)).collect()
+                    decode_windows_1252(e.as_bytes())
                 })
             })
             .collect();
@@ -183,6 +196,54 @@ impl Sentence {
     /// Encodes the sentence.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         encode_sentence(&self.words)
+    }
+}
+
+impl std::fmt::Debug for Sentence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sentence")
+            .field("words", &Redacted(&self.words))
+            .field("not_utf8", &self.not_utf8)
+            .finish()
+    }
+}
+
+/// Text typed in Winbox: Windows-1252 (see [`Sentence`]).
+fn decode_windows_1252(bytes: &[u8]) -> String {
+    encoding_rs::WINDOWS_1252
+        .decode_without_bom_handling(bytes)
+        .0
+        .into_owned()
+}
+
+/// Attributes whose value is a secret or derived from one: `password` (login, `/ppp/secret`)
+/// and `response` (the legacy login's MD5 of the password).
+const SENSITIVE_ATTRS: &[&str] = &["password", "response"];
+
+/// Whether attribute `key` holds a secret.
+pub fn is_sensitive(key: &str) -> bool {
+    SENSITIVE_ATTRS.contains(&key)
+}
+
+/// A word as it may be shown: the value of a sensitive attribute word replaced by
+/// `(sensitive)`.
+pub fn redact_word(word: &str) -> std::borrow::Cow<'_, str> {
+    if let Some((key, _)) = word.strip_prefix('=').and_then(|rest| rest.split_once('='))
+        && is_sensitive(key)
+    {
+        return format!("={key}=(sensitive)").into();
+    }
+    word.into()
+}
+
+/// Words for `Debug`, sensitive values redacted.
+pub(crate) struct Redacted<'a>(pub(crate) &'a [String]);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|w| redact_word(w)))
+            .finish()
     }
 }
 
@@ -274,6 +335,51 @@ mod tests {
         ]);
         assert_eq!(s.attr("comment"), Some("Tomatlán"));
         assert_eq!(s.not_utf8_attrs().collect::<Vec<_>>(), ["comment"]);
+    }
+
+    /// Winbox runs on Windows: its bytes 0x80..=0x9F are Windows-1252 punctuation, not the C1
+    /// controls of ISO-8859-1.
+    #[test]
+    fn words_typed_in_winbox_decode_as_windows_1252() {
+        let s = Sentence::from_raw(vec![
+            b"!re".to_vec(),
+            b"=comment=\x93Tomatl\xe1n\x94 \x80 5".to_vec(),
+            b"=name=\x8aimon".to_vec(),
+            b"=profile=10M".to_vec(),
+        ]);
+        assert_eq!(s.attr("comment"), Some("\u{201c}Tomatlán\u{201d} € 5"));
+        assert_eq!(s.attr("name"), Some("Šimon"));
+        assert_eq!(s.not_utf8, [1, 2]);
+        assert_eq!(s.not_utf8_attrs().collect::<Vec<_>>(), ["comment", "name"]);
+        // Every byte decodes: the bytes Windows-1252 leaves undefined become C1 code points.
+        let s = Sentence::from_raw(vec![vec![0x81, 0x8D, 0x8F, 0x90, 0x9D, 0xFF]]);
+        assert_eq!(s.head(), "\u{81}\u{8d}\u{8f}\u{90}\u{9d}ÿ");
+        assert_eq!(s.not_utf8, [0]);
+        // UTF-8 stays UTF-8 and is not flagged.
+        let s = Sentence::from_raw(vec![
+            b"!re".to_vec(),
+            "=comment=“Tomatlán” €".as_bytes().to_vec(),
+        ]);
+        assert_eq!(s.attr("comment"), Some("“Tomatlán” €"));
+        assert!(s.not_utf8.is_empty());
+    }
+
+    #[test]
+    fn debug_output_hides_passwords_and_login_responses() {
+        let s = Sentence::new([
+            "/login",
+            "=name=admin",
+            "=password=Zq9x-a=b",
+            "=response=00abcdef",
+        ]);
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("Zq9x") && !shown.contains("abcdef"),
+            "{shown}"
+        );
+        assert!(shown.contains("=password=(sensitive)") && shown.contains("=name=admin"));
+        assert_eq!(redact_word("=comment=password=x"), "=comment=password=x");
+        assert_eq!(redact_word("=password="), "=password=(sensitive)");
     }
 
     #[test]

@@ -56,21 +56,54 @@
 //!   sentences 1..=N are answered, the (N+1)th is not executed and the connection closes once
 //!   the earlier answers are written. Stats count every sentence received, trapped, cancelled
 //!   and dropped ones included.
+//! - Time is tokio's ([`tokio::time`]): the latency and a session's uptime follow a paused
+//!   clock in tests.
+//!
+//! # Example
+//!
+//! A lab router with one secret, read back through the crate's client:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use routeros_api::client::{Command, Connection};
+//! use routeros_api::server::{RouterConfig, RouterLab, Secret, Version};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let config = RouterConfig::new(Version::V6).with_user("admin", "lab-pw");
+//! let lab = RouterLab::start(config).await.unwrap();
+//! lab.add_secret(Secret {
+//!     disabled: true,
+//!     ..Secret::new("juan.perez", "lab-secret")
+//! });
+//!
+//! let stream = tokio::net::TcpStream::connect(lab.addr()).await.unwrap();
+//! let mut conn = Connection::new(stream, Duration::from_secs(5));
+//! conn.login("admin", "lab-pw").await.unwrap();
+//! let reply = conn
+//!     .call(Command::new(["/ppp/secret/print", "?name=juan.perez"]))
+//!     .await
+//!     .unwrap();
+//! assert_eq!(reply.rows[0]["disabled"], "yes", "RouterOS 6 prints yes/no");
+//! assert_eq!(lab.stats().count("/ppp/secret/print"), 1);
+//! # }
+//! ```
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::codec::{self, Sentence};
 
@@ -88,8 +121,8 @@ pub enum Version {
     V7,
 }
 
-/// How the lab router behaves.
-#[derive(Debug, Clone)]
+/// How the lab router behaves. `Debug` shows the users' names, not their passwords.
+#[derive(Clone)]
 pub struct RouterConfig {
     /// The personality.
     pub version: Version,
@@ -121,6 +154,21 @@ impl Default for RouterConfig {
             faults: Faults::default(),
             profiles: Vec::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("RouterConfig")
+            .field("version", &self.version)
+            .field("password_visible", &self.password_visible)
+            .field("users", &users)
+            .field("legacy_login", &self.legacy_login)
+            .field("latency", &self.latency)
+            .field("faults", &self.faults)
+            .field("profiles", &self.profiles)
+            .finish()
     }
 }
 
@@ -189,8 +237,8 @@ impl TrapFault {
     }
 }
 
-/// A `/ppp/secret` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A `/ppp/secret` entry. `Debug` shows the password as `(sensitive)`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     /// `*HEX`; empty in a secret not yet stored (the lab assigns one).
     pub id: String,
@@ -255,6 +303,31 @@ impl Default for Secret {
     }
 }
 
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &"(sensitive)")
+            .field("service", &self.service)
+            .field("profile", &self.profile)
+            .field("local_address", &self.local_address)
+            .field("remote_address", &self.remote_address)
+            .field("routes", &self.routes)
+            .field("ipv6_routes", &self.ipv6_routes)
+            .field("remote_ipv6_prefix", &self.remote_ipv6_prefix)
+            .field("limit_bytes_in", &self.limit_bytes_in)
+            .field("limit_bytes_out", &self.limit_bytes_out)
+            .field("caller_id", &self.caller_id)
+            .field("disabled", &self.disabled)
+            .field("comment", &self.comment)
+            .field("last_logged_out", &self.last_logged_out)
+            .field("last_caller_id", &self.last_caller_id)
+            .field("last_disconnect_reason", &self.last_disconnect_reason)
+            .finish()
+    }
+}
+
 impl Secret {
     /// A secret with every other field at its default.
     pub fn new(name: &str, password: &str) -> Self {
@@ -298,7 +371,8 @@ pub struct ActiveSession {
     pub caller_id: String,
     /// `address`: the address the session got.
     pub address: String,
-    /// When it came up (`uptime` counts from here).
+    /// When it came up (`uptime` counts from here), on tokio's clock: a test on the paused
+    /// clock controls the uptime.
     pub since: Instant,
 }
 
@@ -512,7 +586,6 @@ impl Drop for RouterLab {
 }
 
 /// What never changes after start.
-#[derive(Debug)]
 struct Personality {
     version: Version,
     password_visible: bool,
@@ -653,12 +726,23 @@ impl State {
 
     /// The injected trap for `cmd`, if one matches (spending one of its `times`).
     fn injected_trap(&mut self, cmd: &Sentence) -> Option<Trap> {
-        let names = self.names_in(cmd);
-        let fault = self.faults.traps.iter_mut().find(|f| {
-            f.command == cmd.head()
-                && f.times != Some(0)
-                && f.name.as_ref().is_none_or(|n| names.contains(n))
-        })?;
+        let live = |f: &TrapFault| f.command == cmd.head() && f.times != Some(0);
+        // Which names the command concerns is worked out only when a fault asks.
+        let names = if self
+            .faults
+            .traps
+            .iter()
+            .any(|f| live(f) && f.name.is_some())
+        {
+            self.names_in(cmd)
+        } else {
+            Vec::new()
+        };
+        let fault = self
+            .faults
+            .traps
+            .iter_mut()
+            .find(|f| live(f) && f.name.as_ref().is_none_or(|n| names.contains(n)))?;
         if let Some(t) = &mut fault.times {
             *t -= 1;
         }
@@ -668,10 +752,22 @@ impl State {
     /// The names a command concerns: `=name=`, the names behind its ids, `?name=` queries.
     fn names_in(&self, cmd: &Sentence) -> Vec<String> {
         let mut names: Vec<String> = cmd.attr("name").map(Into::into).into_iter().collect();
-        for id in cmd.attr(".id").into_iter().flat_map(|ids| ids.split(',')) {
-            let secret = self.secrets.iter().find(|s| s.id == id).map(|s| &s.name);
-            let session = self.active.iter().find(|a| a.id == id).map(|a| &a.name);
-            names.extend(secret.or(session).cloned());
+        if let Some(ids) = cmd.attr(".id") {
+            let ids: Vec<&str> = ids.split(',').collect();
+            let wanted: HashSet<&str> = ids.iter().copied().collect();
+            // A secret's name wins over a session's: the ids of the two menus may coincide.
+            let mut by_id: HashMap<&str, &str> = HashMap::with_capacity(wanted.len());
+            let sessions = self.active.iter().map(|a| (&a.id, &a.name));
+            let secrets = self.secrets.iter().map(|s| (&s.id, &s.name));
+            for (id, name) in sessions.chain(secrets) {
+                if wanted.contains(id.as_str()) {
+                    by_id.insert(id, name);
+                }
+            }
+            names.extend(
+                ids.iter()
+                    .filter_map(|id| by_id.get(id).map(|n| n.to_string())),
+            );
         }
         for q in cmd.queries() {
             if let Some(v) = q.strip_prefix("name=").or_else(|| q.strip_prefix("=name=")) {
@@ -691,7 +787,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     shared.state().stats.connections += 1;
-                    connections.spawn(serve_connection(stream, shared.clone()));
+                    let _ = stream.set_nodelay(true);
+                    let (read, write) = stream.into_split();
+                    connections.spawn(serve_connection(read, write, shared.clone()));
                 }
                 // Out of descriptors and the like: wait instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -711,7 +809,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 struct Queued {
     sentence: Sentence,
     /// When it arrived: its answer waits until then plus the latency.
-    arrived: tokio::time::Instant,
+    arrived: Instant,
     cancel: Arc<CancelFlag>,
     /// For `/cancel`: how many commands in flight it cancelled.
     cancelled: usize,
@@ -771,9 +869,13 @@ impl Inflight {
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+/// Serves one connection, given as its two halves (a TCP socket's, or an in-memory pipe's in
+/// tests on the paused clock).
+async fn serve_connection(
+    read: impl AsyncRead + Unpin,
+    write: impl AsyncWrite + Unpin,
+    shared: Arc<Shared>,
+) {
     let (queue, queued) = mpsc::unbounded_channel();
     let inflight = Inflight::default();
     let reader = read_sentences(read, shared.clone(), queue, inflight.clone());
@@ -788,7 +890,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
 }
 
 async fn read_sentences(
-    mut read: OwnedReadHalf,
+    mut read: impl AsyncRead + Unpin,
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Queued>,
     inflight: Inflight,
@@ -819,14 +921,14 @@ async fn read_sentences(
             }
             let queued = if sentence.head() == "/cancel" {
                 Queued {
-                    arrived: tokio::time::Instant::now(),
+                    arrived: Instant::now(),
                     cancelled: inflight.cancel(sentence.attr("tag")),
                     cancel: Arc::new(CancelFlag::default()),
                     sentence,
                 }
             } else {
                 Queued {
-                    arrived: tokio::time::Instant::now(),
+                    arrived: Instant::now(),
                     cancel: inflight.start(sentence.tag()),
                     cancelled: 0,
                     sentence,
@@ -845,7 +947,7 @@ async fn read_sentences(
 
 async fn answer_commands(
     mut queued: mpsc::UnboundedReceiver<Queued>,
-    mut write: OwnedWriteHalf,
+    mut write: impl AsyncWrite + Unpin,
     shared: Arc<Shared>,
     inflight: Inflight,
 ) {
@@ -1215,18 +1317,23 @@ fn only_id_attr(cmd: &Sentence) -> Result<(), Trap> {
     }
 }
 
-/// Where each id is, or `no such item` when one is missing.
+/// Where each id is, or `no such item` when one is missing. One pass over the items, however
+/// many ids (a batched remove of a whole prune).
 fn positions<T>(items: &[T], id: impl Fn(&T) -> &str, ids: &[&str]) -> Result<Vec<usize>, Trap> {
     if ids.is_empty() {
         return Err(no_such_item());
     }
+    let wanted: HashSet<&str> = ids.iter().copied().collect();
+    let mut at: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
+    for (i, item) in items.iter().enumerate() {
+        let item_id = id(item);
+        if wanted.contains(item_id) {
+            // The first one, as a search from the start would find.
+            at.entry(item_id).or_insert(i);
+        }
+    }
     ids.iter()
-        .map(|want| {
-            items
-                .iter()
-                .position(|item| id(item) == *want)
-                .ok_or_else(no_such_item)
-        })
+        .map(|want| at.get(want).copied().ok_or_else(no_such_item))
         .collect()
 }
 
@@ -1538,30 +1645,52 @@ fn compare(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
     use tokio::time::timeout;
 
     const WAIT: Duration = Duration::from_secs(5);
 
+    /// What a test client talks over: a TCP socket, or an in-memory pipe.
+    trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+    impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
     /// A raw API client over the codec: sends words, reads sentences.
     struct Client {
-        stream: TcpStream,
+        stream: Box<dyn Io>,
         buf: Vec<u8>,
     }
 
     impl Client {
         async fn connect(lab: &RouterLab) -> Client {
             Client {
-                stream: TcpStream::connect(lab.addr()).await.unwrap(),
+                stream: Box::new(TcpStream::connect(lab.addr()).await.unwrap()),
+                buf: Vec::new(),
+            }
+        }
+
+        /// A connection over an in-memory pipe, served like a TCP one: no socket, so a test on
+        /// tokio's paused clock sees only the lab's own timers (its latency) advance time.
+        fn in_memory(lab: &RouterLab) -> Client {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let (read, write) = tokio::io::split(server);
+            tokio::spawn(serve_connection(read, write, lab.shared.clone()));
+            Client {
+                stream: Box::new(client),
                 buf: Vec::new(),
             }
         }
 
         /// Connected and logged in as admin/pw.
         async fn logged_in(lab: &RouterLab) -> Client {
-            let mut c = Client::connect(lab).await;
-            let r = c.call(&["/login", "=name=admin", "=password=pw"]).await;
+            let c = Client::connect(lab).await;
+            c.login().await
+        }
+
+        /// Logged in as admin/pw.
+        async fn login(mut self) -> Client {
+            let r = self.call(&["/login", "=name=admin", "=password=pw"]).await;
             assert_eq!(lines(&r), ["!done"]);
-            c
+            self
         }
 
         async fn send(&mut self, words: &[&str]) {
@@ -2103,13 +2232,14 @@ mod tests {
         assert_eq!(lab.secret("juan.perez").unwrap().comment, "x");
     }
 
-    #[tokio::test]
+    /// On the paused clock, so that `uptime=0s` holds however slow the machine.
+    #[tokio::test(start_paused = true)]
     async fn active_sessions_and_profiles() {
         let lab = seeded(Version::V7).await;
         let juan = lab.add_active("juan.perez", "10.0.0.2");
         let maria = lab.add_active("maria", "10.0.0.3");
         assert_eq!((juan.as_str(), maria.as_str()), ("*80000001", "*80000002"));
-        let mut c = Client::logged_in(&lab).await;
+        let mut c = Client::in_memory(&lab).login().await;
         let r = c.call(&["/ppp/active/print", "?name=juan.perez"]).await;
         assert_eq!(
             lines(&r),
@@ -2225,35 +2355,57 @@ mod tests {
         assert_eq!(lab.stats(), Stats::default());
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: time moves only when every task waits, and then straight to
+    /// the next timer, so the virtual time a call takes is the latency the lab injected.
+    #[tokio::test(start_paused = true)]
     async fn latency_delays_every_answer() {
         let lab = seeded(Version::V7).await;
-        let mut c = Client::logged_in(&lab).await;
+        let mut c = Client::in_memory(&lab).login().await;
         lab.set_latency(Duration::from_millis(150));
         let start = Instant::now();
         c.call(&["/ppp/secret/print"]).await;
         assert!(start.elapsed() >= Duration::from_millis(150));
+        // Commands sent one after the other each pay it.
+        let start = Instant::now();
+        c.call(&["/ppp/secret/print"]).await;
+        c.call(&["/ppp/secret/print"]).await;
+        assert!(start.elapsed() >= Duration::from_millis(300));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn latency_is_a_round_trip_delay_pipelined_commands_overlap() {
         let lab = seeded(Version::V7).await;
-        let mut c = Client::logged_in(&lab).await;
-        lab.set_latency(Duration::from_millis(200));
+        let mut c = Client::in_memory(&lab).login().await;
+        let latency = Duration::from_millis(200);
+        lab.set_latency(latency);
         let start = Instant::now();
         for tag in 0..5 {
             let tag = format!(".tag={tag}");
             c.send(&["/ppp/secret/print", "=count-only=", &tag]).await;
         }
+        let mut tags = Vec::new();
         for _ in 0..5 {
-            c.read_reply().await;
+            let reply = c.read_reply().await;
+            tags.push(reply.last().and_then(|s| s.tag()).unwrap().to_string());
         }
+        // Answered in order, all after one latency: not five.
+        assert_eq!(tags, ["0", "1", "2", "3", "4"]);
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(200), "{took:?}");
-        assert!(
-            took < Duration::from_millis(800),
-            "5 pipelined commands took {took:?}"
-        );
+        assert!(took >= latency, "{took:?}");
+        assert!(took < 2 * latency, "5 pipelined commands took {took:?}");
+    }
+
+    /// The session's uptime follows tokio's clock.
+    #[tokio::test(start_paused = true)]
+    async fn uptime_counts_from_when_the_session_came_up() {
+        let lab = seeded(Version::V7).await;
+        lab.add_active("maria", "10.0.0.3");
+        let mut c = Client::in_memory(&lab).login().await;
+        tokio::time::advance(Duration::from_secs(3_661)).await;
+        let r = c
+            .call(&["/ppp/active/print", "=.proplist=name,uptime"])
+            .await;
+        assert_eq!(lines(&r), ["!re =name=maria =uptime=1h1m1s", "!done"]);
     }
 
     #[tokio::test]

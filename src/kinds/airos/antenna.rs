@@ -53,10 +53,14 @@ impl Live {
     }
 }
 
-/// Why an antenna could not be read or changed. Never holds a file's content or a key.
+/// Why an antenna could not be read or changed: an object error in a plan, a failed change in
+/// apply. Never holds a file's content, a key or a password.
 #[derive(Debug, thiserror::Error)]
 pub enum AntennaError {
-    /// The SSH side.
+    /// It could not be logged in to (or through its jump host).
+    #[error(transparent)]
+    Login(#[from] super::login::LoginError),
+    /// The SSH side, once logged in.
     #[error(transparent)]
     Ssh(#[from] SshError),
     /// The read command's output.

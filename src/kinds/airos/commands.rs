@@ -5,7 +5,7 @@
 //! exceptions are numbers this module formats itself: [`kill`]'s process id (parsed from `ps`
 //! as a number) and the byte count of [`write_system`] and [`write_running`].
 //!
-//! The lab fleet (`crate::lab::airos`) interprets exactly these strings and nothing else, and
+//! The lab fleet (`super::twin::fleet`) interprets exactly these strings and nothing else, and
 //! the interop tests run them on a real busybox `ash` behind OpenSSH.
 
 /// Prints the files wispctl reads, each as a header line and then exactly as many bytes as the

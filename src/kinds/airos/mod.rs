@@ -7,16 +7,28 @@
 //! never in the way of the others. Apply rolls out in waves: a canary wave that must verify
 //! entirely, then the rest, stopped once failures pass `rollout.max_failures`.
 //!
-//! Parts: [`spec`] (the YAML model and the `antenna_groups` section), [`config`] (files and
-//! connection strings, pure), [`commands`] (the fixed command strings), [`antenna`] (one
-//! antenna's read, assess and write), [`provider`] (observe, diff, apply in waves) and `twin`
-//! (the lab fleet). The SSH transport is shared, below the kinds ([`crate::ssh`]); so is the
-//! UISP API ([`crate::uisp_api`]) the connection string and the connected devices come from.
+//! Every change is an update of an antenna the YAML lists: this kind never creates or deletes
+//! anything. An antenna dropped from the YAML is simply no longer looked at (its connection
+//! string stays as it is), so there is nothing to prune and the empty-list guard never fires.
+//!
+//! Parts, by role: [`spec`] (the YAML model and the `antenna_groups` section), [`config`]
+//! (files and connection strings, pure), [`commands`] (the fixed command strings),
+//! [`antenna`] (one antenna's read, assess and write), [`login`] (how a group's antennas are
+//! logged in to: SSH targets, the jump host, known hosts), [`remembered`] (the credential that
+//! worked, kept by apply), [`observe`], [`diff`] (pure), [`apply`] (the waves), [`provider`]
+//! (the engine's entry, gluing the three) and `twin` (the lab fleet). The SSH transport is
+//! shared, below the kinds ([`crate::ssh`]); so is the UISP API ([`crate::uisp_api`]) the
+//! connection string and the connected devices come from.
 
 pub mod antenna;
+pub mod apply;
 pub mod commands;
 pub mod config;
+pub mod diff;
+pub mod login;
+pub mod observe;
 pub mod provider;
+pub mod remembered;
 pub mod spec;
 #[cfg(feature = "lab")]
 pub mod twin;
@@ -27,10 +39,10 @@ use anyhow::{Context as _, bail};
 
 use crate::desired::check::FileCheck;
 use crate::desired::{DesiredState, InventoryNames};
-use crate::engine::{Context, DynProvider};
+use crate::engine::{Context, DynProvider, NoTwin};
 use crate::kinds::{KindDef, KindSet};
-use crate::ssh::{Endpoint, KnownHosts};
-use crate::uisp_api::{self, Server};
+use crate::ssh::{Endpoint, KnownHosts, KnownHostsError};
+use crate::uisp_api::{self, Server, UispError};
 
 /// The name of the default known-hosts file in the state directory.
 pub const KNOWN_HOSTS_FILE: &str = "airos-known-hosts";
@@ -38,13 +50,77 @@ pub const KNOWN_HOSTS_FILE: &str = "airos-known-hosts";
 /// The airos kind.
 pub struct Kind;
 
-/// Why an antenna group could not be read or planned.
+/// Why a whole antenna group could not be read or planned. One antenna's failure is never one
+/// of these: it is an object error of that antenna (see [`antenna::AntennaError`]).
+///
+/// No variant holds a password, a key or a connection string: UISP's and the SSH layer's
+/// errors never carry them, and [`config::UriError`] holds no text of the string.
 #[derive(Debug, thiserror::Error)]
 pub enum AirosError {
-    /// The group cannot be worked on (its connection string cannot be had, UISP cannot say
-    /// which antennas are connected).
-    #[error("{0}")]
-    Refused(String),
+    /// The file names a UISP server the inventory does not define (validation refuses such a
+    /// file, so only a desired state built by hand gets here).
+    #[error("UISP server {server} is not in the inventory")]
+    UnknownUisp {
+        /// The server's name.
+        server: String,
+    },
+    /// No client for the UISP server could be set up (its TLS settings, or a lab without it).
+    #[error("{source}")]
+    UispSetup {
+        /// The server's name.
+        server: String,
+        /// Why.
+        #[source]
+        source: UispError,
+    },
+    /// `connection.uisp`: the connection string could not be read from UISP.
+    #[error("cannot read the connection string of UISP {server}: {source}")]
+    ReadConnectionString {
+        /// The server's name.
+        server: String,
+        /// Why.
+        #[source]
+        source: UispError,
+    },
+    /// `connection.uisp`: UISP gave a connection string wispctl will not write to devices.
+    #[error("UISP {server} gave a connection string wispctl will not write: {source}")]
+    UnwritableConnectionString {
+        /// The server's name.
+        server: String,
+        /// What is wrong with it (never its text).
+        #[source]
+        source: config::UriError,
+    },
+    /// `connected_in`: UISP cannot say which antennas are connected. Planning without it would
+    /// show every device-specific key as drift, so the group is not planned.
+    #[error(
+        "cannot ask UISP {server} which antennas are connected (without it, every device-specific key would look like drift): {source}"
+    )]
+    ConnectedDevices {
+        /// The server's name.
+        server: String,
+        /// Why.
+        #[source]
+        source: UispError,
+    },
+    /// The lab is in force and has no twin of this group: a lab never reaches a real address.
+    #[error(transparent)]
+    NoTwin(#[from] NoTwin),
+    /// The lab's twin of this group has no jump host, and the group has one.
+    #[error("the lab has no twin of this group's jump host")]
+    NoJumpTwin {
+        /// The group.
+        group: String,
+    },
+    /// The group's known-hosts file cannot be read.
+    #[error("{source}")]
+    KnownHosts {
+        /// The group.
+        group: String,
+        /// Why (names the file).
+        #[source]
+        source: KnownHostsError,
+    },
 }
 
 impl KindDef for Kind {
@@ -88,7 +164,11 @@ impl KindDef for Kind {
         format!("{antennas} antenna(s) in {} group(s)", set.desired.len())
     }
 
-    fn provider(set: &KindSet<Self>, desired: &DesiredState, ctx: &Context) -> Arc<dyn DynProvider> {
+    fn provider(
+        set: &KindSet<Self>,
+        desired: &DesiredState,
+        ctx: &Context,
+    ) -> Arc<dyn DynProvider> {
         let uisp = desired
             .section::<Server>(uisp_api::SECTION)
             .cloned()
@@ -123,7 +203,7 @@ impl KindDef for Kind {
                 _ => bail!("{host} is neither an antenna of group {target} nor its jump host"),
             };
             let stand_in = ctx.route::<spec::GroupEndpoints>(Self::SECTION, target)?;
-            let path = provider::known_hosts_path(
+            let path = login::known_hosts_path(
                 group.known_hosts.as_deref(),
                 stand_in.as_ref(),
                 &ctx.state_dir,
@@ -151,5 +231,51 @@ impl KindDef for Kind {
     #[cfg(feature = "lab")]
     fn twin() -> Option<&'static dyn crate::lab::Twin> {
         Some(&twin::Twin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn group_errors_keep_their_messages_and_their_source() {
+        let e = AirosError::ReadConnectionString {
+            server: "main".into(),
+            source: UispError::Setup("no route to the server".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot read the connection string of UISP main: no route to the server"
+        );
+        assert!(e.source().is_some());
+        let e = AirosError::UnwritableConnectionString {
+            server: "main".into(),
+            source: config::UriError::KeyLength { len: 12 },
+        };
+        assert_eq!(
+            e.to_string(),
+            "UISP main gave a connection string wispctl will not write: the connection string's key is 12 characters long, expected 48"
+        );
+        let e = AirosError::ConnectedDevices {
+            server: "main".into(),
+            source: UispError::Setup("refused".into()),
+        };
+        assert!(e.to_string().starts_with(
+            "cannot ask UISP main which antennas are connected (without it, every device-specific key would look like drift): "
+        ));
+        let e = AirosError::UnknownUisp {
+            server: "other".into(),
+        };
+        assert_eq!(e.to_string(), "UISP server other is not in the inventory");
+        let e = AirosError::from(NoTwin {
+            section: "antenna_groups".into(),
+            name: "clientes".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "the lab has no twin of antenna_groups.clientes; a lab never reaches a real address"
+        );
     }
 }

@@ -455,10 +455,7 @@ pub(crate) fn validate_group(
     if g.port == 0 {
         check.error(&format!("{at}.port"), "port must be 1 to 65535".into());
     }
-    let known_hosts = g
-        .known_hosts
-        .as_ref()
-        .map(|k| check.relative(k));
+    let known_hosts = g.known_hosts.as_ref().map(|k| check.relative(k));
     if check.error_count() > before {
         return None;
     }

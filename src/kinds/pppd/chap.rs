@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::words::{quote_always, split};
 use super::spec::ChapEntry;
+use super::words::{quote_always, split};
+use crate::plan::quote_key;
 use crate::secret::Secret;
 
 /// Opens the managed block.
@@ -26,6 +27,31 @@ pub enum ChapError {
         /// What is wrong.
         what: &'static str,
     },
+}
+
+/// A (client, server) pair that chap-secrets holds more than once: nothing says which line
+/// is meant, so wispctl edits none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateEntries {
+    /// Client name.
+    pub client: String,
+    /// Server name.
+    pub server: String,
+    /// The 1-based lines that hold the pair, in file order.
+    pub lines: Vec<usize>,
+}
+
+impl std::fmt::Display for DuplicateEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.lines.iter().map(usize::to_string).collect();
+        write!(
+            f,
+            "chap-secrets has duplicate entries for {}@{} at lines {}",
+            quote_key(&self.client),
+            quote_key(&self.server),
+            lines.join(", ")
+        )
+    }
 }
 
 /// One physical line, with its terminator, and the entry it holds if any.
@@ -62,6 +88,9 @@ pub struct LiveEntry {
     /// Addresses (may be empty).
     pub addresses: Vec<String>,
 }
+
+/// Line indices (0-based, file order) of each (client, server) pair of a file.
+pub type Pairs = BTreeMap<(String, String), Vec<usize>>;
 
 /// A parsed chap-secrets file.
 #[derive(Debug, Clone, Default)]
@@ -154,7 +183,7 @@ impl ChapFile {
     }
 
     /// Line indices of each (client, server) pair.
-    pub fn pairs(&self) -> BTreeMap<(String, String), Vec<usize>> {
+    pub fn pairs(&self) -> Pairs {
         let mut out: BTreeMap<_, Vec<_>> = BTreeMap::new();
         for (i, l) in self.lines.iter().enumerate() {
             if let Some(e) = &l.entry {
@@ -244,18 +273,23 @@ pub fn render_entry(e: &ChapEntry) -> String {
     s
 }
 
+/// Every pair of `pairs` held on more than one line, in pair order.
+pub fn duplicates(pairs: &Pairs) -> Vec<DuplicateEntries> {
+    pairs
+        .iter()
+        .filter(|(_, lines)| lines.len() > 1)
+        .map(|((client, server), lines)| DuplicateEntries {
+            client: client.clone(),
+            server: server.clone(),
+            lines: lines.iter().map(|i| i + 1).collect(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(c: &str, s: &str, secret: &str) -> ChapEntry {
-        ChapEntry {
-            client: c.into(),
-            server: s.into(),
-            secret: Secret::new(secret),
-            addresses: vec!["*".into()],
-        }
-    }
+    use crate::kinds::pppd::fixtures::chap_entry as entry;
 
     #[test]
     fn adds_a_block_and_keeps_other_lines() {

@@ -8,11 +8,20 @@
 //! and anything the YAML names. Never touches anything else. Does not start or restart
 //! tunnels.
 //!
-//! Parts: [`spec`] (the YAML model and its validation), [`words`] (pppd's option-file word
-//! syntax), [`peer`] (peer files), [`chap`] (the chap-secrets editor), [`provider`] (observe,
-//! diff, apply) and `twin` (the lab host).
+//! Parts, by role: [`spec`] (the YAML model and its validation), [`client`] (the host's files:
+//! paths, reads, atomic writes, the `/etc/ppp` lock), [`observe`] (one read of a host and its
+//! fingerprints), [`diff`] (pure: small functions over plain values), [`apply`] (writes,
+//! verifies, one outcome per change) and [`provider`] (the engine's glue over those three).
+//! File formats: [`words`] (pppd's option-file word syntax), [`peer`] (peer files), [`chap`]
+//! (the chap-secrets editor). `twin` is the lab host.
 
+pub mod apply;
 pub mod chap;
+pub mod client;
+pub mod diff;
+#[cfg(test)]
+mod fixtures;
+pub mod observe;
 pub mod peer;
 pub mod provider;
 pub mod spec;
@@ -21,6 +30,7 @@ pub mod twin;
 pub mod words;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::desired::check::FileCheck;
@@ -28,27 +38,163 @@ use crate::desired::{DesiredState, InventoryNames};
 use crate::engine::{Context, DynProvider, NoTwin};
 use crate::kinds::{KindDef, KindSet};
 use crate::names::valid_name;
+use crate::plan::{address, quote_key};
+
+use chap::{ChapEdit, ChapError, DuplicateEntries};
+use client::HostFile;
 
 /// The pppd kind.
 pub struct Kind;
 
-/// Why a host could not be read or planned.
+/// Why a host could not be read or planned. Each case is a variant of its own with the data it
+/// concerns (which peers, which pair and lines, which line), so callers tell the cases apart
+/// by type; the text is what the plan shows.
 #[derive(Debug, thiserror::Error)]
 pub enum PppdError {
     /// A file or folder could not be read.
-    #[error("{what}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
-        /// The file or folder.
-        what: String,
+        /// The file or folder, as found on this machine.
+        path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
-    /// The host's files are such that wispctl must not touch them.
-    #[error("{0}")]
-    Refused(String),
+    /// `/etc/ppp/chap-secrets` is a symbolic link, which an atomic replace would break.
+    #[error(
+        "/etc/ppp/chap-secrets is a symbolic link: wispctl replaces files atomically and will not replace a link; point the host's root at the real file"
+    )]
+    SymlinkedChapSecrets,
+    /// Peer files the YAML names are symbolic links.
+    #[error("peer files that are symbolic links: {} (wispctl will not replace a link)", .peers.join(", "))]
+    SymlinkedPeers {
+        /// The peer names, in the YAML's order.
+        peers: Vec<String>,
+    },
+    /// A (client, server) pair wispctl manages has more than one live entry.
+    #[error("{0}: remove all but one by hand before wispctl manages it")]
+    DuplicateEntries(DuplicateEntries),
+    /// The live entry of a pair the YAML names sits on a line that is not UTF-8 text.
+    #[error(
+        "chap-secrets line {line} holds the entry for {address} but is not UTF-8 text: wispctl will not rewrite it; fix the line by hand"
+    )]
+    EntryNotText {
+        /// 1-based line number in chap-secrets.
+        line: usize,
+        /// The entry's address.
+        address: String,
+    },
+    /// chap-secrets cannot be edited safely (its managed block is broken).
+    #[error(transparent)]
+    ChapSecrets(#[from] ChapError),
     /// A lab run and no lab host.
     #[error(transparent)]
     NoTwin(#[from] NoTwin),
+}
+
+/// Why one write of an apply failed; the text is the outcome's reason in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A folder could not be created.
+    #[error("cannot create {dir}: {source}")]
+    CreateDir {
+        /// The folder.
+        dir: HostFile,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `/etc/ppp` could not be opened to lock it.
+    #[error("cannot open /etc/ppp: {0}")]
+    OpenPppDir(#[source] std::io::Error),
+    /// Another wispctl held the host's `/etc/ppp` lock for the whole wait.
+    #[error("another wispctl is writing /etc/ppp on this host (its folder lock is held)")]
+    Locked {
+        /// How long this apply waited.
+        waited: std::time::Duration,
+    },
+    /// Locking `/etc/ppp` failed for another reason than a holder.
+    #[error("cannot lock /etc/ppp: {0}")]
+    Lock(#[source] std::io::Error),
+    /// The file is not what observe read: someone edited it since the plan.
+    #[error("{file} changed since it was read; run plan again")]
+    Changed {
+        /// The file.
+        file: HostFile,
+    },
+    /// Reading the file again, before or after the write, failed.
+    #[error(transparent)]
+    Read(#[from] PppdError),
+    /// The atomic write failed.
+    #[error("cannot write {file}: {source}")]
+    Write {
+        /// The file.
+        file: HostFile,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Removing the file failed.
+    #[error("cannot remove {file}: {source}")]
+    Remove {
+        /// The file.
+        file: HostFile,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file reads back with other content or another mode than written.
+    #[error("verification failed: {file} does not read back as written")]
+    NotAsWritten {
+        /// The file.
+        file: HostFile,
+    },
+    /// A removed file is still there.
+    #[error("verification failed: {file} still exists")]
+    StillThere {
+        /// The file.
+        file: HostFile,
+    },
+}
+
+/// One apply instruction, made by [`diff`] and carried out by [`apply`].
+#[derive(Debug)]
+pub enum Op {
+    /// Write a peer file (create, update, or fix its mode).
+    WritePeer {
+        /// Peer name.
+        name: String,
+        /// Full content.
+        content: String,
+    },
+    /// Remove an owned peer file.
+    DeletePeer {
+        /// Peer name.
+        name: String,
+    },
+    /// Edit chap-secrets (all edits of a run go into one atomic write).
+    Chap(ChapEdit),
+    /// Set chap-secrets' mode to 0600.
+    ChapMode,
+}
+
+/// The address of a peer file: `pppd.HOST.peer["NAME"]`.
+pub fn peer_address(host: &str, name: &str) -> String {
+    address(Kind::NAME, host, "peer", name)
+}
+
+/// The address of a chap-secrets entry: `pppd.HOST.chap["CLIENT"@"SERVER"]`.
+pub fn chap_address(host: &str, client: &str, server: &str) -> String {
+    format!(
+        "{}.{host}.chap[{}@{}]",
+        Kind::NAME,
+        quote_key(client),
+        quote_key(server)
+    )
+}
+
+/// The address of the chap-secrets file itself (its mode).
+pub fn chap_file_address(host: &str) -> String {
+    address(Kind::NAME, host, "file", &HostFile::ChapSecrets.to_string())
 }
 
 impl KindDef for Kind {
@@ -107,7 +253,11 @@ impl KindDef for Kind {
         )
     }
 
-    fn provider(set: &KindSet<Self>, desired: &DesiredState, ctx: &Context) -> Arc<dyn DynProvider> {
+    fn provider(
+        set: &KindSet<Self>,
+        desired: &DesiredState,
+        ctx: &Context,
+    ) -> Arc<dyn DynProvider> {
         crate::engine::provider(provider::PppdProvider::new(
             &set.targets,
             &set.desired,

@@ -1,8 +1,8 @@
 //! Peer files (`/etc/ppp/peers/NAME`): rendered from a [`PeerSpec`], marked as wispctl's by
 //! their first line.
 
-use super::words::quote;
 use super::spec::PeerSpec;
+use super::words::{quote, split};
 
 /// The first line of every peer file wispctl writes; a file that starts with it is owned.
 pub const MARKER: &str = "# Managed by wispctl";
@@ -60,4 +60,71 @@ pub fn render(peer: &PeerSpec, address: &str) -> String {
     let mut text = lines.join("\n");
     text.push('\n');
     text
+}
+
+/// Peer file text as a plan may show it: every line that holds the `password` option reads
+/// `password (sensitive)`. wispctl never writes one, but a hand-written file it adopts or
+/// prunes may. pppd reads an options file word by word, so the option counts wherever it
+/// stands on its line, not only first.
+pub fn masked(content: &str) -> String {
+    content
+        .split_inclusive('\n')
+        .map(|line| {
+            if holds_password(line) {
+                let nl = if line.ends_with('\n') { "\n" } else { "" };
+                format!("password (sensitive){nl}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Whether a line holds the `password` option. A line pppd could not split (an open quote) is
+/// judged by its blank-separated words, quotes dropped: better one line too many hidden than a
+/// secret shown.
+fn holds_password(line: &str) -> bool {
+    let is_password = |w: &str| w == "password";
+    match split(line) {
+        Ok(words) => words.iter().any(|w| is_password(w)),
+        Err(_) => line
+            .split_whitespace()
+            .take_while(|w| !w.starts_with('#'))
+            .any(|w| is_password(w.trim_matches(['"', '\''].as_slice()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_line_is_masked_and_the_rest_kept() {
+        let text = "name tecnico\n  password Zq9x-pw\npersist\npassword";
+        assert_eq!(
+            masked(text),
+            "name tecnico\npassword (sensitive)\npersist\npassword (sensitive)"
+        );
+    }
+
+    /// Regression: only a line that started with `password` was masked, so a hand-written
+    /// `debug password SECRET` (pppd reads it word by word) showed its secret in the plan.
+    #[test]
+    fn a_password_option_after_another_option_is_masked() {
+        for line in [
+            "debug password Zq9x-pw\n",
+            "debug \"password\" 'Zq9x-pw'\n",
+            "debug password \"Zq9x-pw\n",
+        ] {
+            let shown = masked(line);
+            assert!(!shown.contains("Zq9x-pw"), "{line:?} shows {shown:?}");
+            assert_eq!(shown, "password (sensitive)\n");
+        }
+    }
+
+    #[test]
+    fn comments_and_lookalike_words_are_not_masked() {
+        let text = "# password reset by hand\npasswords-are-elsewhere\nipparam password-less\n";
+        assert_eq!(masked(text), text);
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Starting, NothingRuns, Running, write_file};
+use crate::lab::{LabEndpoints, NothingRuns, Running, Starting, write_file};
 
 /// The pppd kind's twin.
 pub struct Twin;

@@ -1,5 +1,7 @@
-//! How the pppoe kind reaches a router: TCP or TLS, then the API login, through the
-//! `routeros-api` crate.
+//! How the pppoe kind reaches a router: TCP or TLS (verified as the inventory says), then the
+//! API login, through the `routeros-api` crate. Every wait is bounded by the router's timeout.
+//!
+//! Not here: what is read (`observe`) or written (`apply`).
 
 use std::net::SocketAddr;
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::provider::LiveSecret;
+use super::observe::LiveSecret;
 use crate::mac::normalise_mac;
 
 /// What an import produces.

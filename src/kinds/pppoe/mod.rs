@@ -16,14 +16,23 @@
 //! hash of what wispctl last applied, kept in `STATE_DIR/pppoe/<router>.json` (never the
 //! password itself).
 //!
-//! Parts: [`spec`] (the YAML model, the `routers` section, validation), [`client`] (connect
-//! and log in, over the `routeros-api` crate), [`provider`] (observe, diff, apply),
-//! [`import`] and `twin` (the lab router).
+//! A router is refused (nothing planned for it, see [`PppoeError`]) when a profile the YAML
+//! names is missing on it, or it lists a secret the YAML names more than once.
+//!
+//! Parts, by role: [`spec`] (the YAML model, the `routers` section, validation), [`client`]
+//! (connect and log in, over the `routeros-api` crate), [`observe`] (one bulk read per router,
+//! fingerprints), [`diff`] (pure), [`apply`] (writes, verification, one outcome per change),
+//! [`state`] (what wispctl remembers between runs), [`provider`] (the engine's `Provider`,
+//! gluing them), [`import`] and `twin` (the lab router).
 
+pub mod apply;
 pub mod client;
+pub mod diff;
 pub mod import;
+pub mod observe;
 pub mod provider;
 pub mod spec;
+pub mod state;
 #[cfg(feature = "lab")]
 pub mod twin;
 
@@ -35,6 +44,7 @@ use crate::desired::check::FileCheck;
 use crate::desired::{DesiredState, InventoryNames};
 use crate::engine::{BoxFuture, Context, DynProvider, NoTwin};
 use crate::kinds::{Imported, KindDef, KindSet};
+use crate::plan::address;
 
 /// The pppoe kind.
 pub struct Kind;
@@ -59,12 +69,62 @@ pub enum PppoeError {
         /// Why.
         reason: String,
     },
-    /// The router's state is such that wispctl must not touch it.
-    #[error("{0}")]
-    Refused(String),
+    /// Profiles the YAML names are missing on the router: nothing is planned for it (every
+    /// `set` and `add` naming one would be refused).
+    #[error(
+        "profiles that do not exist on router {router}: {}; create them on the router or fix the YAML",
+        join(.missing)
+    )]
+    MissingProfiles {
+        /// The router.
+        router: String,
+        /// Each missing profile with the first secret naming it, in YAML order.
+        missing: Vec<MissingProfile>,
+    },
+    /// The router lists a secret the YAML names more than once: which one is meant cannot be
+    /// told, so nothing is planned for it.
+    #[error(
+        "router {router} lists secret {} more than once; wispctl cannot tell which one the YAML means: remove the duplicates on the router",
+        join(.names.iter().map(|n| format!("{n:?}")))
+    )]
+    DuplicateSecrets {
+        /// The router.
+        router: String,
+        /// The names listed more than once, sorted.
+        names: Vec<String>,
+    },
     /// A lab run and no lab router.
     #[error(transparent)]
     NoTwin(#[from] NoTwin),
+}
+
+/// A profile a secret names that the router does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingProfile {
+    /// The profile.
+    pub profile: String,
+    /// The secret that names it.
+    pub secret: String,
+}
+
+impl std::fmt::Display for MissingProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} (secret {:?})", self.profile, self.secret)
+    }
+}
+
+/// `a, b, c`.
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The address of a secret in plans: `pppoe.ROUTER.secret["NAME"]`.
+pub fn secret_address(router: &str, name: &str) -> String {
+    address(Kind::NAME, router, "secret", name)
 }
 
 impl KindDef for Kind {
@@ -107,7 +167,11 @@ impl KindDef for Kind {
         format!("{} router(s)", set.targets.len())
     }
 
-    fn provider(set: &KindSet<Self>, _desired: &DesiredState, ctx: &Context) -> Arc<dyn DynProvider> {
+    fn provider(
+        set: &KindSet<Self>,
+        _desired: &DesiredState,
+        ctx: &Context,
+    ) -> Arc<dyn DynProvider> {
         crate::engine::provider(provider::PppoeProvider::new(
             &set.targets,
             &set.desired,
@@ -125,12 +189,13 @@ impl KindDef for Kind {
         Some(Box::pin(async move {
             let addr = ctx.route::<std::net::SocketAddr>(Self::SECTION, &name)?;
             let mut conn = client::connect(&name, &router, addr).await?;
-            let (secrets, passwords_visible) = provider::read_secrets(&mut conn)
-                .await
-                .map_err(|source| PppoeError::Api {
-                    router: name.clone(),
-                    source,
-                })?;
+            let (secrets, passwords_visible) =
+                observe::read_secrets(&mut conn)
+                    .await
+                    .map_err(|source| PppoeError::Api {
+                        router: name.clone(),
+                        source,
+                    })?;
             let imported = import::render(&name, &secrets, passwords_visible);
             Ok(Imported {
                 yaml: imported.yaml,

@@ -1,10 +1,14 @@
 //! `pppoe/<router>.yaml`: the PPPoE secrets (`/ppp/secret`) of one MikroTik router.
 //!
 //! [`PppoeFile`] is the file as written; [`PppoeDesired`] is what validation leaves: defaults
-//! applied, values normalised to the router's own forms, passwords resolved.
+//! applied, values normalised to the router's own forms, passwords resolved. Also the
+//! `routers` section of the inventory ([`RouterSpec`] to [`Router`]).
+//!
+//! Validation is offline. Positions are asked of the file's location index only when there is
+//! something to report: a valid file is parsed once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -13,8 +17,8 @@ use crate::desired::Prune;
 use crate::desired::check::FileCheck;
 use crate::mac::normalise_mac;
 use crate::names::valid_name;
-use crate::tls::TlsVerify;
 use crate::secret::{Secret, SecretRef};
+use crate::tls::TlsVerify;
 
 /// One router's PPPoE secrets file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -192,8 +196,45 @@ pub struct PppoeDesired {
     pub secrets: Vec<DesiredSecret>,
 }
 
-/// Where each remote address is used, across files: (address -> (file, line, router, name)).
-pub type RemoteAddresses = HashMap<String, (PathBuf, usize, String, String)>;
+/// The first secret to use a remote address, in one load.
+#[derive(Debug, Clone)]
+pub struct FirstUse {
+    /// Its file.
+    pub file: PathBuf,
+    /// Its index in the file's `secrets`.
+    pub index: usize,
+    /// The file's router.
+    pub router: String,
+    /// The secret's name.
+    pub name: String,
+}
+
+impl FirstUse {
+    /// The line of its `remote_address`: asked of `check` when it is in the file being checked,
+    /// else of its own file, read again (a conflict across files is rare; a position for every
+    /// address of every file would build every file's location index).
+    fn line(&self, check: &FileCheck<'_>) -> usize {
+        let path = format!("secrets[{}].remote_address", self.index);
+        if self.file == check.file() {
+            return check.place(&path).0;
+        }
+        line_in(&self.file, &path)
+    }
+}
+
+/// The line of `path` in the YAML file `file`; 1 when the file can no longer be read.
+fn line_in(file: &Path, path: &str) -> usize {
+    std::fs::read_to_string(file)
+        .map(|text| {
+            crate::desired::locate::LocationIndex::new(&text)
+                .find(path)
+                .0
+        })
+        .unwrap_or(1)
+}
+
+/// Where each remote address is first used, across the files of one load.
+pub type RemoteAddresses = HashMap<String, FirstUse>;
 
 /// Validates a parsed file. `None` when any error was found.
 pub(crate) fn validate(
@@ -270,24 +311,26 @@ pub(crate) fn validate(
             }
         }
         if let Some(a) = s.remote_address.as_ref().filter(|a| !a.is_empty()) {
-            let (line, _) = check.place(&format!("{at}.remote_address"));
-            if let Some((f, l, router, name)) = remote.get(a) {
+            if let Some(first) = remote.get(a) {
+                let line = first.line(check);
                 check.error(
                     &format!("{at}.remote_address"),
                     format!(
-                        "remote address {a} is already used by secret {name:?} on router {router} ({}:{l})",
-                        f.display()
+                        "remote address {a} is already used by secret {:?} on router {} ({}:{line})",
+                        first.name,
+                        first.router,
+                        first.file.display()
                     ),
                 );
             } else {
                 remote.insert(
                     a.clone(),
-                    (
-                        check.file.to_path_buf(),
-                        line,
-                        file.router.clone(),
-                        s.name.clone(),
-                    ),
+                    FirstUse {
+                        file: check.file.to_path_buf(),
+                        index: i,
+                        router: file.router.clone(),
+                        name: s.name.clone(),
+                    },
                 );
             }
         }
@@ -523,4 +566,93 @@ pub(crate) fn validate_router(
         password: password?,
         timeout: std::time::Duration::from_secs(r.timeout_secs.max(1)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::desired::{Diagnostic, load};
+    use crate::secret::SecretResolver;
+
+    const ROUTER_A: &str =
+        "routers:\n  a:\n    address: 127.0.0.1\n    username: u\n    password: { env: RPW }\n";
+    const ROUTER_B: &str =
+        "  b:\n    address: 127.0.0.2\n    username: u\n    password: { env: RPW }\n";
+
+    fn write(dir: &std::path::Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn errors(dir: &std::path::Path) -> Vec<Diagnostic> {
+        let resolver =
+            SecretResolver::new().with_fallback_env(HashMap::from([("RPW".into(), "x".into())]));
+        match load(dir, &resolver) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0,
+        }
+    }
+
+    /// The place of a remote address's first use is asked only when it is used again; the
+    /// message still names the first use's file and line, in the same file or another.
+    #[test]
+    fn a_remote_address_used_twice_names_the_first_use() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(dir, "inventory.yaml", &format!("{ROUTER_A}{ROUTER_B}"));
+        write(
+            dir,
+            "pppoe/a.yaml",
+            "router: a\nsecrets:\n  - name: juan\n    remote_address: 10.0.0.1\n  - name: maria\n\n    remote_address: 10.0.0.2\n  - name: luis\n    remote_address: 10.0.0.2\n",
+        );
+        write(
+            dir,
+            "pppoe/b.yaml",
+            "router: b\nsecrets:\n  - name: ana\n    remote_address: 10.0.0.3\n  - name: pedro\n    remote_address: 10.0.0.1\n",
+        );
+        let found: Vec<(String, usize, String)> = errors(dir)
+            .into_iter()
+            .map(|d| {
+                let file = d.file.strip_prefix(dir).unwrap().display().to_string();
+                (file, d.line, d.message)
+            })
+            .collect();
+        let a = dir.join("pppoe/a.yaml");
+        assert_eq!(
+            found,
+            [
+                (
+                    "pppoe/a.yaml".to_string(),
+                    9,
+                    format!(
+                        "remote address 10.0.0.2 is already used by secret \"maria\" on router a ({}:7)",
+                        a.display()
+                    )
+                ),
+                (
+                    "pppoe/b.yaml".to_string(),
+                    6,
+                    format!(
+                        "remote address 10.0.0.1 is already used by secret \"juan\" on router a ({}:4)",
+                        a.display()
+                    )
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_file_loads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(dir, "inventory.yaml", ROUTER_A);
+        write(
+            dir,
+            "pppoe/a.yaml",
+            "router: a\ndefaults: { profile: 10M, service: pppoe }\nsecrets:\n  - name: juan\n    remote_address: 10.0.0.1\n    caller_id: aa-bb-cc-dd-ee-ff\n    disabled: true\n",
+        );
+        assert!(errors(dir).is_empty());
+    }
 }

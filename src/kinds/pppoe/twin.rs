@@ -2,6 +2,9 @@
 //! loopback port, loaded from `LAB/routers/<name>.json` for one command and, after a command
 //! that writes, saved back, so that `plan`, `apply` and `drift` run one after the other see one
 //! router.
+//!
+//! It holds lab-only values (an API password, customers' passwords) and prints none of them.
+//! The router itself is the crate's (`routeros_api::server`); this file only keeps it on disk.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Starting, Running, write_file};
+use crate::lab::{LabEndpoints, Running, Starting, write_file};
 
 /// The pppoe kind's twin.
 pub struct Twin;
@@ -24,8 +27,8 @@ pub fn router_path(lab: &Path, name: &str) -> PathBuf {
     lab.join("routers").join(format!("{name}.json"))
 }
 
-/// A lab router as kept on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A lab router as kept on disk. `Debug` leaves out the passwords.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RouterFile {
     /// `v6` or `v7`.
     pub version: String,
@@ -41,8 +44,8 @@ pub struct RouterFile {
     pub active: Vec<(String, String)>,
 }
 
-/// A lab secret on disk.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// A lab secret on disk. `Debug` leaves out the password.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecretRow {
     /// name
@@ -69,6 +72,26 @@ pub struct SecretRow {
     pub disabled: bool,
     /// comment
     pub comment: String,
+}
+
+impl std::fmt::Debug for RouterFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(u, _)| u.as_str()).collect();
+        f.debug_struct("RouterFile")
+            .field("version", &self.version)
+            .field("users", &users)
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("name", &self.name)
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&SecretRow> for Secret {
@@ -268,5 +291,27 @@ impl crate::lab::Twin for Twin {
         Ok(Some(
             "moved ana.garcia to profile 20M on router balanceador".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_of_a_lab_router_shows_no_password() {
+        let router = seed();
+        let shown = format!("{router:?}");
+        assert!(
+            shown.contains("juan.perez") && shown.contains("wispctl"),
+            "{shown}"
+        );
+        for s in &router.secrets {
+            // Quoted: `prueba` is also part of a name.
+            assert!(!shown.contains(&format!("{:?}", s.password)), "{shown}");
+        }
+        assert!(!shown.contains("lab-router-pw"), "{shown}");
+        let secret = format!("{:?}", Secret::from(&router.secrets[0]));
+        assert!(!secret.contains("viejo-juan"), "{secret}");
     }
 }

@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::uisp_api::client::{LiveDevice, LiveSite};
+use super::diff::depth;
 use crate::ownership::untagged;
+use crate::uisp_api::client::{LiveDevice, LiveSite};
 
 /// What an import produces.
 pub struct Imported {
@@ -38,23 +39,12 @@ pub fn render(server: &str, sites: &[LiveSite], devices: &[LiveDevice]) -> Impor
          ghosts: keep\n"
     );
     // Parents before children, for people reading it.
-    let depth = |s: &LiveSite| {
-        let mut d = 0;
-        let mut cur = s.parent_id.as_deref();
-        while let Some(p) = cur {
-            d += 1;
-            cur = sites
-                .iter()
-                .find(|x| x.id == p)
-                .and_then(|x| x.parent_id.as_deref());
-            if d > 64 {
-                break;
-            }
-        }
-        d
-    };
+    let parent_of: HashMap<&str, &str> = sites
+        .iter()
+        .filter_map(|s| s.parent_id.as_deref().map(|p| (s.id.as_str(), p)))
+        .collect();
     let mut ordered: Vec<&LiveSite> = sites.iter().collect();
-    ordered.sort_by_key(|s| (depth(s), s.name.clone()));
+    ordered.sort_by_cached_key(|s| (depth(&parent_of, &s.id), s.name.clone()));
     let mut site_lines = String::new();
     for s in ordered {
         if seen[s.name.as_str()] > 1 {

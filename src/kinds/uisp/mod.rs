@@ -13,10 +13,17 @@
 //! Ownership: a site is wispctl's when its note ends with the tag, or when the YAML declares
 //! it.
 //!
-//! Parts: [`spec`] (the YAML model and validation), [`provider`] (observe, diff, apply),
-//! [`import`] and `twin` (the lab UISP server).
+//! Parts: [`spec`] (the YAML model and validation), [`observe`] (the one read and the
+//! fingerprints), [`diff`] (pure), [`apply`] (writes and verification), [`provider`] (the
+//! engine's view of the three), [`import`] and `twin` (the lab UISP server). The HTTP client is
+//! the shared [`crate::uisp_api`]'s.
 
+pub mod apply;
+pub mod diff;
+#[cfg(test)]
+mod fixtures;
 pub mod import;
+pub mod observe;
 pub mod provider;
 pub mod spec;
 #[cfg(feature = "lab")]
@@ -45,9 +52,71 @@ pub enum UispKindError {
         #[source]
         source: UispError,
     },
-    /// The server's state is such that wispctl must not touch it.
-    #[error("{0}")]
-    Refused(String),
+    /// Two live sites share a name, and sites are matched by name.
+    #[error(
+        "UISP {server} has two sites named {name:?}: rename one by hand before wispctl manages sites by name"
+    )]
+    DuplicateSiteName {
+        /// The server.
+        server: String,
+        /// The shared name.
+        name: String,
+    },
+    /// The YAML names sites (as a parent, or as a device's site) that neither it nor UISP has.
+    #[error(
+        "sites referenced but neither declared nor in UISP {server}: {}",
+        quoted(names)
+    )]
+    UndeclaredSites {
+        /// The server.
+        server: String,
+        /// Every such name, sorted.
+        names: Vec<String>,
+    },
+    /// A declared site exists with the other type; UISP cannot change it.
+    #[error(
+        "site {site:?} is {} in UISP {server} but {} in the YAML: UISP cannot change a site's type",
+        with_article(live),
+        with_article(desired.as_str())
+    )]
+    TypeChange {
+        /// The server.
+        server: String,
+        /// The site's name.
+        site: String,
+        /// Its type in UISP (`site`, `endpoint`, or what UISP says).
+        live: String,
+        /// Its type in the YAML.
+        desired: spec::SiteKind,
+    },
+    /// The parents the YAML declares, with the ones it leaves to UISP, would put a site under
+    /// itself (UISP refuses such a move).
+    #[error(
+        "the parents declared for sites {} in UISP {server} form a loop with the parents they have there: a site cannot be below itself",
+        quoted(sites)
+    )]
+    ParentLoop {
+        /// The server.
+        server: String,
+        /// The sites on the loop, starting at the first in the YAML's order.
+        sites: Vec<String>,
+    },
+}
+
+/// `"a", "b"`.
+fn quoted(names: &[String]) -> String {
+    let list: Vec<String> = names.iter().map(|s| format!("{s:?}")).collect();
+    list.join(", ")
+}
+
+/// `a site`, `an endpoint`.
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
 }
 
 impl KindDef for Kind {
@@ -90,12 +159,12 @@ impl KindDef for Kind {
         format!("{} UISP server(s)", set.targets.len())
     }
 
-    fn provider(set: &KindSet<Self>, _desired: &DesiredState, ctx: &Context) -> Arc<dyn DynProvider> {
-        crate::engine::provider(provider::UispProvider::new(
-            &set.targets,
-            &set.desired,
-            ctx,
-        ))
+    fn provider(
+        set: &KindSet<Self>,
+        _desired: &DesiredState,
+        ctx: &Context,
+    ) -> Arc<dyn DynProvider> {
+        crate::engine::provider(provider::UispProvider::new(&set.targets, &set.desired, ctx))
     }
 
     fn import(
@@ -111,17 +180,16 @@ impl KindDef for Kind {
                 source,
             };
             let client = uisp_api::client(&ctx, &name, &server).map_err(api)?;
-            let (sites, devices) = tokio::join!(client.sites(), client.devices());
-            let (sites, devices) = (sites.map_err(api)?, devices.map_err(api)?);
-            let imported = import::render(&name, &sites, &devices);
+            let live = observe::read(&client).await.map_err(api)?;
+            let imported = import::render(&name, &live.sites, &live.devices);
             Ok(Imported {
                 yaml: imported.yaml,
                 env: String::new(),
                 warnings: imported.warnings,
                 summary: format!(
                     "{} site(s), {} device(s) read",
-                    sites.len(),
-                    devices.len()
+                    live.sites.len(),
+                    live.devices.len()
                 ),
             })
         }))
@@ -130,5 +198,51 @@ impl KindDef for Kind {
     #[cfg(feature = "lab")]
     fn twin() -> Option<&'static dyn crate::lab::Twin> {
         Some(&twin::Twin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_server_and_the_sites() {
+        let e = UispKindError::TypeChange {
+            server: "main".into(),
+            site: "Torre".into(),
+            live: "endpoint".into(),
+            desired: spec::SiteKind::Site,
+        };
+        assert_eq!(
+            e.to_string(),
+            "site \"Torre\" is an endpoint in UISP main but a site in the YAML: UISP cannot change a site's type"
+        );
+        let e = UispKindError::UndeclaredSites {
+            server: "main".into(),
+            names: vec!["Casa \"X\"".into(), "Zona".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "sites referenced but neither declared nor in UISP main: \"Casa \\\"X\\\"\", \"Zona\""
+        );
+        let e = UispKindError::DuplicateSiteName {
+            server: "main".into(),
+            name: "Torre".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "UISP main has two sites named \"Torre\": rename one by hand before wispctl manages sites by name"
+        );
+    }
+
+    #[test]
+    fn the_api_error_is_kept_as_the_source() {
+        use std::error::Error as _;
+        let e = UispKindError::Api {
+            server: "main".into(),
+            source: UispError::Setup("no route".into()),
+        };
+        assert_eq!(e.to_string(), "UISP main: no route");
+        assert_eq!(e.source().unwrap().to_string(), "no route");
     }
 }

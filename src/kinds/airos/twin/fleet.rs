@@ -1350,10 +1350,8 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use crate::kinds::airos::commands::{self, BOARD_INFO, RUNNING_CFG, SYSTEM_CFG, VERSION};
-    use crate::ssh::{
-        Credential, Endpoint, HostKeyPolicy, KnownHosts, Session, SshError, Target,
-    };
     use crate::secret::Secret;
+    use crate::ssh::{Credential, Endpoint, HostKeyPolicy, KnownHosts, Session, SshError, Target};
 
     const USER: &str = "ubnt";
     const RIGHT: &str = "lab-r1ght";

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use super::spec::GroupEndpoints;
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Starting, Running, write_file};
+use crate::lab::{LabEndpoints, Running, Starting, write_file};
 use fleet::{Fleet, FleetFile, FleetOptions};
 
 /// The airos kind's twin.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::desired::DesiredState;
 use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Starting, Running, write_file};
+use crate::lab::{LabEndpoints, Running, Starting, write_file};
 use crate::uisp_api::Endpoint;
 use server::{UispConfig, UispLab};
 
@@ -24,8 +24,9 @@ pub fn uisp_path(lab: &Path, name: &str) -> PathBuf {
     lab.join("uisp").join(format!("{name}.json"))
 }
 
-/// A lab UISP server as kept on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A lab UISP server as kept on disk. `Debug` leaves out the token and the connection
+/// string.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct UispFile {
     /// The NMS API token it accepts (lab-only value).
     pub token: String,
@@ -33,6 +34,16 @@ pub struct UispFile {
     pub connection_string: String,
     /// Sites and devices.
     pub state: server::UispState,
+}
+
+impl std::fmt::Debug for UispFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UispFile")
+            .field("token", &format_args!("(sensitive)"))
+            .field("connection_string", &format_args!("(sensitive)"))
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 /// The lab's UISP server `main`: devices that came back after a server move, some unauthorized,
@@ -174,5 +185,19 @@ impl crate::lab::Twin for Twin {
             }
             Ok(Box::new(Servers(servers)) as Box<dyn Running>)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token_or_the_connection_string() {
+        let file = seed();
+        let shown = format!("{file:?}");
+        assert!(!shown.contains(&file.token), "{shown}");
+        assert!(!shown.contains(&file.connection_string), "{shown}");
+        assert!(shown.contains("Tomatlan"), "{shown}");
     }
 }

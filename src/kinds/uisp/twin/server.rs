@@ -135,8 +135,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 // Configuration and the public model
 // ---------------------------------------------------------------------------------------------
 
-/// How the lab UISP behaves.
-#[derive(Debug, Clone)]
+/// How the lab UISP behaves. `Debug` shows how many tokens and keys it holds, never them.
+#[derive(Clone)]
 pub struct UispConfig {
     /// Accepted NMS API tokens (header `x-auth-token`).
     pub tokens: Vec<String>,
@@ -160,6 +160,21 @@ impl Default for UispConfig {
             faults: Vec::new(),
             connection_string: LAB_CONNECTION_STRING.into(),
         }
+    }
+}
+
+impl std::fmt::Debug for UispConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UispConfig")
+            .field("tokens", &format_args!("{} (sensitive)", self.tokens.len()))
+            .field(
+                "crm_keys",
+                &format_args!("{} (sensitive)", self.crm_keys.len()),
+            )
+            .field("latency", &self.latency)
+            .field("faults", &self.faults)
+            .field("connection_string", &format_args!("(sensitive)"))
+            .finish()
     }
 }
 
@@ -307,20 +322,7 @@ impl UispLab {
 
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            fixed: Fixed {
-                tokens: config.tokens,
-                crm_keys: config.crm_keys,
-                connection_string: config.connection_string,
-                started: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            },
-            inner: Mutex::new(Inner {
-                state,
-                faults: config.faults,
-                latency: config.latency,
-                calls: Vec::new(),
-            }),
-        });
+        let shared = Shared::new(config, state);
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let (stop, stopped) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, acceptor, app, stopped));
@@ -453,6 +455,24 @@ struct Shared {
 }
 
 impl Shared {
+    /// The server's state and settings, for `state` already checked.
+    fn new(config: UispConfig, state: UispState) -> Arc<Shared> {
+        Arc::new(Shared {
+            fixed: Fixed {
+                tokens: config.tokens,
+                crm_keys: config.crm_keys,
+                connection_string: config.connection_string,
+                started: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            },
+            inner: Mutex::new(Inner {
+                state,
+                faults: config.faults,
+                latency: config.latency,
+                calls: Vec::new(),
+            }),
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -1078,10 +1098,11 @@ fn run(
         Op::BulkDelete => {
             let body = payload_object(req, &["ids"])?;
             let ids = guid_list(body, "ids", true)?;
-            let (deleted, undeleted): (Vec<String>, Vec<String>) = ids
-                .into_iter()
-                .partition(|id| state.devices.iter().any(|d| &d.id == id));
-            state.devices.retain(|d| !deleted.contains(&d.id));
+            let known: HashSet<&str> = state.devices.iter().map(|d| d.id.as_str()).collect();
+            let (deleted, undeleted): (Vec<String>, Vec<String>) =
+                ids.into_iter().partition(|id| known.contains(id.as_str()));
+            let gone: HashSet<&str> = deleted.iter().map(String::as_str).collect();
+            state.devices.retain(|d| !gone.contains(d.id.as_str()));
             let message = format!(
                 "{} device(s) deleted, {} not deleted",
                 deleted.len(),
@@ -1193,7 +1214,12 @@ fn authorize(state: &mut UispState, site_id: &str, ids: &[String]) -> Result<(),
     for id in ids {
         state.device(id)?;
     }
-    for d in state.devices.iter_mut().filter(|d| ids.contains(&d.id)) {
+    let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    for d in state
+        .devices
+        .iter_mut()
+        .filter(|d| ids.contains(d.id.as_str()))
+    {
         d.authorized = true;
         d.site_id = Some(site_id.to_owned());
         if d.status == "unauthorized" {
@@ -1212,7 +1238,7 @@ fn list_sites(req: &Incoming, fixed: &Fixed, state: &UispState) -> Result<Value,
         &req.query,
         &["id", "ip", "deviceId", "type", "ucrm", "ucrmDetails"],
     )?;
-    let ids = all_query(&req.query, "id");
+    let ids: HashSet<&str> = all_query(&req.query, "id").into_iter().collect();
     if let Some(bad) = ids.iter().find(|i| !is_guid(i)) {
         return Err(Fail::invalid(
             "query",
@@ -1240,7 +1266,7 @@ fn list_sites(req: &Incoming, fixed: &Fixed, state: &UispState) -> Result<Value,
     let list: Vec<Value> = state
         .sites
         .iter()
-        .filter(|s| ids.is_empty() || ids.contains(&s.id.as_str()))
+        .filter(|s| ids.is_empty() || ids.contains(s.id.as_str()))
         .filter(|s| kinds.is_empty() || kinds.contains(&s.kind.as_str()))
         // The lab binds no site to CRM.
         .filter(|_| ucrm != Some(true))
@@ -1831,11 +1857,13 @@ fn checked(mut state: UispState) -> Result<UispState, String> {
     Ok(state)
 }
 
-/// Renders the state's objects as UISP's JSON.
+/// Renders the state's objects as UISP's JSON. Built once per request, so that listing every
+/// site or device stays linear.
 struct View<'a> {
-    state: &'a UispState,
     fixed: &'a Fixed,
     sites: HashMap<&'a str, &'a LabSite>,
+    /// Per site id: its endpoint children, in the state's order.
+    endpoints: HashMap<&'a str, Vec<&'a LabSite>>,
     /// Per site: (devices, active devices).
     counts: HashMap<&'a str, (usize, usize)>,
 }
@@ -1851,10 +1879,16 @@ impl<'a> View<'a> {
                 c.1 += usize::from(d.status == "active");
             }
         }
+        let mut endpoints: HashMap<&str, Vec<&LabSite>> = HashMap::new();
+        for e in state.sites.iter().filter(|e| e.kind == "endpoint") {
+            if let Some(parent) = &e.parent_id {
+                endpoints.entry(parent.as_str()).or_default().push(e);
+            }
+        }
         View {
-            state,
             fixed,
             sites,
+            endpoints,
             counts,
         }
     }
@@ -1929,10 +1963,10 @@ impl<'a> View<'a> {
     /// `Site`.
     fn site(&self, s: &LabSite) -> Value {
         let endpoints: Vec<Value> = self
-            .state
-            .sites
-            .iter()
-            .filter(|e| e.kind == "endpoint" && e.parent_id.as_deref() == Some(s.id.as_str()))
+            .endpoints
+            .get(s.id.as_str())
+            .into_iter()
+            .flatten()
             .map(|e| {
                 json!({
                     "id": e.id,
@@ -2038,7 +2072,7 @@ mod tests {
     use rustls::RootCertStore;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    use std::time::Instant;
+    use tokio::time::Instant;
 
     const TOKEN: &str = "lab-nms-token";
     const CRM_KEY: &str = "lab-crm-app-key";
@@ -3050,25 +3084,68 @@ mod tests {
         assert!(lab.lab.calls().is_empty());
     }
 
-    #[tokio::test]
+    /// The handler alone (no socket), so tokio's paused clock measures exactly what the
+    /// latency adds.
+    fn lab_request(path: &str, token: &str) -> Request {
+        Request::builder()
+            .method("GET")
+            .uri(format!("{BASE_PATH}{path}"))
+            .header("x-auth-token", token)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn latency_delays_every_answer_and_requests_overlap() {
-        let lab = Lab::new().await;
-        lab.get("/sites").await; // the TLS handshake out of the way
-        lab.lab.set_latency(Duration::from_millis(200));
+        let latency = Duration::from_millis(200);
+        let shared = Shared::new(config(), checked(seed()).unwrap());
+        shared.lock().latency = latency;
+        let answer =
+            |path: &str, token: &str| handle(State(shared.clone()), lab_request(path, token));
+        // Every answer waits, a refused one too.
         let start = Instant::now();
-        let r = lab.call("GET", "/devices", None, Some("wrong")).await;
-        assert_eq!(r.status, 401);
-        assert!(start.elapsed() >= Duration::from_millis(200));
-        let start = Instant::now();
-        let (a, b, c) = tokio::join!(lab.get("/devices"), lab.get("/sites"), lab.get("/devices"));
-        assert_eq!((a.status, b.status, c.status), (200, 200, 200));
+        let r = answer("/devices", "wrong").await;
+        assert_eq!(r.status(), 401);
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(200), "{took:?}");
-        assert!(
-            took < Duration::from_millis(550),
-            "3 parallel requests took {took:?}"
+        assert!(took >= latency && took < latency * 2, "{took:?}");
+        // Three at once wait one latency, not three: no lock is held while waiting.
+        let start = Instant::now();
+        let (a, b, c) = tokio::join!(
+            answer("/devices", TOKEN),
+            answer("/sites", TOKEN),
+            answer("/devices", TOKEN)
         );
-        lab.lab.set_latency(Duration::ZERO);
+        assert_eq!(
+            [a.status(), b.status(), c.status()].map(|s| s.as_u16()),
+            [200; 3]
+        );
+        let took = start.elapsed();
+        assert!(took >= latency && took < latency * 2, "{took:?}");
+        assert_eq!(shared.lock().calls.len(), 4);
+        // No latency: no wait at all.
+        shared.lock().latency = Duration::ZERO;
+        let start = Instant::now();
+        assert_eq!(answer("/sites", TOKEN).await.status(), 200);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_connection_does_not_hold_up_the_others() {
+        let lab = Lab::new().await;
+        // Connects and never says a word: its TLS handshake waits (HANDSHAKE_TIMEOUT).
+        let stalled = TcpStream::connect(lab.lab.addr()).await.unwrap();
+        let r = lab.get("/sites").await;
+        assert_eq!(r.status, 200);
+        // Answered while the stalled one is still open: served side by side, not in turn.
+        let mut buf = [0u8; 1];
+        let still_open = matches!(
+            stalled.try_read(&mut buf),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        );
+        assert!(
+            still_open,
+            "the stalled connection was closed before the other was served"
+        );
     }
 
     #[tokio::test]
@@ -3102,6 +3179,15 @@ mod tests {
         assert!(state.sites.iter().chain([]).all(|s| is_guid(&s.id)));
         assert!(is_guid(&state.devices[0].id));
         assert_ne!(state.devices[0].id, JUAN);
+    }
+
+    #[test]
+    fn debug_never_shows_a_token_a_crm_key_or_the_connection_string() {
+        let shown = format!("{:?}", config());
+        for secret in [TOKEN, CRM_KEY, "abc+allowSelfSignedCertificate"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("tokens: 1 (sensitive)"), "{shown}");
     }
 
     #[test]
@@ -3228,11 +3314,13 @@ mod tests {
         let lab = UispLab::start(config(), seed()).await.unwrap();
         let addr = lab.addr();
         drop(lab);
-        // The accept loop ends on its own; give it a moment.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(addr).await.is_ok() {
-            assert!(Instant::now() < deadline, "still listening");
+        // The accept loop ends on its own: a bounded number of looks, no clock.
+        for _ in 0..500 {
+            if TcpStream::connect(addr).await.is_err() {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        panic!("still listening after 500 looks");
     }
 }
