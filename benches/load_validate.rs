@@ -31,6 +31,12 @@ use common::{cpu_model, fmt, loadavg, median};
 const ROUTERS: [&str; 2] = ["balanceador", "torre-norte"];
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "load_validate: skipped (a benchmark; run it with `cargo bench --bench load_validate`)"
+        );
+        return;
+    }
     let total: usize = std::env::var("WISPCTL_BENCH_SECRETS")
         .ok()
         .and_then(|v| v.parse().ok())
