@@ -436,7 +436,7 @@ impl World {
         endpoints.insert("antenna_groups", GROUP, fleet);
         let ctx =
             Context::new(self.key.clone(), root.join("state")).with_endpoints(Arc::new(endpoints));
-        Engine::new(&d, &ctx, TargetFilter::default(), d.guards.max_deletes)
+        wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), d.guards.max_deletes)
     }
 
     fn stop(self, b: &Bench) {

@@ -41,7 +41,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-use wispctl::engine::{Context, Engine, TargetFilter};
+use wispctl::engine::{Context, TargetFilter};
 use wispctl::lab::LabEndpoints;
 use wispctl::plan::render::{Purpose, text};
 use wispctl::secret::{HashKey, SecretResolver};
@@ -558,7 +558,8 @@ impl Bench {
         }
         let ctx = Context::new(key.clone(), self.tmp.path().join("state"))
             .with_endpoints(Arc::new(endpoints));
-        let engine = Engine::new(&d, &ctx, TargetFilter::default(), d.guards.max_deletes);
+        let engine =
+            wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), d.guards.max_deletes);
         let run = self.client_rt.block_on(engine.plan());
         let planned = Instant::now();
         let rendered = text::plan(&run.plan, Purpose::Plan, text::Paint(false));

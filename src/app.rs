@@ -194,7 +194,7 @@ impl Targets {
 }
 
 fn engine_for(d: &DesiredState, o: &ReadOptions, t: &Targets, filter: TargetFilter) -> Engine {
-    Engine::new(
+    crate::kinds::engine(
         d,
         &t.ctx,
         filter,
@@ -469,6 +469,7 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
     };
     let imported = read
         .await
+        .map_err(|e| anyhow::anyhow!(e))
         .with_context(|| format!("{} {}", kind.target_label(), o.target))?;
     drop(t);
     for w in &imported.warnings {
@@ -510,7 +511,8 @@ pub async fn accept_host_key(
     let t = Targets::start(g, &d, Writes::State, false, &reporter).await?;
     for kind in crate::kinds::ALL {
         if let Some(result) = kind.accept_host_key(&d, target, host, fingerprint, &t.ctx) {
-            writeln!(out, "{}", result?)?;
+            let done = result.map_err(|e| anyhow::anyhow!(e))?;
+            writeln!(out, "{done}")?;
             return Ok(exit::SUCCESS);
         }
     }

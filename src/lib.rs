@@ -6,10 +6,12 @@
 //! parts (spec, client, observe, diff, apply, import, twin), registered once in
 //! [`kinds::ALL`]; nothing outside its folder names a kind.
 //!
-//! Layers, from the bottom: shared vocabulary ([`secret`], [`names`], [`mac`], [`ownership`],
-//! [`files`], [`tls`], [`ssh`], [`uisp_api`], [`plan`], [`desired::check`]) → the kinds →
-//! the registry → the loader ([`desired`]), the [`engine`], the [`lab`] → the commands
-//! ([`app`]) → the binary.
+//! Layers, each importing only from those below it: shared vocabulary ([`secret`], [`names`],
+//! [`mac`], [`ownership`], [`files`], [`tls`], [`plan`], [`yaml`]) → the engine's provider
+//! contract and runner ([`engine`]) → transports below the kinds ([`ssh`], [`uisp_api`]) → the
+//! kind contract ([`kinds::def`]) → the kinds (`kinds::<kind>`) → the registry ([`kinds`]) →
+//! the loader ([`desired`]), the lab ([`lab`], feature `lab`), the reporter ([`progress`]) →
+//! the commands ([`app`], [`cli`]) → the binary.
 
 #![forbid(unsafe_code)]
 
@@ -32,3 +34,4 @@ pub mod secret;
 pub mod ssh;
 pub mod tls;
 pub mod uisp_api;
+pub mod yaml;

@@ -1,6 +1,8 @@
-//! The tag that marks a remote object as wispctl's when the object has a free-text field and no
-//! better place for a marker: a RouterOS secret's comment, a UISP site's note. Only tagged
-//! objects are ever pruned.
+//! What wispctl owns: the tag that marks a remote object as wispctl's when the object has a
+//! free-text field and no better place for a marker (a RouterOS secret's comment, a UISP site's
+//! note), [`Prune`], whether owned objects the YAML no longer names are deleted, and the run-wide
+//! [`Guards`] on deletes. Only owned
+//! objects are ever pruned, and only when a file says `prune: owned`.
 
 /// The tag, at the end of the text.
 pub const TAG: &str = "[wispctl]";
@@ -39,5 +41,38 @@ mod tests {
         }
         assert_eq!(untagged("by hand"), "by hand");
         assert_eq!(untagged("note[wispctl]"), "note");
+    }
+}
+
+/// Whether owned objects that the YAML no longer names are deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Prune {
+    /// Never delete (the default).
+    #[default]
+    None,
+    /// Delete objects that carry wispctl's mark and are not in the YAML.
+    Owned,
+}
+
+/// Run-wide guards.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guards {
+    /// The most deletes one run may make across all targets (default 10). A plan over the cap
+    /// is refused as a whole; raise it here or with `--max-deletes` when the deletes are meant.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: usize,
+}
+
+fn default_max_deletes() -> usize {
+    10
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
+            max_deletes: default_max_deletes(),
+        }
     }
 }

@@ -238,7 +238,7 @@ impl World {
             Context::new(self.key.clone(), self.state_dir()).with_endpoints(Arc::new(endpoints));
         ctx.trust_new_host_keys = trust_new;
         ctx.events = events;
-        Engine::new(&d, &ctx, TargetFilter::default(), 10)
+        wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), 10)
     }
 
     async fn plan(&self) -> PlannedRun {

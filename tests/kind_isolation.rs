@@ -109,31 +109,61 @@ fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Lines (1-based) of `code` that refer to module `kind`.
-fn references(code: &str, kind: &str) -> Vec<usize> {
-    let mut found = Vec::new();
+/// Identifiers and punctuation of code (comments and literals already blanked), with lines.
+fn tokens(code: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
     for (n, line) in code.lines().enumerate() {
-        let mut hit = false;
-        for (at, _) in line.match_indices(kind) {
-            let before = line[..at].chars().next_back();
-            let after = line[at + kind.len()..].chars().next();
-            if before.is_some_and(is_ident) || after.is_some_and(is_ident) {
-                continue;
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if is_ident(c) {
+                let start = i;
+                while i < chars.len() && is_ident(chars[i]) {
+                    i += 1;
+                }
+                out.push((chars[start..i].iter().collect(), n + 1));
+            } else if c == ':' && chars.get(i + 1) == Some(&':') {
+                out.push(("::".into(), n + 1));
+                i += 2;
+            } else {
+                if !c.is_whitespace() {
+                    out.push((c.to_string(), n + 1));
+                }
+                i += 1;
             }
-            let head = line[..at].trim_end();
-            let tail = line[at + kind.len()..].trim_start();
-            let path_into = head.ends_with("::");
-            let mod_decl =
-                head.ends_with("mod") && (tail.starts_with(';') || tail.starts_with('{'));
-            let used = head.ends_with("use") && tail.starts_with("::");
-            if path_into || mod_decl || used {
-                hit = true;
-            }
-        }
-        if hit {
-            found.push(n + 1);
         }
     }
+    out
+}
+
+/// Lines (1-based) of `code` that refer to module `kind`: a path into it (`kinds::pppoe`,
+/// `super::pppoe::x`), a path from it (`pppoe::Kind`, after a glob import), its declaration
+/// (`mod pppoe`), or a name in a `use` group (`use crate::kinds::{pppoe, ...}`).
+fn references(code: &str, kind: &str) -> Vec<usize> {
+    let toks = tokens(code);
+    let mut found = Vec::new();
+    // For each open brace: whether it opens a `use` group (`::{`).
+    let mut braces: Vec<bool> = Vec::new();
+    for (i, (t, line)) in toks.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|p| toks[p].0.as_str());
+        let next = toks.get(i + 1).map(|x| x.0.as_str());
+        match t.as_str() {
+            "{" => braces.push(prev == Some("::")),
+            "}" => {
+                braces.pop();
+            }
+            _ if t == kind => {
+                let in_group =
+                    braces.last() == Some(&true) && matches!(prev, Some("{") | Some(","));
+                if prev == Some("::") || prev == Some("mod") || next == Some("::") || in_group {
+                    found.push(*line);
+                }
+            }
+            _ => {}
+        }
+    }
+    found.dedup();
     found
 }
 
@@ -200,10 +230,14 @@ fn the_check_finds_references_and_ignores_words() {
          // kinds::pppoe in a comment\n\
          let s = \"kinds::pppoe in a string\";\n\
          let pppoe_count = 1;\n\
-         let uisp = desired.section(\"uisp\");\n",
+         let uisp = desired.section(\"uisp\");\n\
+         use crate::kinds::{\n    pppoe,\n    uisp::Kind as U,\n};\n\
+         use crate::kinds::*; let k = pppoe::Kind;\n\
+         let p = Provider { uisp, ctx }; let n = self.uisp.len(); let f = F { uisp: 1 };\n\
+         use crate::{uisp_api, ownership::{Prune, TAG}};\n",
     );
-    assert_eq!(references(&code, "pppoe"), vec![1, 2, 3]);
-    assert_eq!(references(&code, "uisp"), Vec::<usize>::new());
+    assert_eq!(references(&code, "pppoe"), vec![1, 2, 3, 9, 12]);
+    assert_eq!(references(&code, "uisp"), vec![10]);
     assert_eq!(
         references(
             &code_only("fn f<'a>(x: &'a str) { crate::kinds::airos::x() }"),

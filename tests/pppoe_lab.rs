@@ -152,7 +152,7 @@ impl World {
         }
         let ctx =
             Context::new(self.key.clone(), self.state_dir()).with_endpoints(Arc::new(endpoints));
-        Engine::new(&d, &ctx, TargetFilter::default(), max_deletes)
+        wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), max_deletes)
     }
 
     async fn plan_capped(&self, max_deletes: usize) -> PlannedRun {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::json;
-use wispctl::engine::{Context, Engine, TargetFilter};
+use wispctl::engine::{Context, TargetFilter};
 use wispctl::kinds::pppd::chap::{BEGIN, ChapFile, END};
 use wispctl::kinds::pppd::words::quote;
 use wispctl::secret::{HashKey, SecretResolver};
@@ -328,7 +328,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         key.clone(),
         std::env::temp_dir().join("wispctl-test-unused-state"),
     );
-    let engine = Engine::new(&d, &ctx, TargetFilter::default(), 1000);
+    let engine = wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), 1000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use wispctl::engine::{Context, Engine, TargetFilter};
+use wispctl::engine::{Context, TargetFilter};
 use wispctl::plan::render::{Purpose, json, markdown, text};
 use wispctl::plan::{Action, Change, ContentDiff, Plan, Summary, TargetPlan};
 use wispctl::secret::{HashKey, SecretResolver};
@@ -24,7 +24,7 @@ fn lab_plan() -> Plan {
         let labs = wispctl::lab::Runtime::start(&lab, &d).await.unwrap();
         let ctx =
             Context::new(key.clone(), tmp.path().join("state")).with_endpoints(labs.endpoints());
-        let engine = Engine::new(&d, &ctx, TargetFilter::default(), 10);
+        let engine = wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), 10);
         engine.plan().await.plan
     })
 }

@@ -72,7 +72,7 @@ impl Setup {
         }
         let ctx = Context::new(self.key.clone(), self.tmp.path().join("state"))
             .with_endpoints(Arc::new(endpoints));
-        Engine::new(&d, &ctx, TargetFilter::default(), 100)
+        wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), 100)
     }
 }
 

@@ -116,7 +116,7 @@ impl World {
         endpoints.insert("uisp", SERVER, self.endpoint());
         let ctx =
             Context::new(self.key.clone(), self.state_dir()).with_endpoints(Arc::new(endpoints));
-        Engine::new(&d, &ctx, TargetFilter::default(), 1000)
+        wispctl::kinds::engine(&d, &ctx, TargetFilter::default(), 1000)
     }
 
     /// Where the lab UISP is reached.

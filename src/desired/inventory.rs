@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
 use crate::kinds::Sections;
+pub use crate::ownership::Guards;
 
 /// The inventory file as written.
 pub struct InventoryFile {
@@ -111,27 +112,5 @@ impl JsonSchema for InventoryFile {
             "properties": properties,
             "additionalProperties": false
         })
-    }
-}
-
-/// Run-wide guards.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Guards {
-    /// The most deletes one run may make across all targets (default 10). A plan over the cap
-    /// is refused as a whole; raise it here or with `--max-deletes` when the deletes are meant.
-    #[serde(default = "default_max_deletes")]
-    pub max_deletes: usize,
-}
-
-fn default_max_deletes() -> usize {
-    10
-}
-
-impl Default for Guards {
-    fn default() -> Self {
-        Guards {
-            max_deletes: default_max_deletes(),
-        }
     }
 }

@@ -9,100 +9,21 @@
 //! them at once. Secrets are resolved here (environment, files) so that `validate` catches a
 //! missing one before any device is contacted.
 
-pub mod check;
-pub mod diag;
 pub mod inventory;
-pub mod locate;
-pub mod parse;
 
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use diag::error_at;
-pub use diag::{Diagnostic, LoadErrors, Severity};
 use inventory::{Guards, InventoryFile};
 
-use crate::kinds::{KindDef, KindSet};
+pub use crate::kinds::def::DesiredState;
+use crate::kinds::def::ResourceFile;
 use crate::secret::SecretResolver;
-
-/// Whether owned objects that the YAML no longer names are deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Prune {
-    /// Never delete (the default).
-    #[default]
-    None,
-    /// Delete objects that carry wispctl's mark and are not in the YAML.
-    Owned,
-}
-
-/// Everything loaded from a desired-state folder, validated.
-#[derive(Clone)]
-pub struct DesiredState {
-    /// The folder.
-    pub root: PathBuf,
-    /// Run-wide guards.
-    pub guards: Guards,
-    /// SHA-256 over every file's relative path and bytes: a saved plan names the exact input.
-    pub digest: String,
-    /// Warnings (inline secrets and the like); errors fail the load instead.
-    pub warnings: Vec<Diagnostic>,
-    /// Each kind's [`KindSet`], by kind name.
-    kinds: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
-}
-
-impl std::fmt::Debug for DesiredState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DesiredState")
-            .field("root", &self.root)
-            .field("kinds", &self.kinds.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
-
-impl DesiredState {
-    /// One kind's validated targets and desired state.
-    pub fn kind<K: KindDef>(&self) -> &KindSet<K> {
-        self.kinds
-            .get(K::NAME)
-            .and_then(|k| k.downcast_ref::<KindSet<K>>())
-            .expect("every registered kind is loaded")
-    }
-
-    /// The validated entries of an inventory section, for a kind that uses another kind's
-    /// targets (the airOS kind asks UISP servers for the connection string). `T` is the type
-    /// the section's kind validates its entries into; `None` when no kind has that section
-    /// with that type.
-    pub fn section<T: 'static>(&self, section: &str) -> Option<&BTreeMap<String, T>> {
-        let kind = crate::kinds::ALL.iter().find(|k| k.section() == section)?;
-        let set = self.kinds.get(kind.name())?;
-        kind.targets(set.as_ref()).downcast_ref()
-    }
-}
-
-/// The names of the entries of every inventory section, for checks that span kinds (an
-/// antenna group's `connection.uisp` must name a UISP server). `None` for a section when the
-/// inventory did not load.
-#[derive(Debug, Clone, Default)]
-pub struct InventoryNames(BTreeMap<&'static str, Vec<String>>);
-
-impl InventoryNames {
-    pub(crate) fn insert(&mut self, section: &'static str, names: Vec<String>) {
-        self.0.insert(section, names);
-    }
-
-    /// The entries of `section`; `None` when the inventory did not load (nothing can be
-    /// checked against it then).
-    pub fn get(&self, section: &str) -> Option<&[String]> {
-        self.0.get(section).map(Vec::as_slice)
-    }
-}
+use crate::yaml::diag::error_at;
+pub use crate::yaml::{Diagnostic, LoadErrors, Severity};
 
 /// Loads and validates a desired-state folder.
 pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadErrors> {
@@ -123,7 +44,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     };
     hasher.update(b"inventory.yaml\0");
     hasher.update(inv_text.as_bytes());
-    let inventory = parse::parse::<InventoryFile>(&inv_path, &inv_text, &mut diags);
+    let inventory = crate::yaml::parse::parse::<InventoryFile>(&inv_path, &inv_text, &mut diags);
     let names = inventory
         .as_ref()
         .map(|(inv, _)| inv.sections.names())
@@ -134,7 +55,7 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     let mut guards = Guards::default();
     if let Some((inv, index)) = inventory {
         guards = inv.guards;
-        let mut check = check::FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
+        let mut check = crate::yaml::FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
         for (kind, section) in inv.sections.into_parts() {
             targets.insert(
                 kind.name(),
@@ -206,7 +127,7 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
-    let max = parse::MAX_FILE_BYTES as u64;
+    let max = crate::yaml::parse::MAX_FILE_BYTES as u64;
     if len > max {
         return Err(std::io::Error::other(format!(
             "the file is {len} bytes; files over {} MiB are refused",
@@ -216,86 +137,6 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     file.take(max + 1).read_to_string(&mut text)?;
     Ok(text)
-}
-
-/// One resource file being loaded.
-pub struct ResourceFile<'a> {
-    path: &'a Path,
-    text: &'a str,
-    diags: &'a mut Vec<Diagnostic>,
-    dir: &'a Path,
-    resolver: &'a SecretResolver,
-    /// The inventory's entry names; `None` when the inventory did not load.
-    names: Option<&'a InventoryNames>,
-}
-
-/// The files of one kind in one load: every file names one target of the inventory, and a
-/// target has one file.
-pub struct KindFiles<K: KindDef> {
-    pub(crate) desired: BTreeMap<String, K::Desired>,
-    sources: BTreeMap<String, (PathBuf, usize)>,
-    checks: K::Checks,
-}
-
-impl<K: KindDef> Default for KindFiles<K> {
-    fn default() -> Self {
-        KindFiles {
-            desired: BTreeMap::new(),
-            sources: BTreeMap::new(),
-            checks: K::Checks::default(),
-        }
-    }
-}
-
-impl<K: KindDef> KindFiles<K> {
-    /// Parses one file, checks that its target exists and has no other file, and validates it.
-    pub(crate) fn load(&mut self, file: &mut ResourceFile<'_>) {
-        let Some((parsed, index)) = parse::parse::<K::File>(file.path, file.text, file.diags)
-        else {
-            return;
-        };
-        let name = K::file_target(&parsed).to_string();
-        let field = K::TARGET_FIELD;
-        let mut check =
-            check::FileCheck::new(file.path, &index, file.dir, file.resolver, file.diags);
-        let empty = InventoryNames::default();
-        let names = file.names.unwrap_or(&empty);
-        if let Some(defined) = names.get(K::SECTION)
-            && !defined.contains(&name)
-        {
-            check.error(
-                field,
-                format!(
-                    "{} {name:?} is not defined in inventory.yaml (defined: {})",
-                    K::TARGET_LABEL,
-                    if defined.is_empty() {
-                        "none".into()
-                    } else {
-                        defined.join(", ")
-                    }
-                ),
-            );
-        }
-        if let Some((other, line)) = self.sources.get(&name) {
-            check.error(
-                field,
-                format!(
-                    "{} {name:?} already has a {} file: {}:{line}",
-                    K::TARGET_LABEL,
-                    K::NAME,
-                    other.display()
-                ),
-            );
-        } else {
-            self.sources.insert(
-                name.clone(),
-                (file.path.to_path_buf(), check.place(field).0),
-            );
-        }
-        if let Some(d) = K::validate_file(parsed, &mut check, &mut self.checks, names) {
-            self.desired.insert(name, d);
-        }
-    }
 }
 
 /// The YAML files under the kind folders, sorted; anything else YAML-looking is an error.

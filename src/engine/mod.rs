@@ -26,7 +26,6 @@ use tokio::task::JoinSet;
 pub use context::{Context, Endpoints, NoTwin, RealNetwork, Route};
 pub use events::{Event, Events};
 
-use crate::desired::DesiredState;
 use crate::plan::report::{ApplyReport, Outcome, Status, TargetReport};
 use crate::plan::{Action, Change, FORMAT_VERSION, Plan, Summary, TargetPlan};
 use crate::secret::SecretHash;
@@ -464,29 +463,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over every registered kind that has desired state.
+    /// An engine over some providers (the registry's [`crate::kinds::engine`] gives one over
+    /// every kind).
     pub fn new(
-        desired: &DesiredState,
-        ctx: &Context,
-        filter: TargetFilter,
-        max_deletes: usize,
-    ) -> Self {
-        let providers = crate::kinds::ALL
-            .iter()
-            .filter_map(|k| k.provider(desired, ctx))
-            .collect();
-        Engine::with_providers(
-            providers,
-            filter,
-            max_deletes,
-            desired.digest.clone(),
-            ctx.key.id(),
-        )
-        .with_events(ctx.events.clone())
-    }
-
-    /// An engine over the given providers (tests of the engine itself).
-    pub fn with_providers(
         providers: Vec<Arc<dyn DynProvider>>,
         filter: TargetFilter,
         max_deletes: usize,

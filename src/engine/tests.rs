@@ -137,7 +137,7 @@ impl Provider for Fake {
 }
 
 fn engine(fake: Fake, max_deletes: usize) -> Engine {
-    Engine::with_providers(
+    Engine::new(
         vec![provider(fake)],
         TargetFilter::All,
         max_deletes,
@@ -272,7 +272,7 @@ async fn deletes_in_an_emptied_collection_are_refused_and_the_cap_refuses_the_ru
 #[tokio::test(start_paused = true)]
 async fn an_exact_filter_with_no_addresses_matches_no_target() {
     let fake = Fake::new(3);
-    let e = Engine::with_providers(
+    let e = Engine::new(
         vec![provider(fake)],
         TargetFilter::exactly(Vec::new()),
         10,

@@ -11,84 +11,18 @@
 //! The whole module, and every twin, exists only with the `lab` feature (on by default).
 
 pub mod demo;
+pub mod twin;
 
-use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
+use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::desired::DesiredState;
-use crate::engine::{Endpoints, Route};
-
-/// The connection string the lab's UISP servers hand out and the lab's antennas should carry:
-/// lab-only, never a real key (48 characters of `[A-Za-z0-9]`).
-pub const LAB_CONNECTION_STRING: &str = "wss://uisp.lab.invalid:443+LabOnlyMasterKey0123456789abcdefghijklmnopqrstuv+allowSelfSignedCertificate";
-
-/// Twins being started.
-pub type Starting<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>>;
-
-/// One kind's lab twin.
-pub trait Twin: Send + Sync {
-    /// Seeds this kind's twins into a new lab folder (`lab init`), the way the demo's
-    /// desired state expects them.
-    fn seed(&self, lab: &Path) -> io::Result<()>;
-    /// `NAME=value` lines (lab-only values) for the `{ env: NAME }` references of this
-    /// kind's example files.
-    fn secrets(&self) -> &'static str;
-    /// Starts twins for this kind's targets in `desired` and registers where each is reached.
-    fn start<'a>(
-        &'a self,
-        lab: &'a Path,
-        desired: &'a DesiredState,
-        endpoints: &'a mut LabEndpoints,
-    ) -> Starting<'a>;
-    /// An out-of-band edit as people make them, for the demo's drift step; what was done, in
-    /// words.
-    fn tamper(&self, _lab: &Path) -> io::Result<Option<String>> {
-        Ok(None)
-    }
-}
-
-/// Twins running for one command.
-pub trait Running: Send + Sync {
-    /// Saves the twins' state back to the lab's files, after a command that writes.
-    fn save(&self, _lab: &Path) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-/// Nothing runs (a kind whose twin is files on disk).
-pub struct NothingRuns;
-
-impl Running for NothingRuns {}
-
-/// Where each lab target is reached, by inventory section and target name.
-#[derive(Default)]
-pub struct LabEndpoints(BTreeMap<(String, String), Arc<dyn Any + Send + Sync>>);
-
-impl LabEndpoints {
-    /// Registers the stand-in of one target. `T` is whatever that target's kind reaches it
-    /// through (a socket address, a folder, an HTTPS endpoint).
-    pub fn insert<T: Any + Send + Sync>(&mut self, section: &str, name: &str, endpoint: T) {
-        self.0
-            .insert((section.to_string(), name.to_string()), Arc::new(endpoint));
-    }
-}
-
-impl Endpoints for LabEndpoints {
-    fn route(&self, section: &str, name: &str) -> Route {
-        match self.0.get(&(section.to_string(), name.to_string())) {
-            Some(e) => Route::Twin(e.clone()),
-            None => Route::Missing,
-        }
-    }
-}
+use crate::engine::Endpoints;
+use crate::kinds::def::DesiredState;
+pub use twin::{LAB_CONNECTION_STRING, LabEndpoints, Running, Starting, Twin, write_file};
 
 /// A lab's twins, running for one command.
 pub struct Runtime {
@@ -139,15 +73,6 @@ pub fn secrets(lab: &Path) -> io::Result<HashMap<String, String>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashMap::new()),
         Err(e) => Err(e),
     }
-}
-
-/// Writes a lab file with its mode.
-pub fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Creates a lab in `dir` (which may exist; existing lab files are replaced): every kind's

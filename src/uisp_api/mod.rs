@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::desired::check::FileCheck;
 use crate::engine::Context;
 use crate::names::valid_name;
 use crate::secret::SecretRef;
 use crate::tls::TlsVerify;
+use crate::yaml::FileCheck;
 
 pub use client::{UispClient, UispError};
 

@@ -35,14 +35,12 @@ pub mod twin;
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
-
-use crate::desired::check::FileCheck;
-use crate::desired::{DesiredState, InventoryNames};
 use crate::engine::{Context, DynProvider, NoTwin};
-use crate::kinds::{KindDef, KindSet};
+use crate::kinds::def::{DesiredState, InventoryNames};
+use crate::kinds::def::{KindDef, KindFailure, KindSet};
 use crate::ssh::{Endpoint, KnownHosts, KnownHostsError};
 use crate::uisp_api::{self, Server, UispError};
+use crate::yaml::FileCheck;
 
 /// The name of the default known-hosts file in the state directory.
 pub const KNOWN_HOSTS_FILE: &str = "airos-known-hosts";
@@ -121,6 +119,23 @@ pub enum AirosError {
         #[source]
         source: KnownHostsError,
     },
+    /// `accept-host-key`: the host is neither an antenna of the group nor its jump host.
+    #[error("{host} is neither an antenna of group {group} nor its jump host")]
+    NotInGroup {
+        /// The host given.
+        host: String,
+        /// The group.
+        group: String,
+    },
+    /// `accept-host-key`: the key could not be pinned.
+    #[error("cannot pin the key of {endpoint}: {source}")]
+    PinKey {
+        /// `HOST:PORT`.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: KnownHostsError,
+    },
 }
 
 impl KindDef for Kind {
@@ -129,6 +144,7 @@ impl KindDef for Kind {
     const SECTION_DOC: &'static str = "airOS antennas reached over SSH, by group: how a group's antennas are logged in to. Which antennas belong to a group, and what they must carry, is in `airos/<group>.yaml`.";
     const TARGET_LABEL: &'static str = "antenna group";
     const TARGET_FIELD: &'static str = "group";
+    const USES_SECTIONS: &'static [&'static str] = &[uisp_api::SECTION];
 
     type TargetSpec = spec::AntennaGroupSpec;
     type Target = spec::AntennaGroup;
@@ -189,47 +205,60 @@ impl KindDef for Kind {
         host: &str,
         fingerprint: &str,
         ctx: &Context,
-    ) -> Option<Result<String, anyhow::Error>> {
+    ) -> Option<Result<String, KindFailure>> {
         let set = desired.kind::<Kind>();
         let group = set.targets.get(target)?;
-        Some((|| {
-            let antenna = set
-                .desired
-                .get(target)
-                .and_then(|a| a.antennas.iter().find(|a| a.host == host));
-            let endpoint = match (antenna, &group.jump) {
-                (Some(a), _) => Endpoint::new(host, a.port.unwrap_or(group.port)),
-                (None, Some(j)) if j.host == host => Endpoint::new(host, j.port),
-                _ => bail!("{host} is neither an antenna of group {target} nor its jump host"),
-            };
-            let stand_in = ctx.route::<spec::GroupEndpoints>(Self::SECTION, target)?;
-            let path = login::known_hosts_path(
-                group.known_hosts.as_deref(),
-                stand_in.as_ref(),
-                &ctx.state_dir,
-            );
-            let known = KnownHosts::load(&path)
-                .with_context(|| format!("cannot read known-hosts file {}", path.display()))?;
-            let before = known.get(&endpoint);
-            known
-                .accept(&endpoint, fingerprint)
-                .with_context(|| format!("cannot pin the key of {endpoint}"))?;
-            let now = known.get(&endpoint).unwrap_or_default();
-            Ok(match before {
-                Some(b) if b == now => {
-                    format!("{endpoint}: {now} was already pinned in {}", path.display())
-                }
-                Some(b) => format!(
-                    "{endpoint}: pinned {now} in {} (replaces {b})",
-                    path.display()
-                ),
-                None => format!("{endpoint}: pinned {now} in {}", path.display()),
-            })
-        })())
+        Some(
+            (|| -> Result<String, AirosError> {
+                let antenna = set
+                    .desired
+                    .get(target)
+                    .and_then(|a| a.antennas.iter().find(|a| a.host == host));
+                let endpoint = match (antenna, &group.jump) {
+                    (Some(a), _) => Endpoint::new(host, a.port.unwrap_or(group.port)),
+                    (None, Some(j)) if j.host == host => Endpoint::new(host, j.port),
+                    _ => {
+                        return Err(AirosError::NotInGroup {
+                            host: host.to_string(),
+                            group: target.to_string(),
+                        });
+                    }
+                };
+                let stand_in = ctx.route::<spec::GroupEndpoints>(Self::SECTION, target)?;
+                let path = login::known_hosts_path(
+                    group.known_hosts.as_deref(),
+                    stand_in.as_ref(),
+                    &ctx.state_dir,
+                );
+                let known = KnownHosts::load(&path).map_err(|source| AirosError::KnownHosts {
+                    group: target.to_string(),
+                    source,
+                })?;
+                let before = known.get(&endpoint);
+                known
+                    .accept(&endpoint, fingerprint)
+                    .map_err(|source| AirosError::PinKey {
+                        endpoint: endpoint.to_string(),
+                        source,
+                    })?;
+                let now = known.get(&endpoint).unwrap_or_default();
+                Ok(match before {
+                    Some(b) if b == now => {
+                        format!("{endpoint}: {now} was already pinned in {}", path.display())
+                    }
+                    Some(b) => format!(
+                        "{endpoint}: pinned {now} in {} (replaces {b})",
+                        path.display()
+                    ),
+                    None => format!("{endpoint}: pinned {now} in {}", path.display()),
+                })
+            })()
+            .map_err(Into::into),
+        )
     }
 
     #[cfg(feature = "lab")]
-    fn twin() -> Option<&'static dyn crate::lab::Twin> {
+    fn twin() -> Option<&'static dyn crate::lab::twin::Twin> {
         Some(&twin::Twin)
     }
 }

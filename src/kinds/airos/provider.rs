@@ -14,7 +14,7 @@ use super::login::{Login, known_hosts_path};
 use super::observe::{self, GroupLive};
 use super::spec::{AirosDesired, AntennaGroup, GroupEndpoints};
 use crate::engine::{Context, Event, Item, NoTwin, Observation, Planned, Provider};
-use crate::kinds::KindDef;
+use crate::kinds::def::KindDef;
 use crate::plan::report::Outcome;
 use crate::ssh::{HostKeyPolicy, KnownHosts};
 use crate::uisp_api::{self, Server, UispClient};

@@ -9,11 +9,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::config::ConnectionString;
-use crate::desired::check::FileCheck;
 use crate::mac::normalise_mac;
 use crate::names::{valid_host, valid_name};
 use crate::secret::SecretRef;
 use crate::ssh::Credential;
+use crate::yaml::FileCheck;
 
 /// One airOS file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -15,8 +15,8 @@ use super::client::{FILE_MODE, HostFile};
 use super::observe::{HostLive, LivePeer};
 use super::spec::{ChapEntry, PeerSpec, PppdDesired};
 use super::{Op, PppdError, chap_address, chap_file_address, peer, peer_address};
-use crate::desired::Prune;
 use crate::engine::{Item, Planned};
+use crate::ownership::Prune;
 use crate::plan::{Action, Change, ContentDiff, FieldDiff};
 use crate::secret::{HashKey, SecretHash};
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::spec::{ChapEntry, PeerSpec, PppdDesired};
-use crate::desired::Prune;
+use crate::ownership::Prune;
 use crate::secret::Secret;
 
 /// A peer named `name`, dialling 203.0.113.7 as `admin`, every other field defaulted.

@@ -33,12 +33,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::desired::check::FileCheck;
-use crate::desired::{DesiredState, InventoryNames};
 use crate::engine::{Context, DynProvider, NoTwin};
-use crate::kinds::{KindDef, KindSet};
+use crate::kinds::def::{DesiredState, InventoryNames};
+use crate::kinds::def::{KindDef, KindSet};
 use crate::names::valid_name;
 use crate::plan::{address, quote_key};
+use crate::yaml::FileCheck;
 
 use chap::{ChapEdit, ChapError, DuplicateEntries};
 use client::HostFile;
@@ -267,7 +267,7 @@ impl KindDef for Kind {
     }
 
     #[cfg(feature = "lab")]
-    fn twin() -> Option<&'static dyn crate::lab::Twin> {
+    fn twin() -> Option<&'static dyn crate::lab::twin::Twin> {
         Some(&twin::Twin)
     }
 }

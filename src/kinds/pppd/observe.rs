@@ -154,9 +154,9 @@ fn entry_fingerprint(key: &HashKey, file: &ChapFile, lines: &[usize]) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::Prune;
     use crate::kinds::pppd::chap::{BEGIN, END};
     use crate::kinds::pppd::fixtures::{chap_entry, desired};
+    use crate::ownership::Prune;
 
     #[test]
     fn fingerprints_cover_desired_and_owned_objects_only() {

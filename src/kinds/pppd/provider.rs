@@ -11,7 +11,7 @@ use super::observe::{HostLive, fingerprints};
 use super::spec::{HostSpec, PppdDesired};
 use super::{Op, PppdError};
 use crate::engine::{Context, Item, NoTwin, Observation, Planned, Provider};
-use crate::kinds::KindDef;
+use crate::kinds::def::KindDef;
 use crate::plan::report::Outcome;
 use crate::secret::HashKey;
 

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::desired::Prune;
-use crate::desired::check::FileCheck;
 use crate::names::valid_name;
+use crate::ownership::Prune;
 use crate::secret::{Secret, SecretRef};
+use crate::yaml::FileCheck;
 
 /// One pppd resource file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

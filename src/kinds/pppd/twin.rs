@@ -6,9 +6,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::desired::DesiredState;
-use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, NothingRuns, Running, Starting, write_file};
+use crate::kinds::def::DesiredState;
+use crate::kinds::def::KindDef;
+use crate::lab::twin::{LabEndpoints, NothingRuns, Running, Starting, write_file};
 
 /// The pppd kind's twin.
 pub struct Twin;
@@ -41,7 +41,7 @@ pub const SEED_PEER_PROVIDER: &str =
 const SECRETS: &str = "CHAP_TECNICO_NODE1='n3w \"clave\" \\ 2026'\n\
 CHAP_ADMIN_NODE2=s3cret-admin-2\n";
 
-impl crate::lab::Twin for Twin {
+impl crate::lab::twin::Twin for Twin {
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let vps = host_root(lab, "vps");
         let peers = vps.join("etc/ppp/peers");

@@ -40,11 +40,11 @@ use std::sync::Arc;
 
 use routeros_api::client::ApiError;
 
-use crate::desired::check::FileCheck;
-use crate::desired::{DesiredState, InventoryNames};
 use crate::engine::{BoxFuture, Context, DynProvider, NoTwin};
-use crate::kinds::{Imported, KindDef, KindSet};
+use crate::kinds::def::{DesiredState, InventoryNames};
+use crate::kinds::def::{Imported, KindDef, KindFailure, KindSet};
 use crate::plan::address;
+use crate::yaml::FileCheck;
 
 /// The pppoe kind.
 pub struct Kind;
@@ -183,7 +183,7 @@ impl KindDef for Kind {
         desired: &DesiredState,
         target: &str,
         ctx: &Context,
-    ) -> Option<BoxFuture<Result<Imported, anyhow::Error>>> {
+    ) -> Option<BoxFuture<Result<Imported, KindFailure>>> {
         let router = desired.kind::<Kind>().targets.get(target)?.clone();
         let (name, ctx) = (target.to_string(), ctx.clone());
         Some(Box::pin(async move {
@@ -207,7 +207,7 @@ impl KindDef for Kind {
     }
 
     #[cfg(feature = "lab")]
-    fn twin() -> Option<&'static dyn crate::lab::Twin> {
+    fn twin() -> Option<&'static dyn crate::lab::twin::Twin> {
         Some(&twin::Twin)
     }
 }

@@ -199,8 +199,8 @@ pub fn fingerprints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::Prune;
     use crate::kinds::pppoe::spec::{DesiredSecret, Kick};
+    use crate::ownership::Prune;
 
     fn row(fields: &[(&str, &str)]) -> BTreeMap<String, String> {
         fields

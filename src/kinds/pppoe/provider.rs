@@ -13,7 +13,7 @@ use super::observe::{RouterLive, fingerprints, read_router};
 use super::spec::{PppoeDesired, Router};
 use super::state::{RouterState, StateDir};
 use crate::engine::{Context, Item, NoTwin, Observation, Planned, Provider};
-use crate::kinds::KindDef;
+use crate::kinds::def::KindDef;
 use crate::plan::report::Outcome;
 use crate::secret::HashKey;
 

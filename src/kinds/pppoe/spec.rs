@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::desired::Prune;
-use crate::desired::check::FileCheck;
 use crate::mac::normalise_mac;
 use crate::names::valid_name;
+use crate::ownership::Prune;
 use crate::secret::{Secret, SecretRef};
 use crate::tls::TlsVerify;
+use crate::yaml::FileCheck;
 
 /// One router's PPPoE secrets file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -225,11 +225,7 @@ impl FirstUse {
 /// The line of `path` in the YAML file `file`; 1 when the file can no longer be read.
 fn line_in(file: &Path, path: &str) -> usize {
     std::fs::read_to_string(file)
-        .map(|text| {
-            crate::desired::locate::LocationIndex::new(&text)
-                .find(path)
-                .0
-        })
+        .map(|text| crate::yaml::locate::LocationIndex::new(&text).find(path).0)
         .unwrap_or(1)
 }
 

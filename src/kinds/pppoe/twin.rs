@@ -11,13 +11,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use routeros_api::server::{RouterConfig, RouterLab, Secret, Version};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::DesiredState;
-use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Running, Starting, write_file};
+use crate::kinds::def::DesiredState;
+use crate::kinds::def::KindDef;
+use crate::lab::twin::{LabEndpoints, Running, Starting, read_json, write_file, write_json};
 
 /// The pppoe kind's twin.
 pub struct Twin;
@@ -202,16 +202,14 @@ impl Running for Routers {
     fn save(&self, lab: &Path) -> anyhow::Result<()> {
         for (name, server) in &self.0 {
             let path = router_path(lab, name);
-            let text = std::fs::read_to_string(&path)?;
-            let mut file: RouterFile = serde_json::from_str(&text)?;
+            let mut file: RouterFile = read_json(&path, &format!("router {name}"))?;
             file.secrets = server.secrets().iter().map(SecretRow::from).collect();
             file.active = server
                 .active()
                 .iter()
                 .map(|a| (a.name.clone(), a.address.clone()))
                 .collect();
-            let bytes = serde_json::to_vec_pretty(&file)?;
-            crate::files::write_atomic(&path, &bytes, 0o600)?;
+            write_json(&path, &file)?;
         }
         Ok(())
     }
@@ -219,15 +217,7 @@ impl Running for Routers {
 
 /// Starts one lab router from its file.
 pub async fn start_router(lab: &Path, name: &str) -> anyhow::Result<RouterLab> {
-    let path = router_path(lab, name);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "the lab has no router {name} ({}); run `wispctl lab init`",
-            path.display()
-        )
-    })?;
-    let file: RouterFile = serde_json::from_str(&text)
-        .with_context(|| format!("lab router file {}", path.display()))?;
+    let file: RouterFile = read_json(&router_path(lab, name), &format!("router {name}"))?;
     let version = match file.version.as_str() {
         "v6" => Version::V6,
         "v7" => Version::V7,
@@ -248,7 +238,7 @@ pub async fn start_router(lab: &Path, name: &str) -> anyhow::Result<RouterLab> {
     Ok(server)
 }
 
-impl crate::lab::Twin for Twin {
+impl crate::lab::twin::Twin for Twin {
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let router = serde_json::to_string_pretty(&seed()).map_err(io::Error::other)?;
         write_file(&router_path(lab, "balanceador"), &router, 0o600)

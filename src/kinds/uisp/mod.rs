@@ -31,11 +31,11 @@ pub mod twin;
 
 use std::sync::Arc;
 
-use crate::desired::check::FileCheck;
-use crate::desired::{DesiredState, InventoryNames};
 use crate::engine::{BoxFuture, Context, DynProvider};
-use crate::kinds::{Imported, KindDef, KindSet};
+use crate::kinds::def::{DesiredState, InventoryNames};
+use crate::kinds::def::{Imported, KindDef, KindFailure, KindSet};
 use crate::uisp_api::{self, Server, ServerSpec, UispError};
+use crate::yaml::FileCheck;
 
 /// The uisp kind.
 pub struct Kind;
@@ -171,7 +171,7 @@ impl KindDef for Kind {
         desired: &DesiredState,
         target: &str,
         ctx: &Context,
-    ) -> Option<BoxFuture<Result<Imported, anyhow::Error>>> {
+    ) -> Option<BoxFuture<Result<Imported, KindFailure>>> {
         let server = desired.kind::<Kind>().targets.get(target)?.clone();
         let (name, ctx) = (target.to_string(), ctx.clone());
         Some(Box::pin(async move {
@@ -196,7 +196,7 @@ impl KindDef for Kind {
     }
 
     #[cfg(feature = "lab")]
-    fn twin() -> Option<&'static dyn crate::lab::Twin> {
+    fn twin() -> Option<&'static dyn crate::lab::twin::Twin> {
         Some(&twin::Twin)
     }
 }

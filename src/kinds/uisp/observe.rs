@@ -104,9 +104,9 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::desired::Prune;
     use crate::kinds::uisp::fixtures::{ghost, live_device, live_site, mac, site};
     use crate::kinds::uisp::spec::Assignment;
+    use crate::ownership::Prune;
 
     fn desired(ghosts: Ghosts) -> UispDesired {
         UispDesired {

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::desired::Prune;
-use crate::desired::check::FileCheck;
 use crate::mac::normalise_mac;
+use crate::ownership::Prune;
+use crate::yaml::FileCheck;
 
 /// One UISP file.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::spec::GroupEndpoints;
-use crate::desired::DesiredState;
-use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Running, Starting, write_file};
+use crate::kinds::def::DesiredState;
+use crate::kinds::def::KindDef;
+use crate::lab::twin::{LabEndpoints, Running, Starting, read_json, write_file, write_json};
 use fleet::{Fleet, FleetFile, FleetOptions};
 
 /// The airos kind's twin.
@@ -52,7 +52,7 @@ pub fn antenna_cfg(unms: &str) -> String {
 pub fn seed() -> fleet::FleetFile {
     let ok = format!(
         "unms.status=enabled\nunms.uri={}\n",
-        crate::lab::LAB_CONNECTION_STRING
+        crate::lab::twin::LAB_CONNECTION_STRING
     );
     let old = format!("unms.status=enabled\nunms.uri={OLD_CONNECTION_STRING}\n");
     let own = format!("unms.status=enabled\nunms.uri={DEVICE_KEY_URI}\n");
@@ -160,14 +160,13 @@ struct Fleets(BTreeMap<String, Fleet>);
 impl Running for Fleets {
     fn save(&self, lab: &Path) -> anyhow::Result<()> {
         for (name, fleet) in &self.0 {
-            let bytes = serde_json::to_vec_pretty(&fleet.snapshot())?;
-            crate::files::write_atomic(&antennas_path(lab, name), &bytes, 0o600)?;
+            write_json(&antennas_path(lab, name), &fleet.snapshot())?;
         }
         Ok(())
     }
 }
 
-impl crate::lab::Twin for Twin {
+impl crate::lab::twin::Twin for Twin {
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let fleet = seed();
         let mut known = String::from(
@@ -202,15 +201,8 @@ impl crate::lab::Twin for Twin {
             let set = desired.kind::<super::Kind>();
             let mut fleets = BTreeMap::new();
             for name in set.desired.keys() {
-                let path = antennas_path(lab, name);
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "the lab has no antenna group {name} ({}); run `wispctl lab init`",
-                        path.display()
-                    )
-                })?;
-                let file: FleetFile = serde_json::from_str(&text)
-                    .with_context(|| format!("lab antenna file {}", path.display()))?;
+                let file: FleetFile =
+                    read_json(&antennas_path(lab, name), &format!("antenna group {name}"))?;
                 let legacy = set.targets.get(name).is_some_and(|g| g.legacy);
                 let fleet = Fleet::start(
                     &file,

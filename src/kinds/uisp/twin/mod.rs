@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::desired::DesiredState;
-use crate::kinds::KindDef;
-use crate::lab::{LabEndpoints, Running, Starting, write_file};
+use crate::kinds::def::DesiredState;
+use crate::kinds::def::KindDef;
+use crate::lab::twin::{LabEndpoints, Running, Starting, read_json, write_file, write_json};
 use crate::uisp_api::Endpoint;
 use server::{UispConfig, UispLab};
 
@@ -52,7 +51,7 @@ pub fn seed() -> UispFile {
     use seed_ids::*;
     UispFile {
         token: "lab-uisp-nms-token".into(),
-        connection_string: crate::lab::LAB_CONNECTION_STRING.into(),
+        connection_string: crate::lab::twin::LAB_CONNECTION_STRING.into(),
         state: server::UispState {
             sites: vec![
                 server::LabSite::new(TOMATLAN, "Tomatlan", "site", None),
@@ -128,16 +127,15 @@ impl Running for Servers {
     fn save(&self, lab: &Path) -> anyhow::Result<()> {
         for (name, server) in &self.0 {
             let path = uisp_path(lab, name);
-            let mut file: UispFile = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            let mut file: UispFile = read_json(&path, &format!("UISP server {name}"))?;
             file.state = server.state();
-            let bytes = serde_json::to_vec_pretty(&file)?;
-            crate::files::write_atomic(&path, &bytes, 0o600)?;
+            write_json(&path, &file)?;
         }
         Ok(())
     }
 }
 
-impl crate::lab::Twin for Twin {
+impl crate::lab::twin::Twin for Twin {
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let uisp = serde_json::to_string_pretty(&seed()).map_err(io::Error::other)?;
         write_file(&uisp_path(lab, "main"), &uisp, 0o600)
@@ -158,15 +156,8 @@ impl crate::lab::Twin for Twin {
         Box::pin(async move {
             let mut servers = BTreeMap::new();
             for name in desired.kind::<super::Kind>().targets.keys() {
-                let path = uisp_path(lab, name);
-                let text = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "the lab has no UISP server {name} ({}); run `wispctl lab init`",
-                        path.display()
-                    )
-                })?;
-                let file: UispFile = serde_json::from_str(&text)
-                    .with_context(|| format!("lab UISP file {}", path.display()))?;
+                let file: UispFile =
+                    read_json(&uisp_path(lab, name), &format!("UISP server {name}"))?;
                 let config = UispConfig {
                     tokens: vec![file.token.clone()],
                     connection_string: file.connection_string.clone(),

@@ -123,7 +123,7 @@ use tokio_rustls::TlsAcceptor;
 /// The API's base path.
 pub const BASE_PATH: &str = "/nms/api/v2.1";
 
-pub use crate::lab::LAB_CONNECTION_STRING;
+pub use crate::lab::twin::LAB_CONNECTION_STRING;
 
 /// Largest request body read (hapi's default `maxBytes`).
 const MAX_BODY: usize = 1024 * 1024;

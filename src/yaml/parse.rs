@@ -521,10 +521,10 @@ mod tests {
         .unwrap();
         let resolver = crate::secret::SecretResolver::new()
             .with_fallback_env([("CHAP_X".to_string(), "s".to_string())].into());
-        let before = crate::desired::locate::FULL_BUILDS.with(|n| n.get());
+        let before = crate::yaml::locate::FULL_BUILDS.with(|n| n.get());
         let state = crate::desired::load(root, &resolver).unwrap();
         assert!(state.warnings.is_empty(), "{:?}", state.warnings);
-        let builds = crate::desired::locate::FULL_BUILDS.with(|n| n.get()) - before;
+        let builds = crate::yaml::locate::FULL_BUILDS.with(|n| n.get()) - before;
         assert_eq!(builds, 0, "no file needed its location index");
     }
 

@@ -1,0 +1,111 @@
+//! The twin contract: what a kind's lab twin implements ([`Twin`]), where it says its targets
+//! are reached ([`LabEndpoints`]), and the files twins keep. Below the kinds (a kind's
+//! `twin.rs` implements it) and above nothing but the kind contract: the runtime that starts
+//! every twin is [`crate::lab`].
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::{Endpoints, Route};
+use crate::kinds::def::DesiredState;
+
+/// The connection string the lab's UISP servers hand out and the lab's antennas should carry:
+/// lab-only, never a real key (48 characters of `[A-Za-z0-9]`).
+pub const LAB_CONNECTION_STRING: &str = "wss://uisp.lab.invalid:443+LabOnlyMasterKey0123456789abcdefghijklmnopqrstuv+allowSelfSignedCertificate";
+
+/// Twins being started.
+pub type Starting<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Running>>> + Send + 'a>>;
+
+/// One kind's lab twin.
+pub trait Twin: Send + Sync {
+    /// Seeds this kind's twins into a new lab folder (`lab init`), the way the demo's
+    /// desired state expects them.
+    fn seed(&self, lab: &Path) -> io::Result<()>;
+    /// `NAME=value` lines (lab-only values) for the `{ env: NAME }` references of this
+    /// kind's example files.
+    fn secrets(&self) -> &'static str;
+    /// Starts twins for this kind's targets in `desired` and registers where each is reached.
+    fn start<'a>(
+        &'a self,
+        lab: &'a Path,
+        desired: &'a DesiredState,
+        endpoints: &'a mut LabEndpoints,
+    ) -> Starting<'a>;
+    /// An out-of-band edit as people make them, for the demo's drift step; what was done, in
+    /// words.
+    fn tamper(&self, _lab: &Path) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Twins running for one command.
+pub trait Running: Send + Sync {
+    /// Saves the twins' state back to the lab's files, after a command that writes.
+    fn save(&self, _lab: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Nothing runs (a kind whose twin is files on disk).
+pub struct NothingRuns;
+
+impl Running for NothingRuns {}
+
+/// Where each lab target is reached, by inventory section and target name.
+#[derive(Default)]
+pub struct LabEndpoints(BTreeMap<(String, String), Arc<dyn Any + Send + Sync>>);
+
+impl LabEndpoints {
+    /// Registers the stand-in of one target. `T` is whatever that target's kind reaches it
+    /// through (a socket address, a folder, an HTTPS endpoint).
+    pub fn insert<T: Any + Send + Sync>(&mut self, section: &str, name: &str, endpoint: T) {
+        self.0
+            .insert((section.to_string(), name.to_string()), Arc::new(endpoint));
+    }
+}
+
+impl Endpoints for LabEndpoints {
+    fn route(&self, section: &str, name: &str) -> Route {
+        match self.0.get(&(section.to_string(), name.to_string())) {
+            Some(e) => Route::Twin(e.clone()),
+            None => Route::Missing,
+        }
+    }
+}
+
+/// Writes a lab file with its mode.
+pub fn write_file(path: &Path, text: &str, mode: u32) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Reads a twin's JSON file; a missing one names the fix.
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "the lab has no {what} ({}); run `wispctl lab init`",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("lab file {}", path.display()))
+}
+
+/// Saves a twin's JSON file atomically, mode 0600 (it holds lab-only credentials).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)?;
+    crate::files::write_atomic(path, &bytes, 0o600)
+        .with_context(|| format!("cannot save lab file {}", path.display()))
+}
