@@ -446,21 +446,15 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
         .secrets_file
         .clone()
         .unwrap_or_else(|| g.state_dir.join("import").join(format!("{}.env", o.target)));
-    let inside = |p: &Path| -> bool {
-        let parent = p.parent().unwrap_or(Path::new("."));
-        let (Ok(a), Ok(b)) = (std::fs::canonicalize(parent), std::fs::canonicalize(&g.dir)) else {
-            return false;
-        };
-        a.starts_with(b)
-    };
-    if let Some(parent) = env_path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if inside(&env_path) {
+    // Checked before anything is created: not even an empty folder lands in the repository.
+    if lies_inside(&env_path, &g.dir) {
         bail!(
             "{} is inside the desired-state folder: secrets must never be written there",
             env_path.display()
         );
+    }
+    if let Some(parent) = env_path.parent() {
+        std::fs::create_dir_all(parent)?;
     }
     let reporter = Reporter::quiet();
     let t = Targets::start(g, &d, Writes::Nothing, false, &reporter).await?;
@@ -492,6 +486,43 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
         )?;
     }
     Ok(exit::SUCCESS)
+}
+
+/// Whether `path` lies inside folder `dir`, links followed where the path exists: its deepest
+/// existing ancestor is resolved and the rest appended. A rest that climbs (`..`) counts as
+/// inside, since where it lands cannot be known before it exists.
+fn lies_inside(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    let path = match std::path::absolute(path) {
+        Ok(p) => p,
+        Err(_) => return true,
+    };
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return true,
+        }
+    }
+    if path
+        .strip_prefix(existing)
+        .is_ok_and(|r| r.components().any(|c| c == std::path::Component::ParentDir))
+    {
+        return true;
+    }
+    let Ok(mut resolved) = std::fs::canonicalize(existing) else {
+        return true;
+    };
+    for name in rest.iter().rev() {
+        resolved.push(name);
+    }
+    resolved.starts_with(dir)
 }
 
 /// `accept-host-key TARGET HOST FINGERPRINT`: pins a verified SSH host key of a device of
@@ -589,4 +620,35 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secrets_file_is_refused_inside_the_desired_state_folder_before_it_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let desired = tmp.path().join("desired");
+        std::fs::create_dir_all(desired.join("pppoe")).unwrap();
+        assert!(lies_inside(&desired.join("pppoe/r1.env"), &desired));
+        assert!(lies_inside(&desired.join("new/deeper/r1.env"), &desired));
+        assert!(!desired.join("new").exists(), "nothing created");
+        assert!(lies_inside(
+            &tmp.path().join("elsewhere/../desired/x.env"),
+            &desired
+        ));
+        assert!(!lies_inside(
+            &tmp.path().join("state/import/r1.env"),
+            &desired
+        ));
+        // A link inside the repository to a folder outside is outside; one outside pointing in
+        // is inside.
+        std::os::unix::fs::symlink(&desired, tmp.path().join("link-in")).unwrap();
+        assert!(lies_inside(&tmp.path().join("link-in/x.env"), &desired));
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&out, desired.join("link-out")).unwrap();
+        assert!(!lies_inside(&desired.join("link-out/x.env"), &desired));
+    }
 }

@@ -4,13 +4,15 @@
 //! What this module does not do: decide which fields are secret (the desired model does) or
 //! mask rendered text (renderers only ever receive `(sensitive)` markers, never values).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
 
 /// A resolved secret value. `Debug` and `Display` print `(sensitive)`; there is no `Serialize`.
@@ -46,8 +48,11 @@ impl fmt::Display for Secret {
 
 /// Where a secret comes from. Written in YAML as `{ env: NAME }`, `{ file: PATH }`, or
 /// `{ inline: VALUE }` (refused unless the file sets `allow_inline_secrets: true`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "SecretRefYaml")]
+///
+/// Its `Deserialize` never puts the input into an error: a field typed as a reference is where
+/// an operator types a password by mistake, so every refusal is a [`SecretRefError`], none of
+/// which holds a value (see [`SecretRef::deserialize`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
     /// The value of an environment variable.
     Env(String),
@@ -58,26 +63,378 @@ pub enum SecretRef {
     Inline(String),
 }
 
-/// The written form: a map with exactly one key.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretRefYaml {
-    env: Option<String>,
-    file: Option<PathBuf>,
-    inline: Option<String>,
+/// Why a value is not a [`SecretRef`]. No variant holds the value that was refused, and a key
+/// is named only when it is a misspelling of `env`, `file` or `inline` (anything else may be
+/// the secret itself, as in `{ hunter2 }`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretRefError {
+    /// A string, number, boolean, sequence or null where a reference belongs.
+    #[error(
+        "not a valid secret reference (the value is not shown): write {{ env: NAME }} or {{ file: PATH }}"
+    )]
+    NotAReference,
+    /// A key of the reference is not `env`, `file` or `inline`, nor close enough to one of
+    /// them to be shown.
+    #[error(
+        "a secret reference has a key other than env, file or inline (the key is not shown, in case it is the secret itself)"
+    )]
+    UnknownKeyNotShown,
+    /// `env`, `file` or `inline` holds something other than a string.
+    #[error("`{key}` of a secret reference takes a string (the value is not shown)")]
+    NotAString {
+        /// The key whose value was refused.
+        key: &'static str,
+    },
+    /// No key, more than one, or an empty name or path.
+    #[error(
+        "a secret reference is {{ env: NAME }}, {{ file: PATH }} or {{ inline: VALUE }}: exactly one, not empty"
+    )]
+    NotExactlyOne,
 }
 
-impl TryFrom<SecretRefYaml> for SecretRef {
-    type Error = &'static str;
-    fn try_from(y: SecretRefYaml) -> Result<Self, Self::Error> {
-        match (y.env, y.file, y.inline) {
-            (Some(e), None, None) if !e.is_empty() => Ok(SecretRef::Env(e)),
-            (None, Some(f), None) if !f.as_os_str().is_empty() => Ok(SecretRef::File(f)),
-            (None, None, Some(v)) => Ok(SecretRef::Inline(v)),
-            _ => Err(
-                "a secret reference is { env: NAME }, { file: PATH } or { inline: VALUE }: exactly one, not empty",
-            ),
+/// `Visitor` methods for scalars that all answer `self.$answer()` without looking at the value
+/// (serde's default methods put it in the error).
+macro_rules! scalars {
+    ($value:ty => $answer:ident: $($method:ident($ty:ty)),+ $(,)?) => {
+        $(
+            fn $method<E: de::Error>(self, _: $ty) -> Result<$value, E> {
+                self.$answer()
+            }
+        )+
+    };
+}
+
+/// The keys of a reference, as `unknown field` errors list them.
+const SECRET_REF_KEYS: &[&str] = &["env", "file", "inline"];
+
+impl<'de> Deserialize<'de> for SecretRef {
+    /// Reads `{ env: NAME }`, `{ file: PATH }` or `{ inline: VALUE }`.
+    ///
+    /// Whatever else stands there, the error is one of [`SecretRefError`] (or serde's
+    /// `unknown field` naming a misspelt key): the input is never quoted. The deserializer's
+    /// own refusals (a tag that does not fit, such as `!!int hunter2`) come before any visitor
+    /// sees the value and may quote it, so they are replaced by
+    /// [`SecretRefError::NotAReference`].
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let reached = Cell::new(false);
+        d.deserialize_any(RefVisitor { reached: &reached })
+            .map_err(|e| opaque(e, &reached, SecretRefError::NotAReference))
+    }
+}
+
+/// Keeps an error raised by one of this module's visitors (or below it); replaces one that the
+/// deserializer raised before handing the value over, which may quote it.
+fn opaque<E: de::Error>(err: E, reached: &Cell<bool>, instead: SecretRefError) -> E {
+    if reached.get() {
+        err
+    } else {
+        E::custom(instead)
+    }
+}
+
+/// Visits the value where a [`SecretRef`] belongs: only a map is one.
+struct RefVisitor<'r> {
+    /// Set as soon as the deserializer hands over the value.
+    reached: &'r Cell<bool>,
+}
+
+impl RefVisitor<'_> {
+    /// The value is not a map: refused without it.
+    fn refuse<T, E: de::Error>(self) -> Result<T, E> {
+        self.reached.set(true);
+        Err(E::custom(SecretRefError::NotAReference))
+    }
+}
+
+impl<'de> Visitor<'de> for RefVisitor<'_> {
+    type Value = SecretRef;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret reference: { env: NAME }, { file: PATH } or { inline: VALUE }")
+    }
+
+    // Every kind of value other than a map, each overridden: serde's defaults quote the value.
+    scalars! { SecretRef => refuse:
+        visit_bool(bool), visit_i64(i64), visit_i128(i128), visit_u64(u64), visit_u128(u128),
+        visit_f64(f64), visit_char(char), visit_str(&str), visit_bytes(&[u8]),
+    }
+    fn visit_none<E: de::Error>(self) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<SecretRef, E> {
+        self.refuse()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, _: D) -> Result<SecretRef, D::Error> {
+        self.refuse()
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> Result<SecretRef, D::Error> {
+        self.refuse()
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<SecretRef, A::Error> {
+        self.refuse()
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<SecretRef, A::Error> {
+        self.refuse()
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+        self.reached.set(true);
+        let (mut env, mut file, mut inline) = (None, None, None);
+        let mut keys = 0usize;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            keys += 1;
+            let (slot, name) = match key {
+                Key::Env => (&mut env, "env"),
+                Key::File => (&mut file, "file"),
+                Key::Inline => (&mut inline, "inline"),
+                // Refused here rather than while reading the key, where the error's path would
+                // end with the key.
+                Key::NotShown => {
+                    return Err(de::Error::custom(SecretRefError::UnknownKeyNotShown));
+                }
+            };
+            *slot = map.next_value_seed(TextSeed { key: name })?;
         }
+        match (keys, env, file, inline) {
+            (1, Some(e), None, None) if !e.is_empty() => Ok(SecretRef::Env(e)),
+            (1, None, Some(f), None) if !f.is_empty() => Ok(SecretRef::File(f.into())),
+            (1, None, None, Some(v)) => Ok(SecretRef::Inline(v)),
+            _ => Err(de::Error::custom(SecretRefError::NotExactlyOne)),
+        }
+    }
+}
+
+/// A key of a reference.
+enum Key {
+    Env,
+    File,
+    Inline,
+    /// Neither a key of a reference nor a misspelling of one.
+    NotShown,
+}
+
+/// Reads a key of a reference. A misspelt key is refused here, by name; any other key is
+/// [`Key::NotShown`], refused by the map's visitor.
+struct KeySeed;
+
+impl<'de> de::DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        let reached = Cell::new(false);
+        d.deserialize_any(KeyVisitor { reached: &reached })
+            .map_err(|e| opaque(e, &reached, SecretRefError::UnknownKeyNotShown))
+    }
+}
+
+/// Visits a key of a reference.
+struct KeyVisitor<'r> {
+    /// Set as soon as the deserializer hands over the key.
+    reached: &'r Cell<bool>,
+}
+
+impl KeyVisitor<'_> {
+    /// A scalar key that is not a string: refused by the map's visitor.
+    fn other<E: de::Error>(self) -> Result<Key, E> {
+        self.reached.set(true);
+        Ok(Key::NotShown)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyVisitor<'_> {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("env, file or inline")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+        self.reached.set(true);
+        match key {
+            "env" => Ok(Key::Env),
+            "file" => Ok(Key::File),
+            "inline" => Ok(Key::Inline),
+            k if misspelt_key(k) => Err(E::unknown_field(k, SECRET_REF_KEYS)),
+            _ => Ok(Key::NotShown),
+        }
+    }
+
+    // A scalar key that is not a string (`{ 12: x }`, `{ ~: x }`).
+    scalars! { Key => other:
+        visit_bool(bool), visit_i64(i64), visit_i128(i128), visit_u64(u64), visit_u128(u128),
+        visit_f64(f64), visit_char(char), visit_bytes(&[u8]),
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Key, E> {
+        self.other()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Key, E> {
+        self.other()
+    }
+    // A key that is a collection (`{ ? [x] : y }`), or wraps a value: skipped, so that the
+    // map's visitor refuses it with the path of the reference.
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        self.reached.set(true);
+        IgnoredAny::deserialize(d)?;
+        Ok(Key::NotShown)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        self.visit_some(d)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Key, A::Error> {
+        self.reached.set(true);
+        IgnoredAny.visit_seq(seq)?;
+        Ok(Key::NotShown)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Key, A::Error> {
+        self.reached.set(true);
+        IgnoredAny.visit_map(map)?;
+        Ok(Key::NotShown)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<Key, A::Error> {
+        self.reached.set(true);
+        Err(de::Error::custom(SecretRefError::UnknownKeyNotShown))
+    }
+}
+
+/// Whether an unknown key is close enough to `env`, `file` or `inline` (at most two edits,
+/// ignoring case) to be a misspelling, and so safe to name: `envv`, `ENV`, `fiel`. Anything
+/// further off is not shown.
+fn misspelt_key(key: &str) -> bool {
+    // Two edits from a six-letter word leave at most eight characters.
+    if key.chars().nth(8).is_some() {
+        return false;
+    }
+    let key: Vec<char> = key.to_lowercase().chars().collect();
+    SECRET_REF_KEYS.iter().any(|k| {
+        let k: Vec<char> = k.chars().collect();
+        edit_distance(&key, &k) <= 2
+    })
+}
+
+/// Levenshtein distance between two short words.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// Reads the value of `env`, `file` or `inline`: a string (a plain scalar such as `1234` is
+/// read as its text), or null for "not given".
+struct TextSeed {
+    /// The key the value belongs to, for the error.
+    key: &'static str,
+}
+
+impl<'de> de::DeserializeSeed<'de> for TextSeed {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        let reached = Cell::new(false);
+        let key = self.key;
+        d.deserialize_option(TextVisitor {
+            key,
+            reached: &reached,
+            optional: true,
+        })
+        .map_err(|e| opaque(e, &reached, SecretRefError::NotAString { key }))
+    }
+}
+
+/// Visits the value of `env`, `file` or `inline`: first as an option, then (past `Some`) as
+/// the string itself.
+struct TextVisitor<'r> {
+    /// The key the value belongs to, for the error.
+    key: &'static str,
+    /// Set as soon as the deserializer hands over the value.
+    reached: &'r Cell<bool>,
+    /// Whether null is "not given" (before `Some`) rather than a value to refuse.
+    optional: bool,
+}
+
+impl TextVisitor<'_> {
+    /// Not a string: refused without it.
+    fn refuse<E: de::Error>(self) -> Result<Option<String>, E> {
+        self.reached.set(true);
+        Err(E::custom(SecretRefError::NotAString { key: self.key }))
+    }
+    /// The string.
+    fn text<E: de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        self.reached.set(true);
+        Ok(Some(v.to_owned()))
+    }
+}
+
+impl<'de> Visitor<'de> for TextVisitor<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<String>, E> {
+        if !self.optional {
+            return self.refuse();
+        }
+        self.reached.set(true);
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        self.visit_none()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        if !self.optional {
+            return self.refuse();
+        }
+        self.reached.set(true);
+        let reached = Cell::new(false);
+        let key = self.key;
+        d.deserialize_string(TextVisitor {
+            key,
+            reached: &reached,
+            optional: false,
+        })
+        .map_err(|e| opaque(e, &reached, SecretRefError::NotAString { key }))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<String>, E> {
+        self.text(v)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Option<String>, E> {
+        self.reached.set(true);
+        Ok(Some(v))
+    }
+
+    fn visit_char<E: de::Error>(self, v: char) -> Result<Option<String>, E> {
+        self.text(v.encode_utf8(&mut [0; 4]))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Option<String>, E> {
+        match std::str::from_utf8(v) {
+            Ok(v) => self.text(v),
+            Err(_) => self.refuse(),
+        }
+    }
+
+    // Anything but a string, each overridden: serde's defaults quote the value.
+    scalars! { Option<String> => refuse:
+        visit_bool(bool), visit_i64(i64), visit_i128(i128), visit_u64(u64), visit_u128(u128),
+        visit_f64(f64),
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, _: D) -> Result<Option<String>, D::Error> {
+        self.refuse()
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Option<String>, A::Error> {
+        self.refuse()
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Option<String>, A::Error> {
+        self.refuse()
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<Option<String>, A::Error> {
+        self.refuse()
     }
 }
 
@@ -343,6 +700,139 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "(sensitive) (sensitive)");
         let r = SecretRef::Inline("hunter2".into());
         assert!(!format!("{r:?}").contains("hunter2"));
+    }
+
+    /// Deserialises a reference from serde's in-memory deserializers (no YAML): the refusals
+    /// come from the visitors themselves, whatever the format.
+    fn from_value<'de, D>(d: D) -> Result<SecretRef, String>
+    where
+        D: Deserializer<'de, Error = de::value::Error>,
+    {
+        SecretRef::deserialize(d).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_value_where_a_reference_belongs_is_refused_without_it() {
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{
+            BoolDeserializer, BytesDeserializer, CharDeserializer, F64Deserializer,
+            I64Deserializer, I128Deserializer, SeqDeserializer, StrDeserializer, U64Deserializer,
+            U128Deserializer, UnitDeserializer,
+        };
+        let not_a_ref = SecretRefError::NotAReference.to_string();
+        let refused = [
+            (from_value(StrDeserializer::new("hunter2")), "hunter2"),
+            (
+                from_value("hunter2".to_string().into_deserializer()),
+                "hunter2",
+            ),
+            (from_value(U64Deserializer::new(1234987)), "1234987"),
+            (from_value(I64Deserializer::new(-1234987)), "1234987"),
+            (from_value(U128Deserializer::new(1234987)), "1234987"),
+            (from_value(I128Deserializer::new(-1234987)), "1234987"),
+            (from_value(F64Deserializer::new(1234.987)), "1234"),
+            (from_value(BoolDeserializer::new(true)), "true"),
+            (from_value(CharDeserializer::new('Z')), "Z"),
+            (from_value(BytesDeserializer::new(b"hunter2")), "hunter2"),
+            (from_value(UnitDeserializer::new()), "()"),
+            (
+                from_value(SeqDeserializer::new(["hunter2"].into_iter())),
+                "hunter2",
+            ),
+        ];
+        for (result, value) in refused {
+            let e = result.unwrap_err();
+            assert_eq!(e, not_a_ref);
+            assert!(!e.contains(value), "{e}");
+        }
+    }
+
+    #[test]
+    fn map_errors_name_no_value_and_only_misspelt_keys() {
+        use serde::de::value::{MapDeserializer, U64Deserializer};
+        let map = |entries: &[(&'static str, &'static str)]| {
+            from_value(MapDeserializer::new(entries.iter().copied()))
+        };
+        assert_eq!(map(&[("env", "A")]).unwrap(), SecretRef::Env("A".into()));
+        assert_eq!(map(&[("file", "f")]).unwrap(), SecretRef::File("f".into()));
+        assert_eq!(
+            map(&[("inline", "")]).unwrap(),
+            SecretRef::Inline(String::new())
+        );
+        let exactly_one = SecretRefError::NotExactlyOne.to_string();
+        for entries in [
+            &[][..],
+            &[("env", "")],
+            &[("file", "")],
+            &[("env", "A"), ("inline", "hunter2")],
+            &[("file", "f"), ("env", "hunter2")],
+        ] {
+            let e = map(entries).unwrap_err();
+            assert_eq!(e, exactly_one, "{entries:?}");
+        }
+        // A misspelt key is named (serde's `unknown field`); its value is not.
+        for key in ["envv", "ENV", "fiel", "inlin", "Files"] {
+            let e = map(&[(key, "hunter2")]).unwrap_err();
+            assert!(e.starts_with(&format!("unknown field `{key}`")), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        // Any other key may be the secret itself (`{ hunter2 }` is a map in YAML).
+        let not_shown = SecretRefError::UnknownKeyNotShown.to_string();
+        for key in ["hunter2", "environment", "value", "Zq9x-typed"] {
+            let e = map(&[(key, "x")]).unwrap_err();
+            assert_eq!(e, not_shown, "{key}");
+            let e = map(&[("env", "A"), (key, "x")]).unwrap_err();
+            assert_eq!(e, not_shown, "{key}");
+        }
+        // A key that is not a string, and a value that is not one.
+        let e = from_value(MapDeserializer::new([(1234987u64, "x")].into_iter())).unwrap_err();
+        assert_eq!(e, not_shown);
+        let e = from_value(MapDeserializer::new(
+            [("inline", U64Deserializer::<de::value::Error>::new(1234987))].into_iter(),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "`inline` of a secret reference takes a string (the value is not shown)"
+        );
+    }
+
+    #[test]
+    fn misspellings_are_two_edits_from_a_key() {
+        for k in [
+            "envv", "en", "ENV", "fle", "flie", "inlien", "nline", "files", "e",
+        ] {
+            assert!(misspelt_key(k), "{k}");
+        }
+        for k in [
+            "hunter2", "environ", "value", "path", "secret", "1234", "", "ab",
+        ] {
+            assert!(!misspelt_key(k), "{k}");
+        }
+        assert!(!misspelt_key(&"e".repeat(10_000)));
+    }
+
+    #[test]
+    fn json_refusals_do_not_quote_the_value_either() {
+        for text in [
+            r#""hunter2""#,
+            "1234987",
+            r#"["hunter2"]"#,
+            r#"{"env": ["hunter2"]}"#,
+            r#"{"inline": {"x": "hunter2"}}"#,
+            r#"{"hunter2": null}"#,
+            r#"{"env": "A", "inline": "hunter2"}"#,
+        ] {
+            let e = serde_json::from_str::<SecretRef>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("hunter2") && !e.contains("1234987"),
+                "{text}: {e}"
+            );
+        }
+        let r: SecretRef = serde_json::from_str(r#"{"env": "A"}"#).unwrap();
+        assert_eq!(r, SecretRef::Env("A".into()));
     }
 
     #[test]

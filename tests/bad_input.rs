@@ -97,6 +97,17 @@ const CASES: &[Case] = &[
     case("inline-secret-not-allowed", PPPD, 5, 13, "inline secrets are refused"),
     // serde-saphyr places a custom error at its value, the `secret:` mapping (5:13; serde_yaml: the chap entry, 3:5).
     case("secret-ref-two-keys", PPPD, 5, 13, "a secret reference is { env: NAME }, { file: PATH } or { inline: VALUE }: exactly one"),
+    // A secret typed where its reference belongs: refused by the reference's own deserializer,
+    // whatever the field is called (`token` once echoed the value), at the value.
+    case("uisp-token-plaintext", INV, 4, 12, "uisp.main.token: not a valid secret reference (the value is not shown)"),
+    case("router-password-plaintext", INV, 5, 15, "routers.balanceador.password: not a valid secret reference"),
+    case("airos-connection-secret-plaintext", AIROS, 2, 23, "connection.secret: not a valid secret reference"),
+    case("chap-secret-as-list", PPPD, 5, 13, "chap_secrets[0].secret: not a valid secret reference"),
+    // The parser refuses `!!int` before the reference sees the value (its wording would quote it).
+    case("airos-credential-tagged-plaintext", INV, 6, 25, "antenna_groups.clientes.credentials[0].password: not a valid secret reference"),
+    // `{ hunter2 }` is a map whose key is the secret: the key is not named.
+    case("secret-ref-key-is-the-secret", PPPD, 5, 13, "chap_secrets[0].secret: a secret reference has a key other than env, file or inline (the key is not shown"),
+    case("inline-secret-not-a-string", PPPD, 6, 23, "chap_secrets[0].secret.inline: `inline` of a secret reference takes a string (the value is not shown)"),
     // values that would reach a shell or a peer file
     case("server-shell-metacharacters", PPPD, 4, 13, "invalid server \"1.2.3.4; rm -rf /\""),
     case("refused-option-connect", PPPD, 8, 9, "option \"connect\" is not accepted here: runs a shell command"),

@@ -9,4 +9,6 @@ cargo fmt --all -- --check
 rustfmt --check --edition 2024 src/kinds/*/mod.rs
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
+cargo test --workspace --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 bash tests/no_lab_build.sh

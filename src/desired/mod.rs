@@ -3,7 +3,7 @@
 //! Layout: `inventory.yaml` (the run-wide guards and one section of targets per kind) and one
 //! folder per kind (`pppd/`, named by [`crate::kinds::KindDef::NAME`]) holding one file per
 //! target. The loader knows no kind: it iterates the registry ([`crate::kinds::ALL`]); each
-//! kind parses and validates its own section and files through [`check::FileCheck`].
+//! kind parses and validates its own section and files through [`crate::yaml::FileCheck`].
 //!
 //! Loading never touches the network. Every problem is reported with `file:line:column`, all of
 //! them at once. Secrets are resolved here (environment, files) so that `validate` catches a

@@ -494,13 +494,32 @@ impl Engine {
             targets: self.target_count(),
         });
         let mut set = JoinSet::new();
+        let mut kinds = HashMap::new();
         for (i, k) in self.providers.iter().enumerate() {
             let (k, f, e) = (k.clone(), self.filter.clone(), self.events.clone());
-            set.spawn(async move { (i, k.plan_targets(f, e).await) });
+            let handle = set.spawn(async move { (i, k.plan_targets(f, e).await) });
+            kinds.insert(handle.id(), (i, self.providers[i].kind()));
         }
         let mut by_kind = Vec::new();
-        while let Some(res) = set.join_next().await {
-            by_kind.push(res.expect("planning tasks catch their own panics"));
+        while let Some(res) = set.join_next_with_id().await {
+            match res {
+                Ok((_, planned)) => by_kind.push(planned),
+                // A provider panicked outside its targets' own tasks (listing them): the kind
+                // is reported as a target that could not be planned, never dropped.
+                Err(e) => {
+                    let (i, kind) = kinds[&e.id()];
+                    tracing::error!(kind, "planning failed: {e}");
+                    let mut tp = empty_target(kind, "*");
+                    tp.error = Some(format!("internal error while planning kind {kind}: {e}"));
+                    by_kind.push((
+                        i,
+                        vec![PlannedTarget {
+                            plan: tp,
+                            pending: None,
+                        }],
+                    ));
+                }
+            }
         }
         by_kind.sort_by_key(|(i, _)| *i);
         let mut targets = Vec::new();

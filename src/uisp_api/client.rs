@@ -275,16 +275,19 @@ impl UispClient {
             retry_after: None,
         })?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = resp
-            .bytes()
+        let retry_after = retry_after(resp.headers());
+        let bytes = read_bounded(resp, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| Failed::permanent(transport(e)))?;
+            .map_err(|e| match e {
+                Bounded::Transport(e) => Failed::permanent(transport(e)),
+                Bounded::TooLarge => Failed::permanent(UispError::Decode {
+                    path: path.to_string(),
+                    message: format!(
+                        "the answer is larger than {} MiB; refused",
+                        MAX_ANSWER_BYTES / (1024 * 1024)
+                    ),
+                }),
+            })?;
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -581,6 +584,45 @@ fn site_from(v: Value, path: &str, index: Option<usize>) -> Result<LiveSite, Uis
     })
 }
 
+/// The most an answer may hold. `GET /devices` is one unpaginated list: 20,000 devices are
+/// about 40 MiB of JSON; a server that sends more is refused, not buffered without end.
+pub const MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
+
+/// An answer's body could not be read whole.
+enum Bounded {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Reads a body chunk by chunk, refusing one longer than `max` (the declared length is checked
+/// first, the bytes as they arrive second: a server may lie about either).
+async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, Bounded> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Bounded::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Bounded::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(Bounded::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The wait a `Retry-After` header asks for, in seconds (the HTTP-date form is not honoured:
+/// the backoff's own wait applies then).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -789,5 +831,33 @@ mod tests {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(TOKEN), "{shown}");
         assert!(shown.contains("token (sensitive) is not valid"), "{shown}");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_anything_else_is_ignored() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("2"), Some(Duration::from_secs(2)));
+        assert_eq!(with(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(with("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        assert_eq!(with("-1"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_bound_is_refused_whatever_its_declared_length() {
+        let answer = |body: &'static str| reqwest::Response::from(http::Response::new(body));
+        assert_eq!(
+            read_bounded(answer("[1,2,3]"), 7).await.ok(),
+            Some(b"[1,2,3]".to_vec())
+        );
+        assert!(matches!(
+            read_bounded(answer("[1,2,3,4]"), 7).await,
+            Err(Bounded::TooLarge)
+        ));
     }
 }

@@ -1,12 +1,12 @@
 //! One YAML file to a typed value, with every failure a diagnostic at `file:line:column`.
 //!
-//! Parsing is the only place that knows the YAML library (`serde_saphyr`); the rest of the
-//! loader sees a typed value and a [`LocationIndex`] that says where each value sits, for checks
-//! that run after deserialising. A valid file is parsed once: the index reads the text again only
+//! This module and the location index ([`super::locate`], on the same parser library) are the
+//! only places that know YAML; the rest of the loader sees a typed value and a
+//! [`LocationIndex`] that says where each value sits, for checks that run after deserialising. A valid file is parsed once: the index reads the text again only
 //! when something must be placed.
 //!
 //! A file comes from a pull request, so it is hostile input: it is refused over
-//! [`MAX_FILE_BYTES`], and the parser runs under a [`serde_saphyr::Budget`] (nesting depth,
+//! `MAX_FILE_BYTES`, and the parser runs under a [`serde_saphyr::Budget`] (nesting depth,
 //! nodes, aliases) so that no file can exhaust memory or the stack.
 
 use std::borrow::Cow;
@@ -241,7 +241,7 @@ fn report(file: &Path, text: &str, err: &YamlError, at: Vec<Segment>, diags: &mu
         p if p.is_empty() => msg,
         p => format!("{p}: {msg}"),
     };
-    push(line, column, redact_secret_values(msg));
+    push(line, column, msg);
 }
 
 /// The error itself, out of its alias and snippet wrappers (the outer one keeps the place).
@@ -407,47 +407,12 @@ fn path_text(at: &[Segment]) -> String {
     out
 }
 
-/// Type errors quote the offending value; where the value sits in a secret (a `secret`,
-/// `password` or `inline` field), it must not be shown.
-fn redact_secret_values(msg: String) -> String {
-    let Some((path, _)) = msg.split_once(": ") else {
-        return msg;
-    };
-    let secret_bearing = path
-        .split(['.', '['])
-        .any(|seg| matches!(seg, "secret" | "password" | "inline"));
-    // Only these serde errors quote the value; `unknown field` names a key, which is useful.
-    let quotes_value = ["invalid type", "invalid value", "invalid length"]
-        .iter()
-        .any(|w| msg.contains(w));
-    if secret_bearing && quotes_value {
-        format!(
-            "{path}: not a valid secret reference (the value is not shown): write {{ env: NAME }} or {{ file: PATH }}"
-        )
-    } else {
-        msg
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
 
     use super::*;
     use crate::secret::SecretRef;
-
-    #[test]
-    fn secret_values_in_serde_errors_are_redacted() {
-        let m = redact_secret_values(
-            "chap_secrets[0].secret: invalid type: string \"Hunter2\", expected struct X".into(),
-        );
-        assert!(!m.contains("Hunter2"), "{m}");
-        let m =
-            redact_secret_values("routers.r.password.inline: invalid type: integer `1234`".into());
-        assert!(!m.contains("1234"), "{m}");
-        let m = redact_secret_values("peers[0].mtu: invalid type: string \"big\"".into());
-        assert!(m.contains("big"));
-    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -478,6 +443,8 @@ mod tests {
     struct Entry {
         name: String,
         password: Option<SecretRef>,
+        /// A secret whose name says nothing of secrets: only the type protects it.
+        token: Option<SecretRef>,
     }
 
     /// The one diagnostic of a file that does not parse, as `line:column: message`.
@@ -602,25 +569,143 @@ mod tests {
         assert_eq!(e, "4:1: while scanning a plain scalar, found a tab");
     }
 
+    /// The wording of `crate::secret::SecretRefError`, spelt out so that a change to it shows.
+    const NOT_A_REF: &str = "not a valid secret reference (the value is not shown): write { env: NAME } or { file: PATH }";
+    const KEY_NOT_SHOWN: &str = "a secret reference has a key other than env, file or inline (the key is not shown, in case it is the secret itself)";
+    const EXACTLY_ONE: &str = "a secret reference is { env: NAME }, { file: PATH } or { inline: VALUE }: exactly one, not empty";
+
     #[test]
     fn secrets_given_as_values_are_not_echoed() {
-        for (text, secret) in [
-            ("password: 1234987", "1234987"),
-            ("password: Hunter2", "Hunter2"),
-            ("password: { inline: { x: Hunter2 } }", "Hunter2"),
-            ("password: { inline: [Hunter2] }", "Hunter2"),
-            ("password: { env: [Hunter2] }", "Hunter2"),
-            ("password: [Hunter2]", "Hunter2"),
-            ("password: { env: A, inline: Hunter2 }", "Hunter2"),
+        let inline_not_a_string =
+            "inline: `inline` of a secret reference takes a string (the value is not shown)";
+        let env_not_a_string =
+            "env: `env` of a secret reference takes a string (the value is not shown)";
+        // (value, column of the error from the value's start, the message after the field's path)
+        for (value, offset, message) in [
+            ("Hunter2", 0, NOT_A_REF),
+            ("1234987", 0, NOT_A_REF),
+            ("\"Hunter2\"", 0, NOT_A_REF),
+            ("'Hunter2'", 0, NOT_A_REF),
+            ("true", 0, NOT_A_REF),
+            ("12.5e3", 0, NOT_A_REF),
+            ("[Hunter2]", 0, NOT_A_REF),
+            ("[]", 0, NOT_A_REF),
+            ("&a Hunter2", 3, NOT_A_REF),
+            // The parser refuses these before any visitor sees them (serde's wording would
+            // quote them): replaced by the reference's own error.
+            ("!!int Hunter2", 6, NOT_A_REF),
+            ("!!bool Hunter2", 7, NOT_A_REF),
+            ("!!float Hunter2", 8, NOT_A_REF),
+            ("{ inline: { x: Hunter2 } }", 10, inline_not_a_string),
+            ("{ inline: [Hunter2] }", 10, inline_not_a_string),
+            ("{ inline: !!int Hunter2 }", 16, inline_not_a_string),
+            ("{ inline: !!int 1234987 }", 16, inline_not_a_string),
+            ("{ env: [Hunter2] }", 7, env_not_a_string),
+            ("{ env: A, inline: Hunter2 }", 0, EXACTLY_ONE),
+            ("{ env: A, inline: [Hunter2] }", 18, inline_not_a_string),
+            ("{ Hunter2 }", 0, KEY_NOT_SHOWN),
+            ("{ Hunter2: x }", 0, KEY_NOT_SHOWN),
+            ("{ env: A, Hunter2: x }", 0, KEY_NOT_SHOWN),
+            ("{ Hunter2: x, Hunter2: y }", 0, KEY_NOT_SHOWN),
+            ("{ 1234987: x }", 0, KEY_NOT_SHOWN),
+            ("{ ? [Hunter2] : x }", 0, KEY_NOT_SHOWN),
+            ("{ ? { Hunter2: 1 } : x }", 0, KEY_NOT_SHOWN),
+            ("{ true: x }", 0, KEY_NOT_SHOWN),
+            ("{ ~: Hunter2 }", 0, KEY_NOT_SHOWN),
+            (
+                "{ envv: Hunter2 }",
+                2,
+                "unknown field `envv`, expected one of `env`, `file`, `inline`",
+            ),
         ] {
-            let e = error_of(&format!("host: vps\nsecrets:\n  - name: a\n    {text}\n"));
-            assert!(e.starts_with("4:"), "{text}: {e}");
-            assert!(e.contains("secrets[0].password"), "{text}: {e}");
-            assert!(!e.contains(secret), "{text}: the secret is echoed: {e}");
+            for field in ["password", "token"] {
+                let e = error_of(&format!(
+                    "host: vps\nsecrets:\n  - name: a\n    {field}: {value}\n"
+                ));
+                let column = 5 + field.len() + 2 + offset;
+                let path = match message {
+                    m if m == inline_not_a_string || m == env_not_a_string => format!("{field}."),
+                    _ => format!("{field}: "),
+                };
+                assert_eq!(
+                    e,
+                    format!("4:{column}: secrets[0].{path}{message}"),
+                    "{value}"
+                );
+                assert!(
+                    !e.contains("Hunter2") && !e.contains("1234987"),
+                    "echoed: {e}"
+                );
+            }
         }
-        // A number where a reference belongs reads as a type error before redaction.
-        let e = error_of("host: vps\nsecrets:\n  - name: a\n    password: 1234987\n");
-        assert!(e.contains("not a valid secret reference"), "{e}");
+        // A block scalar, and a block mapping with a key that may be the secret.
+        let e = error_of("host: vps\nsecrets:\n  - name: a\n    token: |\n      Hunter2\n");
+        assert_eq!(e, format!("5:7: secrets[0].token: {NOT_A_REF}"));
+        let e = error_of("host: vps\nsecrets:\n  - name: a\n    token:\n      Hunter2: x\n");
+        assert_eq!(e, format!("5:7: secrets[0].token: {KEY_NOT_SHOWN}"));
+        // An unclosed quote is the syntax error it is, not quoted back.
+        let e = error_of("host: vps\nsecrets:\n  - name: a\n    token: \"Hunter2\n");
+        assert!(e.contains("unclosed quote"), "{e}");
+        assert!(!e.contains("Hunter2"), "{e}");
+        // The control: a value that is not a secret is still quoted.
+        let e = error_of("host: vps\npeers:\n  - name: a\n    mtu: \"Hunter2\"\n");
+        assert!(e.contains("\"Hunter2\""), "{e}");
+    }
+
+    #[test]
+    fn references_parse_as_before() {
+        let refs = |text: &str| {
+            let mut diags = Vec::new();
+            let text = format!("host: vps\nsecrets:\n  - name: a\n    {text}\n");
+            let (file, _) = parse::<File>(Path::new("f.yaml"), &text, &mut diags).unwrap();
+            (
+                file.secrets[0].password.clone(),
+                file.secrets[0].token.clone(),
+            )
+        };
+        assert_eq!(
+            refs("token: { env: A }").1,
+            Some(SecretRef::Env("A".into()))
+        );
+        assert_eq!(
+            refs("token: { file: s }").1,
+            Some(SecretRef::File("s".into()))
+        );
+        assert_eq!(
+            refs("token:\n      inline: x").1,
+            Some(SecretRef::Inline("x".into()))
+        );
+        // A plain scalar is its text, as for any string.
+        assert_eq!(
+            refs("token: { inline: 0x1F }").1,
+            Some(SecretRef::Inline("0x1F".into()))
+        );
+        assert_eq!(
+            refs("token: { file: 12 }").1,
+            Some(SecretRef::File("12".into()))
+        );
+        assert_eq!(
+            refs("token: { <<: { env: A } }").1,
+            Some(SecretRef::Env("A".into()))
+        );
+        assert_eq!(refs("password: ~").0, None);
+        assert_eq!(refs("password:").0, None);
+        for empty in [
+            "{}",
+            "{ env: }",
+            "{ env: \"\" }",
+            "{ file: ~ }",
+            "{ inline: }",
+        ] {
+            let e = error_of(&format!(
+                "host: vps\nsecrets:\n  - name: a\n    token: {empty}\n"
+            ));
+            assert_eq!(
+                e,
+                format!("4:12: secrets[0].token: {EXACTLY_ONE}"),
+                "{empty}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 /// does not exist. Parsed by [`parse_read`].
 pub const READ: &str = "for f in /tmp/system.cfg /tmp/running.cfg /etc/board.info /proc/ubnthal/board.info /etc/version; do if [ -f \"$f\" ]; then echo \"wispctl-file $f $(wc -c < \"$f\")\" && cat \"$f\" || exit 1; else echo \"wispctl-none $f\"; fi; done";
 
-/// Replaces `/tmp/system.cfg` with stdin, which must be exactly `len` bytes. See [`write_file`].
+/// Replaces `/tmp/system.cfg` with stdin, which must be exactly `len` bytes. See `write_file`.
 pub fn write_system(len: usize) -> String {
     write_file(SYSTEM_CFG, len)
 }

@@ -19,6 +19,7 @@ use super::config::ConnectionString;
 use super::observe::{GroupLive, UispView};
 use super::spec::Antenna;
 use crate::engine::{Item, Planned};
+use crate::kinds::def::KindDef;
 use crate::plan::{Action, Change, FieldDiff, quote_key};
 use crate::secret::{HashKey, SecretHash};
 
@@ -28,7 +29,7 @@ pub struct Op(pub usize);
 
 /// The address of one antenna: `airos.GROUP["HOST"]`.
 pub fn address(group: &str, host: &str) -> String {
-    format!("airos.{group}[{}]", quote_key(host))
+    format!("{}.{group}[{}]", super::Kind::NAME, quote_key(host))
 }
 
 /// What UISP says about one antenna.
@@ -254,7 +255,7 @@ pub fn group(target: &str, antennas: &[Antenna], live: &GroupLive, key: &HashKey
         items,
         notes: notes(tally, uisp.is_some(), &live.desired),
         secret_hashes: BTreeMap::from([(
-            format!("airos.{target}.connection"),
+            format!("{}.{target}.connection", super::Kind::NAME),
             SecretHash::of(key, &live.desired.to_secret_string()),
         )]),
         desired_counts: BTreeMap::from([("antenna", antennas.len())]),

@@ -118,7 +118,7 @@ impl AirosProvider {
     /// Progress inside a group (`antennas read`, `antennas applied`).
     pub(super) fn progress(&self, group: &str, what: &'static str, done: usize, total: usize) {
         self.ctx.events.send(Event::Progress {
-            address: format!("airos.{group}"),
+            address: format!("{}.{group}", super::Kind::NAME),
             what,
             done,
             total,

@@ -9,6 +9,7 @@ use super::diff::{Op, diff_server};
 use super::observe::{UispLive, fingerprints, read};
 use super::spec::UispDesired;
 use crate::engine::{Context, Item, Observation, Planned, Provider};
+use crate::kinds::def::KindDef;
 use crate::plan::report::Outcome;
 use crate::secret::HashKey;
 use crate::uisp_api::client::{UispClient, UispError};
@@ -51,7 +52,7 @@ impl Provider for UispProvider {
     type Error = UispKindError;
 
     fn kind(&self) -> &'static str {
-        "uisp"
+        <super::Kind as KindDef>::NAME
     }
 
     fn targets(&self) -> Vec<String> {

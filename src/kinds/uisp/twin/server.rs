@@ -1,9 +1,9 @@
 //! The lab's UISP NMS server: an in-memory UISP (UNMS) that answers the NMS API v2.1 over
 //! HTTPS on a loopback port, for the UISP provider's tests, the demo and the benchmarks.
 //!
-//! What it simulates, after `shared/reference/uisp.md` and the Swagger 2.0 description
-//! `shared/reference/uisp/nms-api-v2.1.swagger.json` (paths, bodies and response shapes; every
-//! path below is under [`BASE_PATH`], `/nms/api/v2.1`):
+//! What it simulates, after the UISP reference notes and the Swagger 2.0 description vendored
+//! in `tests/fixtures/uisp/nms-api-v2.1.swagger.json` (paths, bodies and response shapes;
+//! every path below is under [`BASE_PATH`], `/nms/api/v2.1`):
 //! - HTTPS only, on 127.0.0.1 with a fresh self-signed certificate for the IP 127.0.0.1
 //!   ([`UispLab::ca_pem`]); HTTP/1.1 (ALPN `http/1.1`), keep-alive;
 //! - the `x-auth-token` header against [`UispConfig::tokens`];
