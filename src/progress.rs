@@ -16,8 +16,20 @@ use crate::plan::render::Format;
 pub struct Reporter(Option<Arc<Mutex<Draw>>>);
 
 enum Draw {
-    Bar(ProgressBar),
+    /// On a terminal: the bar of the phase under way (reading, applying), if any.
+    Bar(Option<ProgressBar>),
     Lines,
+}
+
+/// A fresh bar for one phase: a finished bar is never drawn again.
+fn phase_bar(length: usize, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(length as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} target(s) {wide_msg}")
+            .expect("a valid template"),
+    );
+    bar.set_message(message);
+    bar
 }
 
 impl Reporter {
@@ -28,12 +40,7 @@ impl Reporter {
             return Reporter::quiet();
         }
         if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {pos}/{len} target(s) {wide_msg}")
-                    .expect("a valid template"),
-            );
-            Reporter(Some(Arc::new(Mutex::new(Draw::Bar(bar)))))
+            Reporter(Some(Arc::new(Mutex::new(Draw::Bar(None)))))
         } else {
             Reporter(Some(Arc::new(Mutex::new(Draw::Lines))))
         }
@@ -51,7 +58,7 @@ impl Reporter {
             Some(draw) => {
                 let draw = draw.clone();
                 Events::to(move |e| {
-                    let d = draw
+                    let mut d = draw
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     d.show(&e);
@@ -63,9 +70,10 @@ impl Reporter {
     /// Clears a progress bar before the command prints its result.
     pub fn finish(&self) {
         if let Some(draw) = &self.0
-            && let Draw::Bar(bar) = &*draw
+            && let Draw::Bar(bar) = &mut *draw
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
+            && let Some(bar) = bar.take()
         {
             bar.finish_and_clear();
         }
@@ -73,32 +81,40 @@ impl Reporter {
 }
 
 impl Draw {
-    fn show(&self, e: &Event) {
+    fn show(&mut self, e: &Event) {
         match self {
             Draw::Bar(bar) => match e {
                 Event::ObserveStarted { targets } => {
-                    bar.reset();
-                    bar.set_length(*targets as u64);
-                    bar.set_message("reading");
+                    if let Some(old) = bar.replace(phase_bar(*targets, "reading")) {
+                        old.finish_and_clear();
+                    }
+                }
+                Event::ApplyStarted { targets, .. } => {
+                    if let Some(old) = bar.replace(phase_bar(*targets, "applying")) {
+                        old.finish_and_clear();
+                    }
                 }
                 Event::TargetPlanned { address, .. } => {
-                    bar.inc(1);
-                    bar.set_message(format!("read {address}"));
+                    if let Some(bar) = bar {
+                        bar.inc(1);
+                        bar.set_message(format!("read {address}"));
+                    }
                 }
                 Event::Progress {
                     address,
                     what,
                     done,
                     total,
-                } => bar.set_message(format!("{address}: {done}/{total} {what}")),
-                Event::ApplyStarted { targets, .. } => {
-                    bar.reset();
-                    bar.set_length(*targets as u64);
-                    bar.set_message("applying");
+                } => {
+                    if let Some(bar) = bar {
+                        bar.set_message(format!("{address}: {done}/{total} {what}"));
+                    }
                 }
                 Event::TargetApplied { address, .. } => {
-                    bar.inc(1);
-                    bar.set_message(format!("applied {address}"));
+                    if let Some(bar) = bar {
+                        bar.inc(1);
+                        bar.set_message(format!("applied {address}"));
+                    }
                 }
             },
             Draw::Lines => {
