@@ -12,7 +12,24 @@ pub const TEMP_PREFIX: &str = ".wispctl-tmp-";
 
 /// Writes `bytes` to `path` atomically with `mode` (such as 0o600).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    write_atomic_with(path, bytes, mode, || Ok(()))
+    write_atomic_with(path, bytes, mode, || {
+        #[cfg(feature = "lab")]
+        if let Some(hook) = BEFORE_RENAME.get() {
+            hook();
+        }
+        Ok(())
+    })
+}
+
+/// Lab only: a function every [`write_atomic`] of this process runs once its data is durable
+/// and before the rename (the lab's crash points, [`crate::lab::twin::crash`]). Set once.
+#[cfg(feature = "lab")]
+static BEFORE_RENAME: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Lab only: sets the hook run before every rename of [`write_atomic`] (once per process).
+#[cfg(feature = "lab")]
+pub fn set_before_rename_hook(hook: fn()) {
+    let _ = BEFORE_RENAME.set(hook);
 }
 
 /// [`write_atomic`] with a hook run after the data is durable and before the rename. Tests use

@@ -34,6 +34,7 @@ pub struct Runtime {
 impl Runtime {
     /// Starts every kind's twins for the targets of `desired`.
     pub async fn start(lab: &Path, desired: &DesiredState) -> anyhow::Result<Runtime> {
+        twin::crash::arm(lab);
         let mut endpoints = LabEndpoints::default();
         let mut running = Vec::new();
         for kind in crate::kinds::ALL {

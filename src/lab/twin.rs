@@ -103,9 +103,47 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result
     serde_json::from_str(&text).with_context(|| format!("lab file {}", path.display()))
 }
 
-/// Saves a twin's JSON file atomically, mode 0600 (it holds lab-only credentials).
+/// Saves a twin's JSON file atomically, mode 0600 (it holds lab-only credentials). Not a
+/// crash point itself: a twin that saves after a write calls [`crash::wrote`] once saved.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(value)?;
-    crate::files::write_atomic(path, &bytes, 0o600)
+    crate::files::write_atomic_with(path, &bytes, 0o600, || Ok(()))
         .with_context(|| format!("cannot save lab file {}", path.display()))
+}
+
+/// Crash points, for the crash tests' `kill -9` at a chosen step of an apply.
+///
+/// A lab folder holding a file `crash-after-writes` with a number N makes the Nth write of the
+/// run end the process with SIGKILL, right after that write took effect: a write to a twin
+/// (a router's, a UISP server's or an antenna's state changed, and saved to the lab's files
+/// first) or a file the tool writes into the lab (counted after the data is durable and before
+/// the rename that makes it visible, the point that leaves a temporary file behind). Without
+/// the file nothing happens; the count covers one process.
+pub mod crash {
+    use std::path::Path;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static AFTER: OnceLock<u64> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    /// Arms the crash point from `LAB/crash-after-writes`, once per process.
+    pub fn arm(lab: &Path) {
+        if let Ok(text) = std::fs::read_to_string(lab.join("crash-after-writes"))
+            && let Ok(n) = text.trim().parse::<u64>()
+        {
+            let _ = AFTER.set(n);
+            crate::files::set_before_rename_hook(wrote);
+        }
+    }
+
+    /// Counts one write; at the armed count the process ends with SIGKILL.
+    pub fn wrote() {
+        let Some(&after) = AFTER.get() else { return };
+        if WRITES.fetch_add(1, Ordering::SeqCst) + 1 == after {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            // SIGKILL cannot be caught; nothing runs after it.
+            std::process::abort();
+        }
+    }
 }
