@@ -12,6 +12,7 @@
 //! What the engine does not do: talk to devices, or know any kind's fields.
 
 pub mod context;
+pub mod deadline;
 pub mod events;
 pub mod lock;
 
@@ -24,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 pub use context::{Context, Endpoints, NoTwin, RealNetwork, Route};
+pub use deadline::{Deadline, DeadlineSpec};
 pub use events::{Event, Events};
 
 use crate::plan::report::{ApplyReport, Outcome, Status, TargetReport};
@@ -103,6 +105,11 @@ pub trait Provider: Send + Sync + 'static {
     fn concurrency(&self) -> usize {
         8
     }
+    /// How long observing and applying `target` may take in all (see [`deadline`]): the
+    /// target's `deadline:` over the kind's default.
+    fn deadline(&self, _target: &str) -> Deadline {
+        Deadline::DEFAULT
+    }
     /// Reads a target once. Writes nothing.
     fn observe(
         &self,
@@ -170,6 +177,7 @@ trait PendingApply: Send {
 struct Pending<P: Provider> {
     provider: Arc<P>,
     target: String,
+    deadline: Deadline,
     items: Vec<Item<P::Op>>,
     observed: Observation<P::Observed>,
 }
@@ -180,21 +188,48 @@ impl<P: Provider> PendingApply for Pending<P> {
             let Pending {
                 provider,
                 target,
+                deadline,
                 items,
                 observed,
             } = *self;
+            let bound = deadline.apply;
             if items.is_empty() {
-                provider.keep(&target, observed).await;
+                if tokio::time::timeout(bound, provider.keep(&target, observed))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(target, "keeping what the read learned passed the deadline");
+                }
                 return (Vec::new(), None);
             }
             let expected: Vec<(String, Action)> = items
                 .iter()
                 .map(|i| (i.change.address.clone(), i.change.action))
                 .collect();
-            let outcomes = provider.apply(&target, items, observed).await;
-            match_outcomes(&expected, outcomes)
+            match tokio::time::timeout(bound, provider.apply(&target, items, observed)).await {
+                Ok(outcomes) => match_outcomes(&expected, outcomes),
+                Err(_) => past_deadline(&expected, bound),
+            }
         })
     }
+}
+
+/// The apply deadline passed: the provider's future is dropped (its connections close and
+/// nothing more is sent), and no change is known to be done or not done.
+fn past_deadline(expected: &[(String, Action)], bound: std::time::Duration) -> (Vec<Outcome>, Option<String>) {
+    let why = format!(
+        "unknown: the apply deadline ({}) passed before this change was confirmed; the next plan shows whether it took effect",
+        deadline::words(bound)
+    );
+    let outcomes = expected
+        .iter()
+        .map(|(a, action)| Outcome::failed(a, *action, why.clone()))
+        .collect();
+    let error = format!(
+        "apply stopped at its deadline of {} (deadline.apply_secs); nothing more was sent",
+        deadline::words(bound)
+    );
+    (outcomes, Some(error))
 }
 
 /// One outcome per planned change, in plan order. A change the provider reported nothing for
@@ -331,11 +366,24 @@ fn empty_target(kind: &str, name: &str) -> TargetPlan {
 
 async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     let mut tp = empty_target(p.kind(), &target);
-    let observed = match p.observe(&target).await {
-        Ok(o) => o,
-        Err(e) => {
+    let deadline = p.deadline(&target);
+    let read = tokio::time::timeout(deadline.observe, p.observe(&target)).await;
+    let observed = match read {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
             tracing::warn!(target = %tp.address, "observe failed: {e}");
             tp.error = Some(format!("cannot read target: {e}"));
+            return PlannedTarget {
+                plan: tp,
+                pending: None,
+            };
+        }
+        Err(_) => {
+            tracing::warn!(target = %tp.address, "observe passed its deadline");
+            tp.error = Some(format!(
+                "cannot read target: no complete answer within its deadline of {} (deadline.observe_secs); the connection was closed",
+                deadline::words(deadline.observe)
+            ));
             return PlannedTarget {
                 plan: tp,
                 pending: None,
@@ -367,6 +415,7 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     let pending = Some(Box::new(Pending {
         provider: p,
         target,
+        deadline,
         items,
         observed,
     }) as Box<dyn PendingApply>);

@@ -25,6 +25,8 @@ enum Answer {
     Twice,
     /// The provider panics.
     Panic,
+    /// Target `t0` never finishes applying (a router that drips one byte at a time).
+    HangT0,
 }
 
 struct Fake {
@@ -37,6 +39,8 @@ struct Fake {
     active: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
     applied: Arc<Mutex<Vec<String>>>,
+    /// Target `t0` never finishes being read.
+    observe_hangs: bool,
 }
 
 impl Fake {
@@ -51,6 +55,7 @@ impl Fake {
             active: Arc::default(),
             peak: Arc::default(),
             applied: Arc::default(),
+            observe_hangs: false,
         }
     }
 }
@@ -76,7 +81,14 @@ impl Provider for Fake {
         self.concurrency
     }
 
-    async fn observe(&self, _target: &str) -> Result<Observation<()>, FakeError> {
+    fn deadline(&self, _target: &str) -> Deadline {
+        Deadline::secs(30, 60)
+    }
+
+    async fn observe(&self, target: &str) -> Result<Observation<()>, FakeError> {
+        if self.observe_hangs && target == "t0" {
+            std::future::pending::<()>().await;
+        }
         Ok(Observation {
             state: (),
             fingerprints: BTreeMap::new(),
@@ -111,6 +123,9 @@ impl Provider for Fake {
         items: Vec<Item<usize>>,
         _observed: Observation<()>,
     ) -> Vec<Outcome> {
+        if matches!(self.answer, Answer::HangT0) && target == "t0" {
+            std::future::pending::<()>().await;
+        }
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -121,7 +136,7 @@ impl Provider for Fake {
             .map(|i| Outcome::applied(&i.change.address, i.change.action))
             .collect();
         match self.answer {
-            Answer::Exact => {}
+            Answer::Exact | Answer::HangT0 => {}
             Answer::DropLast => {
                 out.pop();
             }
@@ -313,4 +328,43 @@ async fn progress_events_name_every_target() {
         targets: 2,
         changes: 4
     }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_that_never_answers_a_read_fails_at_its_deadline_and_the_others_are_planned() {
+    let mut fake = Fake::new(2);
+    fake.observe_hangs = true;
+    let started = tokio::time::Instant::now();
+    let run = engine(fake, 10).plan().await;
+    let (t0, t1) = (&run.plan.targets[0], &run.plan.targets[1]);
+    assert!(
+        t0.error
+            .as_deref()
+            .is_some_and(|e| e.contains("within its deadline of 30s")),
+        "{t0:?}"
+    );
+    assert!(t1.error.is_none() && t1.changes.len() == 2, "{t1:?}");
+    // The paused clock moved exactly to the deadline: the read was cut there, not later.
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_apply_that_never_finishes_is_cut_at_its_deadline_with_every_change_unknown() {
+    let mut fake = Fake::new(2);
+    fake.answer = Answer::HangT0;
+    let applied = fake.applied.clone();
+    let report = engine(fake, 10).plan().await.apply(&BTreeMap::new()).await;
+    let t0 = &report.targets[0];
+    assert_eq!(t0.outcomes.len(), 2, "one outcome per planned change");
+    assert!(
+        t0.outcomes.iter().all(|o| o.status == Status::Failed
+            && o.reason.as_deref().is_some_and(|r| r.starts_with("unknown: the apply deadline (1m)"))),
+        "{t0:?}"
+    );
+    assert!(
+        t0.error.as_deref().is_some_and(|e| e.contains("deadline")),
+        "{t0:?}"
+    );
+    assert_eq!(*applied.lock().unwrap(), vec!["t1".to_string()], "the other target was applied");
+    assert!(!report.succeeded());
 }

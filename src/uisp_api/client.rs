@@ -779,6 +779,7 @@ mod tests {
             token: crate::secret::Secret::new(TOKEN),
             tls: None,
             timeout: Duration::from_secs(1),
+            deadline: crate::uisp_api::DEADLINE,
         };
         UispClient::new(&server, None).unwrap()
     }

@@ -56,7 +56,14 @@ pub struct ServerSpec {
     /// Seconds to wait for an answer (default 120: `GET /devices` is one unpaginated list).
     #[serde(default = "default_uisp_timeout")]
     pub timeout_secs: u64,
+    /// How long reading this server and applying its changes may take in all
+    /// (default 600 s and 1800 s): past it, the connection is closed and the target fails.
+    #[serde(default)]
+    pub deadline: crate::engine::DeadlineSpec,
 }
+
+/// A UISP server: ten minutes to read (`GET /devices` is one list, retried), thirty to apply.
+pub const DEADLINE: crate::engine::Deadline = crate::engine::Deadline::secs(600, 1800);
 
 fn default_uisp_timeout() -> u64 {
     120
@@ -73,6 +80,8 @@ pub struct Server {
     pub tls: Option<TlsVerify>,
     /// Bound on every request.
     pub timeout: std::time::Duration,
+    /// Bound on the whole read and the whole apply.
+    pub deadline: crate::engine::Deadline,
 }
 
 /// Validates one server of the inventory (`at` is its path, `uisp.NAME`).
@@ -141,5 +150,6 @@ pub fn validate_server(
         token: token?,
         tls,
         timeout: std::time::Duration::from_secs(u.timeout_secs.max(1)),
+        deadline: u.deadline.over(DEADLINE),
     })
 }

@@ -10,7 +10,10 @@ use super::client::HostFiles;
 use super::observe::{HostLive, fingerprints};
 use super::spec::{HostSpec, PppdDesired};
 use super::{Op, PppdError};
-use crate::engine::{Context, Item, NoTwin, Observation, Planned, Provider};
+use crate::engine::{Context, Deadline, Item, NoTwin, Observation, Planned, Provider};
+
+/// A host's files are local: a minute to read, five to write, unless its `deadline:` says.
+const DEADLINE: Deadline = Deadline::secs(60, 300);
 use crate::kinds::def::KindDef;
 use crate::plan::report::Outcome;
 use crate::secret::HashKey;
@@ -18,6 +21,7 @@ use crate::secret::HashKey;
 /// The pppd provider for every host with a pppd file.
 pub struct PppdProvider {
     hosts: BTreeMap<String, (PppdDesired, Result<PathBuf, NoTwin>)>,
+    deadlines: BTreeMap<String, Deadline>,
     key: Arc<HashKey>,
 }
 
@@ -30,6 +34,10 @@ impl PppdProvider {
         desired_root: &Path,
         ctx: &Context,
     ) -> Self {
+        let deadlines = desired
+            .keys()
+            .map(|name| (name.clone(), hosts[name].deadline.over(DEADLINE)))
+            .collect();
         let hosts = desired
             .iter()
             .map(|(name, d)| {
@@ -41,6 +49,7 @@ impl PppdProvider {
             .collect();
         PppdProvider {
             hosts,
+            deadlines,
             key: ctx.key.clone(),
         }
     }
@@ -57,6 +66,10 @@ impl Provider for PppdProvider {
 
     fn targets(&self) -> Vec<String> {
         self.hosts.keys().cloned().collect()
+    }
+
+    fn deadline(&self, host: &str) -> Deadline {
+        self.deadlines.get(host).copied().unwrap_or(DEADLINE)
     }
 
     async fn observe(&self, host: &str) -> Result<Observation<HostLive>, PppdError> {

@@ -441,6 +441,10 @@ pub struct HostSpec {
     /// under it. Relative paths are resolved against the desired-state folder.
     #[serde(default = "default_root")]
     pub root: PathBuf,
+    /// How long reading this host and applying its changes may take in all
+    /// (default 60 s and 300 s): past it, the connection is closed and the target fails.
+    #[serde(default)]
+    pub deadline: crate::engine::DeadlineSpec,
     /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,

@@ -59,6 +59,12 @@ impl Provider for UispProvider {
         self.servers.keys().cloned().collect()
     }
 
+    fn deadline(&self, name: &str) -> crate::engine::Deadline {
+        self.servers
+            .get(name)
+            .map_or(crate::uisp_api::DEADLINE, |(s, _)| s.deadline)
+    }
+
     async fn observe(&self, name: &str) -> Result<Observation<UispLive>, UispKindError> {
         let api = |source: UispError| UispKindError::Api {
             server: name.to_string(),
