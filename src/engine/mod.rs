@@ -32,6 +32,11 @@ use crate::plan::report::{ApplyReport, Outcome, Status, TargetReport};
 use crate::plan::{Action, Change, FORMAT_VERSION, Plan, Summary, TargetPlan};
 use crate::secret::SecretHash;
 
+/// The collection of a kind's cleanup of what the tool itself left behind (a temporary file
+/// of an interrupted write): deleted without prune, and never subject to the empty-set guard
+/// (it is nothing the YAML declares).
+pub const CLEANUP: &str = "cleanup";
+
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -429,7 +434,8 @@ fn empty_prune_refusal<Op>(
     desired_counts: &BTreeMap<&'static str, usize>,
 ) -> Option<String> {
     let mut emptied: BTreeMap<&str, usize> = BTreeMap::new();
-    for i in items.iter().filter(|i| i.change.action == Action::Delete) {
+    let guarded = |i: &&Item<Op>| i.change.action == Action::Delete && i.collection != CLEANUP;
+    for i in items.iter().filter(guarded) {
         if desired_counts.get(i.collection).copied().unwrap_or(0) == 0 {
             *emptied.entry(i.collection).or_default() += 1;
         }

@@ -70,6 +70,7 @@ fn write_host(host: &str, files: &HostFiles, items: &[Item<Op>], live: &HostLive
         let result = match &item.op {
             Op::WritePeer { name, content } => write_peer(files, live, name, content),
             Op::DeletePeer { name } => delete_peer(files, live, name),
+            Op::RemoveLeftover { file } => remove_leftover(files, file),
             Op::Chap(edit) => {
                 chap_edits.push(edit.clone());
                 chap_items.push(i);
@@ -113,6 +114,22 @@ fn write_peer(
         Some((c, m)) if c == content && m == FILE_MODE => Ok(()),
         _ => Err(WriteError::NotAsWritten { file }),
     }
+}
+
+/// Removes a temporary file left behind, when it still is one (the host's folder lock is held:
+/// no other wispctl is writing it).
+fn remove_leftover(files: &HostFiles, file: &HostFile) -> Result<(), WriteError> {
+    if !files.exists(file) {
+        return Ok(());
+    }
+    if !files.is_regular(file) {
+        return Err(WriteError::Changed { file: file.clone() });
+    }
+    files.remove(file)?;
+    if files.exists(file) {
+        return Err(WriteError::StillThere { file: file.clone() });
+    }
+    Ok(())
 }
 
 fn delete_peer(files: &HostFiles, live: &HostLive, name: &str) -> Result<(), WriteError> {
@@ -176,6 +193,7 @@ mod tests {
             peers: BTreeMap::new(),
             symlinks: BTreeSet::new(),
             chap: None,
+            leftovers: Vec::new(),
         }
     }
 

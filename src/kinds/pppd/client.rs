@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{PppdError, WriteError};
-use crate::files::{mode_of, remove_durable, write_atomic};
+use crate::files::{TEMP_PREFIX, mode_of, remove_durable, write_atomic};
 use crate::names::valid_name;
 
 /// The mode of every file wispctl writes here: peer files and chap-secrets are root's only.
@@ -37,6 +37,14 @@ pub enum HostFile {
     Peer(String),
     /// `/etc/ppp/chap-secrets`.
     ChapSecrets,
+    /// A temporary file an interrupted write left in `/etc/ppp` (or in `/etc/ppp/peers` when
+    /// `in_peers`): its name starts with [`TEMP_PREFIX`].
+    Leftover {
+        /// In `/etc/ppp/peers` rather than `/etc/ppp`.
+        in_peers: bool,
+        /// The file's name.
+        name: String,
+    },
 }
 
 impl HostFile {
@@ -47,6 +55,10 @@ impl HostFile {
             HostFile::PeersDir => PathBuf::from("etc/ppp/peers"),
             HostFile::Peer(name) => Path::new("etc/ppp/peers").join(name),
             HostFile::ChapSecrets => PathBuf::from("etc/ppp/chap-secrets"),
+            HostFile::Leftover { in_peers, name } => {
+                let dir = if *in_peers { "etc/ppp/peers" } else { "etc/ppp" };
+                Path::new(dir).join(name)
+            }
         }
     }
 
@@ -128,6 +140,36 @@ impl HostFiles {
             }
         }
         Ok(listing)
+    }
+
+    /// Temporary files an interrupted write left behind (a `kill -9` between writing and
+    /// renaming), in `/etc/ppp` and `/etc/ppp/peers`: regular files whose name starts with
+    /// [`TEMP_PREFIX`]. Never read: one may be a full copy of chap-secrets.
+    pub fn list_leftovers(&self) -> Result<Vec<HostFile>, PppdError> {
+        let mut found = Vec::new();
+        for (folder, in_peers) in [(HostFile::PppDir, false), (HostFile::PeersDir, true)] {
+            let dir = self.path(&folder);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&dir, e)),
+            };
+            for e in entries {
+                let e = e.map_err(|source| io_error(&dir, source))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let is_file = e.file_type().is_ok_and(|t| t.is_file());
+                if is_file && name.starts_with(TEMP_PREFIX) {
+                    found.push(HostFile::Leftover { in_peers, name });
+                }
+            }
+        }
+        found.sort_by_key(|f| f.to_string());
+        Ok(found)
+    }
+
+    /// Whether `file` is a regular file (not a link, not a folder).
+    pub fn is_regular(&self, file: &HostFile) -> bool {
+        std::fs::symlink_metadata(self.path(file)).is_ok_and(|m| m.file_type().is_file())
     }
 
     /// The file's bytes and mode, or `None` when it does not exist.

@@ -14,8 +14,10 @@ use super::chap::{self, ChapEdit, ChapFile, LiveEntry, Pairs};
 use super::client::{FILE_MODE, HostFile};
 use super::observe::{HostLive, LivePeer};
 use super::spec::{ChapEntry, PeerSpec, PppdDesired};
-use super::{Op, PppdError, chap_address, chap_file_address, peer, peer_address};
-use crate::engine::{Item, Planned};
+use super::{
+    Op, PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address,
+};
+use crate::engine::{CLEANUP, Item, Planned};
 use crate::ownership::Prune;
 use crate::plan::{Action, Change, ContentDiff, FieldDiff};
 use crate::secret::{HashKey, SecretHash};
@@ -75,6 +77,7 @@ pub fn diff_host(
         !desired.chap.is_empty(),
     ));
     notes.extend(kept_note(kept_peers + kept_entries));
+    items.extend(live.leftovers.iter().map(|f| leftover_removal(host, f)));
 
     Ok(Planned {
         items,
@@ -84,6 +87,26 @@ pub fn diff_host(
         allow_empty_prune: desired.allow_empty_prune,
         object_errors: BTreeMap::new(),
     })
+}
+
+/// Removing a temporary file an interrupted apply left behind (never read: it may be a whole
+/// copy of chap-secrets). Shown by every plan until an apply removes it, so nothing half done
+/// stays invisible.
+pub fn leftover_removal(host: &str, file: &HostFile) -> Item<Op> {
+    Item {
+        change: Change {
+            address: leftover_address(host, file),
+            action: Action::Delete,
+            reason: Some(
+                "cleanup: a temporary file an interrupted wispctl apply left behind".into(),
+            ),
+            fields: Vec::new(),
+            content: None,
+            side_effects: Vec::new(),
+        },
+        collection: CLEANUP,
+        op: Op::RemoveLeftover { file: file.clone() },
+    }
 }
 
 /// Refuses the host when a peer file the YAML names is a symbolic link: an atomic replace

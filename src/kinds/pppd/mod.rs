@@ -175,6 +175,16 @@ pub enum Op {
     Chap(ChapEdit),
     /// Set chap-secrets' mode to 0600.
     ChapMode,
+    /// Remove a temporary file an interrupted write left behind.
+    RemoveLeftover {
+        /// The file.
+        file: client::HostFile,
+    },
+}
+
+/// The address of a temporary file left behind: `pppd.HOST.leftover["/etc/ppp/.wispctl-tmp-…"]`.
+pub fn leftover_address(host: &str, file: &client::HostFile) -> String {
+    address(Kind::NAME, host, "leftover", &file.to_string())
 }
 
 /// The address of a peer file: `pppd.HOST.peer["NAME"]`.

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use super::chap::{ChapError, ChapFile};
 use super::client::{HostFile, HostFiles};
 use super::spec::PppdDesired;
-use super::{PppdError, chap_address, chap_file_address, peer, peer_address};
+use super::{
+    PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address,
+};
 use crate::secret::HashKey;
 
 /// A host's pppd files as read.
@@ -25,6 +27,8 @@ pub struct HostLive {
     pub symlinks: BTreeSet<String>,
     /// chap-secrets, when the file exists.
     pub chap: Option<LiveChap>,
+    /// Temporary files interrupted writes left behind (never read).
+    pub leftovers: Vec<HostFile>,
 }
 
 /// A peer file as read.
@@ -82,6 +86,7 @@ impl HostLive {
             peers,
             symlinks: listing.symlinks,
             chap,
+            leftovers: files.list_leftovers()?,
         })
     }
 
@@ -132,6 +137,9 @@ pub fn fingerprints(
     if let Some(c) = &live.chap {
         fp.insert(chap_file_address(host), format!("mode {:o}", c.mode));
     }
+    for f in &live.leftovers {
+        fp.insert(leftover_address(host, f), "present".into());
+    }
     fp
 }
 
@@ -181,6 +189,7 @@ mod tests {
             ]),
             symlinks: BTreeSet::new(),
             chap: Some(LiveChap::parse(chap.into_bytes(), 0o644).unwrap()),
+            leftovers: Vec::new(),
         };
         let key = HashKey::from_bytes([7; 32]);
         let fp = fingerprints(

@@ -43,6 +43,7 @@ fn host(peers: &[(&str, &str, u32)], chap: Option<&str>) -> HostLive {
             .collect(),
         symlinks: BTreeSet::new(),
         chap: chap.map(|t| LiveChap::parse(t.as_bytes().to_vec(), 0o600).unwrap()),
+        leftovers: Vec::new(),
     }
 }
 
@@ -699,6 +700,7 @@ fn applied(live: &HostLive, items: &[Item<Op>]) -> HostLive {
             Op::DeletePeer { name } => {
                 peers.remove(name);
             }
+            Op::RemoveLeftover { .. } => {}
             Op::Chap(edit) => {
                 edits.push(edit.clone());
                 chap_written = true;
@@ -718,6 +720,7 @@ fn applied(live: &HostLive, items: &[Item<Op>]) -> HostLive {
         peers,
         symlinks: live.symlinks.clone(),
         chap,
+        leftovers: Vec::new(),
     }
 }
 
@@ -733,4 +736,27 @@ fn the_plan_after_applying_a_plan_is_empty() {
         let text = String::from_utf8(after.chap.unwrap().bytes).unwrap();
         assert!(text.starts_with("# Secrets\n\"soporte\" \"legacy-node\" \"viejo\" *\n"));
     }
+}
+
+#[test]
+fn a_temporary_file_left_by_a_killed_apply_is_a_cleanup_change_even_with_nothing_declared() {
+    let mut live = host(&[], None);
+    live.leftovers = vec![HostFile::Leftover {
+        in_peers: false,
+        name: ".wispctl-tmp-chap-secrets-0a1b2c".into(),
+    }];
+    let empty = desired(Prune::Owned, &[], Vec::new());
+    let planned = plan(&empty, &live);
+    assert_eq!(
+        changes(&planned),
+        [(
+            Action::Delete,
+            r#"pppd.vps.leftover["/etc/ppp/.wispctl-tmp-chap-secrets-0a1b2c"]"#.to_string()
+        )]
+    );
+    let item = &planned.items[0];
+    assert_eq!(item.collection, crate::engine::CLEANUP);
+    assert!(item.change.reason.as_deref().unwrap().starts_with("cleanup:"));
+    // Nothing the YAML declares: never subject to the empty-list guard.
+    assert_eq!(planned.desired_counts.get(crate::engine::CLEANUP), None);
 }
