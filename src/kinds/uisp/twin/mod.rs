@@ -13,7 +13,7 @@ use crate::kinds::def::DesiredState;
 use crate::kinds::def::KindDef;
 use crate::lab::twin::{LabEndpoints, Running, Starting, read_json, write_file, write_json};
 use crate::uisp_api::Endpoint;
-use server::{UispConfig, UispLab};
+use server::{UispConfig, UispLab, UispState};
 
 /// The uisp kind's twin.
 pub struct Twin;
@@ -135,6 +135,22 @@ impl Running for Servers {
     }
 }
 
+/// Saves the server's file after each write, then counts the write (a crash point, see
+/// [`crate::lab::twin::crash`]): a client killed mid-apply leaves a lab that shows what the
+/// server did.
+fn save_after_write(lab: &Path, name: &str, file: &UispFile) -> server::OnWrite {
+    let path = uisp_path(lab, name);
+    let template = file.clone();
+    std::sync::Arc::new(move |state: &UispState| {
+        let mut file = template.clone();
+        file.state = state.clone();
+        if let Err(e) = write_json(&path, &file) {
+            tracing::error!("lab UISP: {e:#}");
+        }
+        crate::lab::twin::crash::wrote();
+    })
+}
+
 impl crate::lab::twin::Twin for Twin {
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let uisp = serde_json::to_string_pretty(&seed()).map_err(io::Error::other)?;
@@ -161,6 +177,7 @@ impl crate::lab::twin::Twin for Twin {
                 let config = UispConfig {
                     tokens: vec![file.token.clone()],
                     connection_string: file.connection_string.clone(),
+                    on_write: Some(save_after_write(lab, name, &file)),
                     ..UispConfig::default()
                 };
                 let server = UispLab::start(config, file.state).await?;

@@ -148,7 +148,14 @@ pub struct UispConfig {
     pub faults: Vec<HttpFault>,
     /// What `GET /nms/connection` answers.
     pub connection_string: String,
+    /// Called with the state after every request that changed it (a write answered with
+    /// success), before the answer is sent: the lab saves its files there, so a client killed
+    /// mid-apply leaves a lab that shows what the server really did.
+    pub on_write: Option<OnWrite>,
 }
+
+/// See [`UispConfig::on_write`].
+pub type OnWrite = Arc<dyn Fn(&UispState) + Send + Sync>;
 
 impl Default for UispConfig {
     /// No token, no delay, no fault, [`LAB_CONNECTION_STRING`].
@@ -159,6 +166,7 @@ impl Default for UispConfig {
             latency: Duration::ZERO,
             faults: Vec::new(),
             connection_string: LAB_CONNECTION_STRING.into(),
+            on_write: None,
         }
     }
 }
@@ -444,6 +452,7 @@ struct Fixed {
     tokens: Vec<String>,
     crm_keys: Vec<String>,
     connection_string: String,
+    on_write: Option<OnWrite>,
     /// RFC 3339, for `updated` fields.
     started: String,
 }
@@ -462,6 +471,7 @@ impl Shared {
                 tokens: config.tokens,
                 crm_keys: config.crm_keys,
                 connection_string: config.connection_string,
+                on_write: config.on_write,
                 started: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             },
             inner: Mutex::new(Inner {
@@ -604,6 +614,11 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         body: req.payload.logged(),
         status: answer.status,
     });
+    let wrote = req.method != "GET" && (200..300).contains(&answer.status);
+    if let Some(on_write) = shared.fixed.on_write.as_ref().filter(|_| wrote) {
+        // Under the lock: saves follow the order of the writes.
+        on_write(&inner.state);
+    }
     drop(inner);
     answer.into_response()
 }
