@@ -192,6 +192,14 @@ pub enum LabCommand {
         /// The lab folder.
         dir: PathBuf,
     },
+    /// Serve the twins of lab DIR for the desired state's targets from this process, on
+    /// loopback ports, until SIGTERM or Ctrl-C: `--lab DIR` in other commands then reaches
+    /// them, and so can any client (addresses printed and kept in DIR/serve.json).
+    Serve {
+        /// The lab folder.
+        #[arg(value_name = "DIR")]
+        lab_dir: PathBuf,
+    },
 }
 
 /// `demo`.
@@ -223,6 +231,9 @@ pub enum Invocation {
     /// lab init
     #[cfg(feature = "lab")]
     LabInit(PathBuf),
+    /// lab serve
+    #[cfg(feature = "lab")]
+    LabServe(Globals, PathBuf),
     /// demo
     #[cfg(feature = "lab")]
     Demo(Globals, Option<PathBuf>),
@@ -298,6 +309,8 @@ impl Cli {
             },
             #[cfg(feature = "lab")]
             Command::Lab(LabCommand::Init { dir }) => Invocation::LabInit(dir),
+            #[cfg(feature = "lab")]
+            Command::Lab(LabCommand::Serve { lab_dir }) => Invocation::LabServe(g, lab_dir),
             #[cfg(feature = "lab")]
             Command::Demo(a) => Invocation::Demo(g, a.keep),
             Command::Import(a) => Invocation::Import(

@@ -41,6 +41,15 @@ pub trait Twin: Send + Sync {
         desired: &'a DesiredState,
         endpoints: &'a mut LabEndpoints,
     ) -> Starting<'a>;
+    /// Registers target `name` of this kind as reached where a `wispctl lab serve` of the same
+    /// lab serves it (`served` is what that process registered, see
+    /// [`LabEndpoints::described`]), instead of starting a twin in this process.
+    fn attach(
+        &self,
+        name: &str,
+        served: &serde_json::Value,
+        endpoints: &mut LabEndpoints,
+    ) -> anyhow::Result<()>;
     /// An out-of-band edit as people make them, for the demo's drift step; what was done, in
     /// words.
     fn tamper(&self, _lab: &Path) -> io::Result<Option<String>> {
@@ -61,23 +70,53 @@ pub struct NothingRuns;
 
 impl Running for NothingRuns {}
 
+/// What a target's kind reaches its stand-in through (a socket address, a folder, an HTTPS
+/// endpoint): kept as itself for this process, and as JSON for `lab serve`'s clients.
+pub trait LabEndpoint: Any + Send + Sync + Serialize + DeserializeOwned {}
+impl<T: Any + Send + Sync + Serialize + DeserializeOwned> LabEndpoint for T {}
+
+/// One registered stand-in: as its kind uses it, and as JSON.
+type Registered = (Arc<dyn Any + Send + Sync>, serde_json::Value);
+
 /// Where each lab target is reached, by inventory section and target name.
 #[derive(Default)]
-pub struct LabEndpoints(BTreeMap<(String, String), Arc<dyn Any + Send + Sync>>);
+pub struct LabEndpoints(BTreeMap<(String, String), Registered>);
 
 impl LabEndpoints {
-    /// Registers the stand-in of one target. `T` is whatever that target's kind reaches it
-    /// through (a socket address, a folder, an HTTPS endpoint).
-    pub fn insert<T: Any + Send + Sync>(&mut self, section: &str, name: &str, endpoint: T) {
+    /// Registers the stand-in of one target.
+    pub fn insert<T: LabEndpoint>(&mut self, section: &str, name: &str, endpoint: T) {
+        let described = serde_json::to_value(&endpoint).unwrap_or(serde_json::Value::Null);
+        self.0.insert(
+            (section.to_string(), name.to_string()),
+            (Arc::new(endpoint), described),
+        );
+    }
+
+    /// Registers a stand-in another process serves, from what it registered there.
+    pub fn attach<T: LabEndpoint>(
+        &mut self,
+        section: &str,
+        name: &str,
+        served: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let endpoint: T = serde_json::from_value(served.clone())
+            .with_context(|| format!("the served lab's entry for {section}.{name}"))?;
+        self.insert(section, name, endpoint);
+        Ok(())
+    }
+
+    /// Every stand-in as (section, name, what its kind reaches it through, as JSON).
+    pub fn described(&self) -> impl Iterator<Item = (&str, &str, &serde_json::Value)> {
         self.0
-            .insert((section.to_string(), name.to_string()), Arc::new(endpoint));
+            .iter()
+            .map(|((s, n), (_, v))| (s.as_str(), n.as_str(), v))
     }
 }
 
 impl Endpoints for LabEndpoints {
     fn route(&self, section: &str, name: &str) -> Route {
         match self.0.get(&(section.to_string(), name.to_string())) {
-            Some(e) => Route::Twin(e.clone()),
+            Some((e, _)) => Route::Twin(e.clone()),
             None => Route::Missing,
         }
     }

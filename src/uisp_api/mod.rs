@@ -23,7 +23,7 @@ pub const SECTION: &str = "uisp";
 
 /// Where a UISP server is reached instead of its URL (a lab twin): the API base and the
 /// certificate to trust.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
     /// `https://127.0.0.1:PORT/nms/api/v2.1`.
     pub api: String,
@@ -100,19 +100,24 @@ pub fn validate_server(
         );
     }
     let url = u.url.trim_end_matches('/');
-    let host_ok = url.strip_prefix("https://").is_some_and(|h| {
-        !h.is_empty()
-            && h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-    });
-    if !host_ok {
-        check.error(
+    match url.strip_prefix("https://") {
+        // The host as canonical as every other address: the URL parser behind the client
+        // reads `https://0177.0.0.1` as 127.0.0.1.
+        Some(authority) => {
+            if let Err(why) = crate::untrusted::addr::authority(authority) {
+                check.error(
+                    &format!("{at}.url"),
+                    format!("url {:?} must be https://HOST[:PORT]: {why}", u.url),
+                );
+            }
+        }
+        None => check.error(
             &format!("{at}.url"),
             format!(
                 "url {:?} must be https://HOST[:PORT] (the token must never travel in clear)",
                 u.url
             ),
-        );
+        ),
     }
     let tls = match (&u.ca_file, u.insecure) {
         (Some(_), true) => {
@@ -124,12 +129,8 @@ pub fn validate_server(
         }
         (Some(ca), false) => {
             let full = check.relative(ca);
-            if !full.is_file() {
-                check.error(
-                    &format!("{at}.ca_file"),
-                    format!("CA file {} does not exist", full.display()),
-                );
-            }
+            let max = crate::untrusted::file::MAX_NAMED_FILE_BYTES;
+            check.named_file(&format!("{at}.ca_file"), "CA file", &full, max, false);
             Some(TlsVerify::Ca(full))
         }
         (None, true) => {

@@ -42,6 +42,15 @@ const SECRETS: &str = "CHAP_TECNICO_NODE1='n3w \"clave\" \\ 2026'\n\
 CHAP_ADMIN_NODE2=s3cret-admin-2\n";
 
 impl crate::lab::twin::Twin for Twin {
+    fn attach(
+        &self,
+        name: &str,
+        served: &serde_json::Value,
+        endpoints: &mut LabEndpoints,
+    ) -> anyhow::Result<()> {
+        endpoints.attach::<PathBuf>(super::Kind::SECTION, name, served)
+    }
+
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let vps = host_root(lab, "vps");
         let peers = vps.join("etc/ppp/peers");

@@ -152,6 +152,15 @@ fn save_after_write(lab: &Path, name: &str, file: &UispFile) -> server::OnWrite 
 }
 
 impl crate::lab::twin::Twin for Twin {
+    fn attach(
+        &self,
+        name: &str,
+        served: &serde_json::Value,
+        endpoints: &mut LabEndpoints,
+    ) -> anyhow::Result<()> {
+        endpoints.attach::<Endpoint>(super::Kind::SECTION, name, served)
+    }
+
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let uisp = serde_json::to_string_pretty(&seed()).map_err(io::Error::other)?;
         write_file(&uisp_path(lab, "main"), &uisp, 0o600)

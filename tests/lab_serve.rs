@@ -1,0 +1,95 @@
+//! `wispctl lab serve DIR`: the twins out of the commands' process. Other commands reach them
+//! with `--lab DIR`, what they write is kept by the served twins, and SIGTERM stops the server
+//! cleanly (its files saved, `serve.json` removed).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::Lab;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The serving process, killed if a test fails before stopping it.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `lab serve` for the lab's desired state and returns it with the lines it printed up
+/// to "serving ...".
+fn serve(lab: &Lab) -> (Server, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wispctl"))
+        .arg("-C")
+        .arg(lab.desired())
+        .arg("lab")
+        .arg("serve")
+        .arg(lab.lab())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("serving ");
+        lines.push(line);
+        if done {
+            return (server, lines);
+        }
+    }
+    panic!("lab serve ended before serving: {lines:?}");
+}
+
+#[test]
+fn a_served_lab_is_reached_by_other_commands_and_stops_cleanly_on_sigterm() {
+    let lab = Lab::new();
+    let (mut server, lines) = serve(&lab);
+    let printed = lines.join("\n");
+    for target in ["routers.balanceador: 127.0.0.1:", "uisp.main: api=https://127.0.0.1:"] {
+        assert!(printed.contains(target), "{printed}");
+    }
+    assert!(!printed.contains("BEGIN"), "certificates stay in serve.json: {printed}");
+    assert!(lab.lab().join("serve.json").exists());
+
+    lab.run(&["plan", "--detailed-exitcode"]).expect(2);
+    lab.run(&["apply", "--auto-approve"]).expect(0);
+    // The served twins kept what apply wrote: the next command sees it.
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+
+    let pid = Pid::from_raw(server.0.id() as i32);
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!lab.lab().join("serve.json").exists(), "serve.json removed");
+    // Served no more: the next command starts its own twins from the saved files, in sync.
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+}
+
+#[test]
+fn a_second_server_of_one_lab_is_refused() {
+    let lab = Lab::new();
+    let (_server, _) = serve(&lab);
+    let second = Command::new(env!("CARGO_BIN_EXE_wispctl"))
+        .arg("-C")
+        .arg(lab.desired())
+        .args(["lab", "serve"])
+        .arg(lab.lab())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already served by process"),
+        "{second:?}"
+    );
+}
