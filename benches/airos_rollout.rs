@@ -12,11 +12,12 @@
 //! What is measured (wall time; the table on stdout, each run on stderr):
 //! - wispctl plan, in-process as `wispctl plan` does it minus process start: `desired::load`
 //!   of a generated desired-state folder, the engine's plan (one SSH session per antenna,
-//!   `rollout.concurrency` at once: connect, login, one READ) and the text rendering;
+//!   `rollout.concurrency` at once: connect, login, READ (files, `cfgmtd`, `ps`), the bridge's
+//!   `/proc/PID/stat` and the flash copy: three commands) and the text rendering;
 //! - wispctl apply, in-process as `wispctl apply` does it: the same plan, then the rollout
 //!   (canary wave, then the rest with bounded concurrency; per antenna one session running
-//!   the provider's write procedure: read, write both files, persist, restart the bridge,
-//!   read back; the table counts its commands). Every apply starts from a fresh
+//!   the provider's write procedure: read (three commands), write both files, persist, restart
+//!   the bridge, read back; the table counts its commands). Every apply starts from a fresh
 //!   fleet, and the bench fails unless every antenna verified (both files and the bridge on the
 //!   new URI);
 //! - the floor: one session's time, measured alone (the engine's plan of a 1-antenna fleet;
@@ -325,6 +326,7 @@ fn antenna(i: usize) -> AntennaFile {
         host_key: AntennaFile::new_key(i as u64 + 1),
         flash: None,
         fault: None,
+        ..AntennaFile::default()
     }
 }
 
@@ -364,6 +366,7 @@ impl World {
                 FleetOptions {
                     latency: b.s.latency,
                     legacy_only: legacy,
+                    ..FleetOptions::default()
                 },
             ))
             .unwrap_or_else(|e| panic!("lab fleet of {n} antennas: {e}"));
@@ -748,7 +751,7 @@ impl Bench {
             if !write {
                 let files = commands::parse_read(&out.stdout)
                     .unwrap_or_else(|e| panic!("ssh READ of {}: {e}", host(i)));
-                let sys = files.get(commands::SYSTEM_CFG).unwrap_or_default();
+                let sys = files.files.get(commands::SYSTEM_CFG).unwrap_or_default();
                 assert!(
                     String::from_utf8_lossy(sys).contains(&old_line),
                     "ssh READ of {}: no old URI in system.cfg",

@@ -220,6 +220,21 @@ pub fn validate(g: &Globals, out: &mut dyn Write) -> anyhow::Result<u8> {
     Ok(exit::SUCCESS)
 }
 
+/// `lab serve DIR`: the twins of the desired state's targets, served until a signal.
+#[cfg(feature = "lab")]
+async fn lab_serve(g: &Globals, dir: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
+    // The lab's secret values stand in for unset `{ env: NAME }` references, as with `--lab`.
+    let g = &Globals {
+        lab: Some(dir.to_path_buf()),
+        ..g.clone()
+    };
+    let Some(d) = load(g)? else {
+        return Ok(exit::ERROR);
+    };
+    crate::lab::serve(dir, &d, out).await?;
+    Ok(exit::SUCCESS)
+}
+
 /// `plan`: observe, diff, render; optionally save. Writes nothing but the plan file.
 pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
     let Some(d) = load(g)? else {
@@ -291,6 +306,11 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
+    // Approval is asked on a terminal only: without one, and without --auto-approve, the
+    // command is refused before it creates anything (the state folder, its key, the lock).
+    if !o.auto_approve && !std::io::stdin().is_terminal() {
+        bail!(NO_APPROVAL);
+    }
     // A saved plan decides which targets it covers (none at all when it has none).
     let filter = match &saved {
         Some(s) => TargetFilter::exactly(s.targets.iter().map(|t| t.address.clone())),
@@ -375,11 +395,13 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
         .with_context(|| format!("{} is not a valid plan file", path.display()))
 }
 
+/// Why an apply without `--auto-approve` and without a terminal is refused.
+const NO_APPROVAL: &str =
+    "refusing to apply without approval: there is no terminal to ask on; pass --auto-approve";
+
 fn confirm(out: &mut dyn Write) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!(
-            "refusing to apply without approval: there is no terminal to ask on; pass --auto-approve"
-        );
+        bail!(NO_APPROVAL);
     }
     write!(out, "\nApply these changes? Only 'yes' is accepted: ")?;
     out.flush()?;
@@ -453,9 +475,8 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
             env_path.display()
         );
     }
-    if let Some(parent) = env_path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+    // Nothing is created until the target has been read: a refused or failed import leaves
+    // no folder and no file behind.
     let reporter = Reporter::quiet();
     let t = Targets::start(g, &d, Writes::Nothing, false, &reporter).await?;
     let Some(read) = kind.import(&d, &o.target, &t.ctx) else {
@@ -469,15 +490,33 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
     for w in &imported.warnings {
         eprintln!("warning: {w}");
     }
-    if let Some(parent) = yaml_path.parent() {
-        std::fs::create_dir_all(parent)?;
+    // The passwords first: a YAML file whose references have no values is worse than none.
+    let mut created = Vec::new();
+    let env_new = !imported.env.is_empty() && std::fs::symlink_metadata(&env_path).is_err();
+    let mut env_written = false;
+    let written = (|| {
+        if !imported.env.is_empty() {
+            create_dirs(&env_path, &mut created)?;
+            write_atomic(&env_path, imported.env.as_bytes(), 0o600)
+                .with_context(|| format!("cannot write {}", env_path.display()))?;
+            env_written = true;
+        }
+        create_dirs(&yaml_path, &mut created)?;
+        write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
+            .with_context(|| format!("cannot write {}", yaml_path.display()))
+    })();
+    if let Err(e) = written {
+        // Undo what this command made: a passwords file that did not exist, and the folders.
+        if env_written && env_new {
+            let _ = std::fs::remove_file(&env_path);
+        }
+        for dir in created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        return Err(e);
     }
-    write_atomic(&yaml_path, imported.yaml.as_bytes(), 0o644)
-        .with_context(|| format!("cannot write {}", yaml_path.display()))?;
     writeln!(out, "wrote {} ({})", yaml_path.display(), imported.summary)?;
     if !imported.env.is_empty() {
-        write_atomic(&env_path, imported.env.as_bytes(), 0o600)
-            .with_context(|| format!("cannot write {}", env_path.display()))?;
         writeln!(
             out,
             "wrote the passwords to {} (mode 0600); load them before plan: set -a; . {}; set +a",
@@ -486,6 +525,24 @@ pub async fn import(g: &Globals, o: &ImportOptions, out: &mut dyn Write) -> anyh
         )?;
     }
     Ok(exit::SUCCESS)
+}
+
+/// Creates the missing folders above `file`, recording each one made (outermost first) so
+/// that a command that fails later can remove them again.
+fn create_dirs(file: &Path, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let missing: Vec<&Path> = parent
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        std::fs::create_dir(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
+        created.push(dir.to_path_buf());
+    }
+    Ok(())
 }
 
 /// Whether `path` lies inside folder `dir`, links followed where the path exists: its deepest
@@ -538,8 +595,10 @@ pub async fn accept_host_key(
     let Some(d) = load(g)? else {
         return Ok(exit::ERROR);
     };
+    // It writes the known-hosts file only (making its folder when it does): a refused call
+    // (an unknown group or host, a bad fingerprint) creates nothing, not even the hash key.
     let reporter = Reporter::quiet();
-    let t = Targets::start(g, &d, Writes::State, false, &reporter).await?;
+    let t = Targets::start(g, &d, Writes::Nothing, false, &reporter).await?;
     for kind in crate::kinds::ALL {
         if let Some(result) = kind.accept_host_key(&d, target, host, fingerprint, &t.ctx) {
             let done = result.map_err(|e| anyhow::anyhow!(e))?;
@@ -582,6 +641,8 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
                 })
                 .map_err(Into::into),
             #[cfg(feature = "lab")]
+            Invocation::LabServe(g, dir) => lab_serve(&g, &dir, &mut out).await,
+            #[cfg(feature = "lab")]
             Invocation::Demo(g, keep) => {
                 crate::lab::demo::run(&g.dir, keep, g.color, &mut out).await
             }
@@ -597,10 +658,39 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             std::process::ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// An error and its causes on one line, `context: error: cause`, each cause shown once.
+///
+/// Many of the typed errors below hold their cause in their own message (`cannot write X:
+/// {source}`, so that a plan's problem list, which shows one message, keeps the reason) and
+/// also expose it as their source. anyhow's `{:#}` prints every level of the chain and so
+/// printed such a cause twice (`Is a directory (os error 21): Is a directory (os error 21)`).
+/// Here a cause whose text the line already holds is left out.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if cause.is_empty() || text.contains(&cause) {
+            continue;
+        }
+        // A context that only names what the cause names first (`router r` over
+        // `router r: login failed`): the cause says it all.
+        if cause
+            .strip_prefix(text.as_str())
+            .is_some_and(|rest| rest.starts_with(": "))
+        {
+            text = cause;
+        } else {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn init_logging(verbose: u8) {
@@ -625,6 +715,37 @@ fn init_logging(verbose: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A typed error that holds its cause in its message and exposes it as its source too.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write {file}: {source}")]
+    struct Both {
+        file: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_printed_once() {
+        let io = || std::io::Error::from_raw_os_error(21);
+        let e = anyhow::Error::new(Both {
+            file: "x",
+            source: io(),
+        })
+        .context("import");
+        let text = error_text(&e);
+        assert_eq!(text, format!("import: cannot write x: {}", io()));
+        assert_eq!(text.matches("os error 21").count(), 1, "{text}");
+        // A cause the message does not hold is still shown.
+        let e = anyhow::Error::new(io()).context("cannot read plan file p");
+        assert_eq!(error_text(&e), format!("cannot read plan file p: {}", io()));
+        // A context that the cause's message begins with is not said twice either.
+        let e = anyhow::Error::new(Both {
+            file: "x",
+            source: io(),
+        })
+        .context("cannot write x");
+        assert_eq!(error_text(&e), format!("cannot write x: {}", io()));
+    }
 
     #[test]
     fn a_secrets_file_is_refused_inside_the_desired_state_folder_before_it_exists() {

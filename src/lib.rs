@@ -34,4 +34,5 @@ pub mod secret;
 pub mod ssh;
 pub mod tls;
 pub mod uisp_api;
+pub mod untrusted;
 pub mod yaml;

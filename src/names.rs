@@ -25,22 +25,12 @@ pub fn valid_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Whether `host` is an IPv4 address, an IPv6 address or a DNS name (letters, digits, `-` and
-/// `.` separated labels). Everything an antenna's `host` may be: it becomes a TCP destination
-/// and a known-hosts key, and nothing else passes.
+/// Whether `host` is an IPv4 address in canonical dotted decimal, an IPv6 address or a DNS
+/// name (letters, digits, `-` and `.` separated labels, the last not a number). Everything an
+/// antenna's `host` may be: it becomes a TCP destination and a known-hosts key, and nothing
+/// else passes. [`crate::untrusted::addr::host`] says why a host does not.
 pub fn valid_host(host: &str) -> bool {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+    crate::untrusted::addr::host(host).is_ok()
 }
 
 #[cfg(test)]

@@ -492,35 +492,78 @@ impl SecretResolver {
         self
     }
 
-    /// Resolves one reference. `base` is the folder of the YAML file that holds it.
-    /// Error texts name the reference, never a value.
-    pub fn resolve(&self, reference: &SecretRef, base: &Path) -> Result<Secret, String> {
-        match reference {
+    /// Resolves one reference. `base` is the folder of the YAML file that holds it. A value
+    /// that resolves empty is refused (a variable a failed `. /etc/wispctl.env` left empty, an
+    /// empty file): no device is ever sent an empty credential. A file is read only when it
+    /// is a regular file of at most [`MAX_SECRET_FILE_BYTES`] (a FIFO or `/dev/zero` named by
+    /// a pull request would hang or exhaust the run). Error texts name the reference, never a
+    /// value.
+    pub fn resolve(&self, reference: &SecretRef, base: &Path) -> Result<Secret, ResolveError> {
+        let value = match reference {
             SecretRef::Env(name) => match std::env::var(name) {
-                Ok(v) => Ok(Secret::new(v)),
+                Ok(v) => v,
                 Err(std::env::VarError::NotUnicode(_)) => {
-                    Err(format!("environment variable {name} is not valid UTF-8"))
+                    return Err(ResolveError::EnvNotUtf8(name.clone()));
                 }
                 Err(std::env::VarError::NotPresent) => match self.fallback_env.get(name) {
-                    Some(v) => Ok(Secret::new(v.clone())),
-                    None => Err(format!("environment variable {name} is not set")),
+                    Some(v) => v.clone(),
+                    None => return Err(ResolveError::EnvNotSet(name.clone())),
                 },
             },
             SecretRef::File(path) => {
                 let full = base.join(path);
-                let mut text = std::fs::read_to_string(&full)
-                    .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))?;
+                let file = |reason| ResolveError::File {
+                    path: full.clone(),
+                    reason,
+                };
+                let bytes = crate::untrusted::file::read(&full, MAX_SECRET_FILE_BYTES, None)
+                    .map_err(file)?;
+                let mut text = String::from_utf8(bytes)
+                    .map_err(|_| ResolveError::FileNotUtf8(full.clone()))?;
                 if text.ends_with('\n') {
                     text.pop();
                     if text.ends_with('\r') {
                         text.pop();
                     }
                 }
-                Ok(Secret::new(text))
+                text
             }
-            SecretRef::Inline(v) => Ok(Secret::new(v.clone())),
+            SecretRef::Inline(v) => v.clone(),
+        };
+        if value.is_empty() {
+            return Err(ResolveError::Empty(reference.clone()));
         }
+        Ok(Secret::new(value))
     }
+}
+
+/// The largest secret file read (64 KiB): far above any password, token or connection string.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Why a secret reference did not resolve. Names the reference (a variable, a path), never a
+/// value.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// `{ env: NAME }` names a variable that is not set.
+    #[error("environment variable {0} is not set")]
+    EnvNotSet(String),
+    /// The variable holds bytes that are not UTF-8.
+    #[error("environment variable {0} is not valid UTF-8")]
+    EnvNotUtf8(String),
+    /// `{ file: PATH }` could not be read, or was refused (not a regular file, too large).
+    #[error("cannot read secret file {}: {reason}", path.display())]
+    File {
+        /// The file, joined to the YAML file's folder.
+        path: PathBuf,
+        /// Why (its text is part of this message, so it is not also a source).
+        reason: crate::untrusted::file::FileError,
+    },
+    /// The file holds bytes that are not UTF-8.
+    #[error("secret file {} is not valid UTF-8", .0.display())]
+    FileNotUtf8(PathBuf),
+    /// The value is empty.
+    #[error("the secret from {0:?} is empty (an unset or failed environment file?)")]
+    Empty(SecretRef),
 }
 
 /// Parses `KEY=VALUE` lines as `sh` reads them when the file is sourced (`set -a; . FILE`):
@@ -593,12 +636,13 @@ pub enum HashKeyError {
     #[error("WISPCTL_HASH_KEY must be 64 hex characters")]
     BadEnv,
     /// The key file could not be read or created.
-    #[error("hash key file {path}: {source}")]
+    #[error("hash key file {}: {error}", path.display())]
     Io {
         /// The key file.
         path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
+        /// What went wrong. Part of the message, so not also its source: a printed chain
+        /// would show it twice.
+        error: std::io::Error,
     },
 }
 
@@ -614,9 +658,9 @@ impl HashKey {
             return Ok(k);
         }
         let path = state_dir.join("hash.key");
-        let io = |source| HashKeyError::Io {
+        let io = |error| HashKeyError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let mut arr = [0u8; 32];
         getrandom::fill(&mut arr).map_err(|e| io(std::io::Error::other(e.to_string())))?;
@@ -635,7 +679,7 @@ impl HashKey {
         let mut arr = [0u8; 32];
         getrandom::fill(&mut arr).map_err(|e| HashKeyError::Io {
             path: state_dir.join("hash.key"),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         Ok(HashKey(arr))
     }
@@ -648,9 +692,9 @@ impl HashKey {
             return Ok(Some(HashKey(arr)));
         }
         let path = state_dir.join("hash.key");
-        let io = |source| HashKeyError::Io {
+        let io = |error| HashKeyError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         match std::fs::read(&path) {
             Ok(bytes) if bytes.len() == 32 => {
@@ -857,8 +901,65 @@ mod tests {
         assert_eq!(v.expose(), "abc\n");
         let e = r
             .resolve(&SecretRef::File("missing".into()), dir.path())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_value_is_refused_from_every_source_naming_the_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        std::fs::write(dir.path().join("newline"), "\n").unwrap();
+        let r = SecretResolver::new().with_fallback_env(HashMap::from([(
+            "WISPCTL_TEST_EMPTY_FALLBACK".to_string(),
+            String::new(),
+        )]));
+        for reference in [
+            SecretRef::Env("WISPCTL_TEST_EMPTY_FALLBACK".into()),
+            SecretRef::File("empty".into()),
+            SecretRef::File("newline".into()),
+            SecretRef::Inline(String::new()),
+        ] {
+            let e = r.resolve(&reference, dir.path()).unwrap_err();
+            assert!(matches!(e, ResolveError::Empty(_)), "{reference:?}: {e}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "the secret from {reference:?} is empty (an unset or failed environment file?)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_file_must_be_a_small_regular_file_and_is_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero")).unwrap();
+        let big = "Zq9x".repeat(MAX_SECRET_FILE_BYTES as usize);
+        std::fs::write(dir.path().join("big"), &big).unwrap();
+        let r = SecretResolver::new();
+        for (name, want) in [
+            ("fifo", "this is a FIFO (named pipe), not a regular file"),
+            ("zero", "this is a character device, not a regular file"),
+            ("big", "files over 64 KiB are refused"),
+        ] {
+            let e = r
+                .resolve(&SecretRef::File(name.into()), dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("cannot read secret file "), "{e}");
+            assert!(e.contains(want), "{name}: {e}");
+            assert!(!e.contains("Zq9x"), "{e}");
+        }
     }
 
     #[test]

@@ -26,7 +26,9 @@
 //! What this module does not do: decide which commands run, parse what they print, or remember
 //! which credential worked (the provider stores the index [`Session::connect`] returns).
 //! No password reaches an error, a log line or a `Debug` output; command output is never logged
-//! and [`Output`]'s `Debug` shows only lengths.
+//! and [`Output`]'s `Debug` shows only lengths. A command's answer is bounded in bytes
+//! ([`Target::max_answer`]): a device streaming endless output costs at most that much memory,
+//! ends in [`SshError::AnswerTooLarge`], and nothing more is sent on that session.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -45,8 +47,10 @@ use crate::secret::Secret;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`Target::new`] allows one command to run.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-/// The most output [`Session::exec`] keeps per stream (stdout, stderr) before giving up.
-pub const MAX_OUTPUT: usize = 16 * 1024 * 1024;
+/// The most bytes [`Target::new`] lets one command answer with: stdout and stderr together.
+/// An antenna's configuration files are tens of KiB; a device that sends more than this is
+/// broken or hostile, and its answer is abandoned ([`SshError::AnswerTooLarge`]).
+pub const DEFAULT_MAX_ANSWER: usize = 4 * 1024 * 1024;
 
 /// One login to try: a user and its password. `Debug` shows the password as `(sensitive)`.
 #[derive(Clone, Debug)]
@@ -110,6 +114,10 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// Limit for each [`Session::exec`], from opening the channel to the exit status.
     pub command_timeout: Duration,
+    /// The most bytes one [`Session::exec`] answer may hold, stdout and stderr together
+    /// ([`DEFAULT_MAX_ANSWER`] unless set). Past it the answer is abandoned and so is the
+    /// session ([`SshError::AnswerTooLarge`]).
+    pub max_answer: usize,
     /// Connect to this address instead of resolving `endpoint` (a lab twin). The endpoint stays
     /// the device's identity: the known-hosts key and the name in every message. Ignored when
     /// the target is reached through a jump host.
@@ -126,6 +134,7 @@ impl Target {
             jump: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            max_answer: DEFAULT_MAX_ANSWER,
             connect_to: None,
         }
     }
@@ -522,8 +531,8 @@ pub enum SshError {
         /// What went wrong.
         reason: String,
     },
-    /// A command could not run to an exit status (refused, killed by a signal, too much
-    /// output). A command that ran and exited non-zero is not an error: see [`Output::status`].
+    /// A command could not run to an exit status (refused, killed by a signal). A command
+    /// that ran and exited non-zero is not an error: see [`Output::status`].
     #[error("{host}: `{program}`: {reason}")]
     Command {
         /// The device.
@@ -532,6 +541,33 @@ pub enum SshError {
         program: String,
         /// What went wrong.
         reason: String,
+    },
+    /// A command's answer (stdout and stderr together) passed [`Target::max_answer`]: the
+    /// rest was not read, and the session is abandoned ([`SshError::SessionAbandoned`] for
+    /// anything asked of it afterwards).
+    #[error(
+        "{host}: `{program}` answered with more than {limit} bytes; answer and session abandoned"
+    )]
+    AnswerTooLarge {
+        /// The device.
+        host: String,
+        /// The command's first word only.
+        program: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The session was abandoned after an earlier answer could not be read to its end (too
+    /// large, or timed out): nothing more is sent on it, this command included.
+    #[error(
+        "{host}: `{program}` not sent: the session was abandoned after an earlier answer broke off ({cause})"
+    )]
+    SessionAbandoned {
+        /// The device.
+        host: String,
+        /// The command's first word only.
+        program: String,
+        /// Why the session was abandoned (the earlier error, without its host).
+        cause: String,
     },
 }
 
@@ -571,6 +607,9 @@ pub struct Session {
     handle: client::Handle<Client>,
     host: String,
     command_timeout: Duration,
+    max_answer: usize,
+    /// Set once an answer broke off (too large, or timed out): why. Nothing more is sent.
+    abandoned: Mutex<Option<String>>,
     jump: Option<Arc<Session>>,
 }
 
@@ -629,6 +668,8 @@ impl Session {
                     handle,
                     host: target.endpoint.to_string(),
                     command_timeout: target.command_timeout,
+                    max_answer: target.max_answer,
+                    abandoned: Mutex::new(None),
                     jump,
                 },
                 index,
@@ -662,16 +703,50 @@ impl Session {
     ///
     /// The command's end decides: input it did not read is dropped, and its exit status is
     /// returned. A non-zero status is an [`Output`], not an error.
+    ///
+    /// The answer is bounded: past [`Target::max_answer`] bytes (stdout and stderr together)
+    /// reading stops with [`SshError::AnswerTooLarge`]. That, or a timeout, abandons the
+    /// session: the device may still be answering or running the command, so every later
+    /// `exec` fails with [`SshError::SessionAbandoned`] without sending anything; only
+    /// [`Session::close`] is left.
     pub async fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<Output, SshError> {
         let program = program_name(command);
-        match timeout(self.command_timeout, self.run(command, stdin, &program)).await {
+        if let Some(cause) = self.abandoned_because() {
+            return Err(SshError::SessionAbandoned {
+                host: self.host.clone(),
+                program,
+                cause,
+            });
+        }
+        let result = match timeout(self.command_timeout, self.run(command, stdin, &program)).await {
             Ok(result) => result,
             Err(_) => Err(SshError::Timeout {
                 host: self.host.clone(),
                 during: format!("running `{program}`"),
                 after: self.command_timeout,
             }),
+        };
+        if let Err(e @ (SshError::AnswerTooLarge { .. } | SshError::Timeout { .. })) = &result {
+            let cause = e.to_string();
+            let cause = cause
+                .strip_prefix(&format!("{}: ", self.host))
+                .unwrap_or(&cause)
+                .to_string();
+            tracing::debug!(host = %self.host, program, "ssh: session abandoned: {cause}");
+            *self.abandoned_lock() = Some(cause);
         }
+        result
+    }
+
+    /// Why the session was abandoned, when it was ([`Session::exec`]).
+    pub fn abandoned_because(&self) -> Option<String> {
+        self.abandoned_lock().clone()
+    }
+
+    fn abandoned_lock(&self) -> MutexGuard<'_, Option<String>> {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn run(
@@ -707,18 +782,26 @@ impl Session {
             }
             tx.eof().await
         };
+        let too_large = || SshError::AnswerTooLarge {
+            host: self.host.clone(),
+            program: program.to_string(),
+            limit: self.max_answer,
+        };
         let read = async {
             let mut out = Output::default();
             let mut status = None;
+            // Counted before anything is kept: at most `max_answer` bytes are ever held.
+            let mut budget = Budget(self.max_answer);
             while let Some(msg) = rx.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => append(&mut out.stdout, &data).map_err(|_| {
-                        command_err(format!("more than {MAX_OUTPUT} bytes on stdout"))
-                    })?,
-                    ChannelMsg::ExtendedData { data, ext: 1 } => append(&mut out.stderr, &data)
-                        .map_err(|_| {
-                            command_err(format!("more than {MAX_OUTPUT} bytes on stderr"))
-                        })?,
+                    ChannelMsg::Data { data } => {
+                        budget.take(data.len()).map_err(|()| too_large())?;
+                        out.stdout.extend_from_slice(&data);
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        budget.take(data.len()).map_err(|()| too_large())?;
+                        out.stderr.extend_from_slice(&data);
+                    }
                     ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
                     ChannelMsg::ExitSignal { signal_name, .. } => {
                         return Err(command_err(format!("killed by signal {signal_name:?}")));
@@ -787,12 +870,15 @@ fn program_name(command: &str) -> String {
     }
 }
 
-fn append(buf: &mut Vec<u8>, data: &[u8]) -> Result<(), ()> {
-    if buf.len() + data.len() > MAX_OUTPUT {
-        return Err(());
+/// What is left of an answer's byte limit.
+struct Budget(usize);
+
+impl Budget {
+    /// Takes `n` bytes from what is left; `Err` when they do not fit.
+    fn take(&mut self, n: usize) -> Result<(), ()> {
+        self.0 = self.0.checked_sub(n).ok_or(())?;
+        Ok(())
     }
-    buf.extend_from_slice(data);
-    Ok(())
 }
 
 /// Opens the transport and tries the credentials in order.
@@ -1106,12 +1192,16 @@ mod tests {
 
     /// An in-process SSH server on 127.0.0.1 with a fixed set of commands:
     /// `cat /tmp/x` prints `hello from NAME`, `cat` echoes its stdin, `exit 3` writes to stderr
-    /// and exits 3, `sleep forever` never ends. Password auth only (`ubnt` / [`RIGHT`]).
+    /// and exits 3, `sleep forever` never ends, `yes` streams `y` lines on stdout until the
+    /// channel goes away, `halves` writes 40 KiB on stdout and 40 KiB on stderr and exits 0.
+    /// Password auth only (`ubnt` / [`RIGHT`]).
     struct TestServer {
         addr: SocketAddr,
         fingerprint: String,
         /// `direct-tcpip` channels opened on this server.
         tunnels: Arc<AtomicUsize>,
+        /// Commands received (exec requests), all sessions together.
+        execs: Arc<AtomicUsize>,
         /// TCP connections accepted.
         connections: Arc<AtomicUsize>,
         shutdown: server::RunningServerHandle,
@@ -1144,10 +1234,12 @@ mod tests {
             let config = Arc::new(config);
             let tunnels = Arc::new(AtomicUsize::new(0));
             let connections = Arc::new(AtomicUsize::new(0));
+            let execs = Arc::new(AtomicUsize::new(0));
             let mut factory = Factory {
                 name,
                 tunnels: tunnels.clone(),
                 connections: connections.clone(),
+                execs: execs.clone(),
             };
             let (tx, rx) = tokio::sync::oneshot::channel();
             let task = tokio::spawn(async move {
@@ -1159,6 +1251,7 @@ mod tests {
                 addr,
                 fingerprint,
                 tunnels,
+                execs,
                 connections,
                 shutdown: rx.await.unwrap(),
                 task,
@@ -1190,6 +1283,7 @@ mod tests {
         name: &'static str,
         tunnels: Arc<AtomicUsize>,
         connections: Arc<AtomicUsize>,
+        execs: Arc<AtomicUsize>,
     }
 
     impl server::Server for Factory {
@@ -1199,6 +1293,7 @@ mod tests {
             Peer {
                 name: self.name,
                 tunnels: self.tunnels.clone(),
+                execs: self.execs.clone(),
                 echo: HashMap::new(),
             }
         }
@@ -1207,6 +1302,7 @@ mod tests {
     struct Peer {
         name: &'static str,
         tunnels: Arc<AtomicUsize>,
+        execs: Arc<AtomicUsize>,
         /// Channels running `cat`: their stdin so far.
         echo: HashMap<ChannelId, Vec<u8>>,
     }
@@ -1252,6 +1348,7 @@ mod tests {
             data: &[u8],
             session: &mut server::Session,
         ) -> Result<(), Self::Error> {
+            self.execs.fetch_add(1, Ordering::SeqCst);
             if data.starts_with(b"PASSWORD=") {
                 // Refused, as a device refuses a request it does not support.
                 session.channel_failure(channel)?;
@@ -1271,6 +1368,19 @@ mod tests {
                     finish(session, channel, 3)?;
                 }
                 b"sleep forever" => {}
+                b"yes" => {
+                    // Until the client stops taking it (the send fails once the session ends).
+                    let handle = session.handle();
+                    tokio::spawn(async move {
+                        let chunk = b"y\n".repeat(16 * 1024);
+                        while handle.data(channel, chunk.clone()).await.is_ok() {}
+                    });
+                }
+                b"halves" => {
+                    session.data(channel, vec![b'o'; 40 * 1024])?;
+                    session.extended_data(channel, 1, vec![b'e'; 40 * 1024])?;
+                    finish(session, channel, 0)?;
+                }
                 _ => {
                     session.extended_data(channel, 1, b"not found\n".to_vec())?;
                     finish(session, channel, 127)?;
@@ -1867,7 +1977,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_endless_command_times_out_and_the_session_stays_usable() {
+    async fn an_endless_command_times_out_and_the_session_is_abandoned() {
         // On the real clock: a paused clock jumps whenever the runtime waits on a loopback
         // socket, so the command would "time out" before it even reached the server. What a
         // wall-clock bound would show is in the error instead: the step and the limit that
@@ -1892,7 +2002,21 @@ mod tests {
             "{err}"
         );
         assert!(!session.is_closed());
-        // The session is still usable afterwards.
+        // The command may still run on the device: nothing more is sent on this session.
+        let err = session.exec("cat /tmp/x", None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: `cat` not sent: the session was abandoned after an earlier answer broke off (timed out after 300ms while running `sleep`)",
+                server.endpoint()
+            )
+        );
+        assert_eq!(server.execs.load(Ordering::SeqCst), 1);
+        session.close().await;
+        // A new session answers.
+        let (session, _) = Session::connect(&t, &known, HostKeyPolicy::Strict)
+            .await
+            .unwrap();
         assert_eq!(session.exec("cat /tmp/x", None).await.unwrap().status, 0);
         session.close().await;
 
@@ -1905,5 +2029,59 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SshError::Connect { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_bounded_in_bytes_and_a_broken_read_abandons_the_session() {
+        let server = TestServer::modern("antenna").await;
+        let (_dir, known) = trusting(&server);
+        assert_eq!(
+            Target::new(server.endpoint(), vec![]).max_answer,
+            DEFAULT_MAX_ANSWER
+        );
+        let mut t = target(server.endpoint(), vec![cred(RIGHT)]);
+        t.max_answer = 64 * 1024;
+        let (session, _) = Session::connect(&t, &known, HostKeyPolicy::Strict)
+            .await
+            .unwrap();
+        // Under the limit: answered in full.
+        assert_eq!(session.exec("cat /tmp/x", None).await.unwrap().status, 0);
+        // stdout and stderr count together: 80 KiB in two halves of 40 KiB is too much.
+        let err = session.exec("halves", None).await.unwrap_err();
+        assert!(
+            matches!(&err, SshError::AnswerTooLarge { program, limit: 65536, .. } if program == "halves"),
+            "{err:?}"
+        );
+        assert_eq!(server.execs.load(Ordering::SeqCst), 2);
+        let err = session.exec("cat /tmp/x", None).await.unwrap_err();
+        assert!(
+            matches!(&err, SshError::SessionAbandoned { program, cause, .. }
+                if program == "cat" && cause == "`halves` answered with more than 65536 bytes; answer and session abandoned"),
+            "{err:?}"
+        );
+        assert_eq!(server.execs.load(Ordering::SeqCst), 2, "a command was sent");
+        assert!(session.abandoned_because().is_some());
+        session.close().await;
+
+        // A device that never stops talking: a clear error once the limit is passed (the test
+        // ends, so reading stopped), and nothing more is sent.
+        let (session, _) = Session::connect(&t, &known, HostKeyPolicy::Strict)
+            .await
+            .unwrap();
+        let err = session.exec("yes", None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: `yes` answered with more than 65536 bytes; answer and session abandoned",
+                server.endpoint()
+            )
+        );
+        let sent = server.execs.load(Ordering::SeqCst);
+        assert!(matches!(
+            session.exec("cat", Some(b"more")).await,
+            Err(SshError::SessionAbandoned { .. })
+        ));
+        assert_eq!(server.execs.load(Ordering::SeqCst), sent);
+        session.close().await;
     }
 }

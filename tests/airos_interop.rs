@@ -32,6 +32,10 @@ async fn connect(target: &Target, known: &KnownHosts) -> Session {
 }
 
 async fn read(session: &Session) -> Files {
+    read_all(session).await.files
+}
+
+async fn read_all(session: &Session) -> commands::ReadOut {
     let out = session.exec(commands::READ, None).await.unwrap();
     assert!(
         out.success(),
@@ -341,7 +345,12 @@ async fn write_persist_and_bridge_restart_on_busybox() {
     assert_eq!(a.running_cfg(), Some(running.clone()));
     assert_no_temp_files(&a.dir);
 
-    assert_eq!(a.flash(), None);
+    let booted = AntennaFiles::default_for(0).system_cfg;
+    assert_eq!(a.flash(), Some(booted.clone()));
+    // By bare name cfgmtd is not on the session's PATH (as on old dropbear): never found.
+    let out = session.exec("cfgmtd -w -p /etc/", None).await.unwrap();
+    assert_eq!(out.status, 127, "{out:?}");
+    assert_eq!(a.flash(), Some(booted.clone()));
     let out = session.exec(commands::PERSIST, None).await.unwrap();
     assert!(
         out.success(),
@@ -350,6 +359,10 @@ async fn write_persist_and_bridge_restart_on_busybox() {
     );
     assert_eq!(a.flash(), Some(system.clone()));
     assert_eq!(a.cfgmtd_log(), vec!["-w -p /etc/".to_string()]);
+    // Read back through cfgmtd's own stdout, byte for byte.
+    let out = session.exec(commands::READ_FLASH, None).await.unwrap();
+    assert!(out.success() && out.stderr.is_empty(), "{out:?}");
+    assert_eq!(out.stdout, system);
 
     let ps = session.exec(commands::PS, None).await.unwrap();
     assert!(ps.success());
@@ -362,6 +375,22 @@ async fn write_persist_and_bridge_restart_on_busybox() {
             .any(|l| l.contains("supervise.sh /bin/udapi-bridge")),
         "{ps}"
     );
+
+    // The bridge started before the writes' mark: on the same boot-relative clock.
+    let stat = session
+        .exec(&commands::bridge_stat(pids[0]), None)
+        .await
+        .unwrap();
+    let started = commands::parse_start_ticks(&stat.stdout).expect("a /proc/PID/stat line");
+    let all = read_all(&session).await;
+    let mark = all
+        .files
+        .get(commands::CHANGED_MARK)
+        .and_then(commands::parse_start_ticks)
+        .expect("the writes left their mark");
+    assert!(started < mark, "bridge {started}, mark {mark}");
+    assert!(all.cfgmtd);
+    assert_eq!(commands::bridge_pids(&all.ps), pids);
 
     let out = session.exec(&commands::kill(pids[0]), None).await.unwrap();
     assert!(
@@ -377,6 +406,12 @@ async fn write_persist_and_bridge_restart_on_busybox() {
     let ps = session.exec(commands::PS, None).await.unwrap();
     let ps = String::from_utf8(ps.stdout).unwrap();
     assert_eq!(commands::bridge_pids(&ps), vec![starts[1].pid], "{ps}");
+    let stat = session
+        .exec(&commands::bridge_stat(starts[1].pid), None)
+        .await
+        .unwrap();
+    let restarted = commands::parse_start_ticks(&stat.stdout).unwrap();
+    assert!(restarted >= mark, "respawned {restarted}, mark {mark}");
 
     // Re-reading both files shows exactly what was sent.
     let files = read(&session).await;
@@ -591,7 +626,17 @@ fn wispctl_apply_fixes_real_antennas_through_the_jump_host() {
             );
         }
         assert_eq!(a.flash(), a.system_cfg(), "{}: persisted", a.host);
-        assert!(a.cfgmtd_log().iter().all(|l| l == "-w -p /etc/"));
+        let log = a.cfgmtd_log();
+        assert_eq!(
+            log.iter().filter(|l| *l == "-w -p /etc/").count(),
+            1,
+            "{log:?}"
+        );
+        assert!(
+            log.iter()
+                .all(|l| l == "-w -p /etc/" || l == "-r -f /proc/self/fd/1"),
+            "{log:?}"
+        );
         let starts = a.wait_bridge_starts(2, Duration::from_secs(10));
         let last = starts.last().unwrap();
         assert_eq!(
@@ -705,4 +750,80 @@ async fn a_short_write_is_never_installed_on_busybox() {
     assert_eq!(a.system_cfg().as_deref(), Some(&half[..]));
     session.close().await;
     assert_no_temp_files(&a.dir);
+}
+
+#[test]
+fn half_done_work_on_a_real_antenna_is_planned_again_and_finished() {
+    let Some(peers) = Peers::start_with(vec![old_files(0)]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, state) = (tmp.path().join("desired"), tmp.path().join("state"));
+    desired_for(&peers, &dir, NEW_URI);
+    let a = peers.antenna(0);
+    let booted = old_files(0).system_cfg;
+
+    // The flash refuses the persist: apply fails after writing the files, and says so.
+    a.set_persist_fails(true);
+    let (code, out) = wispctl(&dir, &state, &["apply", "--auto-approve"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`/sbin/cfgmtd` exited with status 1: Could not open MTD device cfg"),
+        "{out}"
+    );
+    assert!(out.contains("the procedure stopped half-way"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&a.system_cfg().unwrap()).contains(NEW_URI),
+        "the files were written"
+    );
+    assert_eq!(a.flash(), Some(booted.clone()));
+    assert_eq!(a.wait_bridge_starts(1, Duration::from_secs(5)).len(), 1);
+
+    // The next plan sees it: the flash copy and the bridge, not the files.
+    let (code, out) = wispctl(&dir, &state, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    for part in [
+        "persisted copy (flash) differs: host: uisp.example.net -> uisp.nuevo.example",
+        "udapi-bridge runs the old connection (it started before wispctl last rewrote the files)",
+    ] {
+        assert!(out.contains(part), "{part}\n{out}");
+    }
+    assert!(!out.contains("rewrites the unms.* lines"), "{out}");
+
+    // Fixed flash: the next apply persists and restarts the bridge, and then all is in step.
+    a.set_persist_fails(false);
+    let written = a.system_cfg();
+    let (code, out) = wispctl(&dir, &state, &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(a.system_cfg(), written, "system.cfg was written again");
+    assert_eq!(a.flash(), written);
+    let starts = a.wait_bridge_starts(2, Duration::from_secs(10));
+    assert_eq!(starts.last().unwrap().uri, NEW_URI);
+    let (code, out) = wispctl(&dir, &state, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains(NEW_URI) && !out.contains("InteropMasterKey"));
+}
+
+#[test]
+fn without_sbin_cfgmtd_a_real_antenna_is_not_touched() {
+    let Some(peers) = Peers::start_with(vec![old_files(0)]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, state) = (tmp.path().join("desired"), tmp.path().join("state"));
+    desired_for(&peers, &dir, NEW_URI);
+    let a = peers.antenna(0);
+    a.remove_cfgmtd();
+    let before = (a.system_cfg(), a.running_cfg());
+    let (code, out) = wispctl(&dir, &state, &["apply", "--auto-approve"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "/sbin/cfgmtd is missing or not executable, so the change could not be persisted to flash; not touched"
+        ),
+        "{out}"
+    );
+    assert_eq!((a.system_cfg(), a.running_cfg()), before);
+    assert!(!a.dir.join("wispctl.changed").exists());
+    assert_eq!(a.wait_bridge_starts(1, Duration::from_secs(5)).len(), 1);
 }

@@ -4,7 +4,11 @@
 //! key is not drift; an unreachable or hanging antenna is reported (exit 1) and never stops the
 //! others; a failed canary wave stops the rollout and a wave stops past its failure threshold;
 //! the working credential is remembered (a keyed hash, never a password); a changed host key
-//! is refused; a stale plan is refused; apply then plan shows no changes (property).
+//! is refused; a stale plan is refused; apply then plan shows no changes (property). Half-done
+//! work (a persist that failed, a bridge that did not come back) is planned again with its
+//! reason and finished by the next apply; `/sbin/cfgmtd` missing is an error before anything is
+//! written; correct CRLF lines are never rewritten; an antenna that floods its answer is cut
+//! off at the byte limit.
 //!
 //! The engine runs in-process against fleets started here, so each test sees the antennas'
 //! state, faults and command log.
@@ -23,7 +27,7 @@ use wispctl::engine::{Context, Engine, Event, Events, PlannedRun, TargetFilter};
 use wispctl::kinds::airos::config::SystemCfg;
 use wispctl::kinds::airos::spec::GroupEndpoints;
 use wispctl::kinds::airos::twin::fleet::{
-    AntennaFile, Fault, Fleet, FleetFile, FleetOptions, JumpFile,
+    AntennaFile, Cfgmtd, Fault, Fleet, FleetFile, FleetOptions, JumpFile,
 };
 use wispctl::kinds::airos::{KNOWN_HOSTS_FILE, Kind as Airos};
 use wispctl::kinds::uisp::twin::server::{LabDevice, UispConfig, UispLab, UispState};
@@ -66,6 +70,7 @@ fn antenna(i: usize, system: String, running: Option<String>) -> AntennaFile {
         host_key: AntennaFile::new_key(i as u64 + 1),
         flash: None,
         fault: None,
+        ..AntennaFile::default()
     }
 }
 
@@ -359,7 +364,8 @@ fn apply_rewrites_both_files_in_place_and_the_bridge_runs_the_new_uri() {
             if i == 2 {
                 // Already right: read once per run, never written.
                 assert_eq!(s.bridge_restarts, 0);
-                assert!(s.flash.is_none());
+                assert_eq!(s.flash.as_deref(), Some(before.system_cfg.as_bytes()));
+                assert_eq!(s.changed_mark, None);
             } else {
                 assert_eq!(s.bridge_restarts, 1, "{}", host(i));
                 assert!(s.supervisor_alive);
@@ -831,6 +837,309 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// The lab's antennas file, to read or edit between commands.
+fn lab_fleet(lab: &common::Lab) -> FleetFile {
+    let path = lab.lab().join("antennas/clientes.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn edit_lab_fleet(lab: &common::Lab, edit: impl FnOnce(&mut FleetFile)) {
+    let mut fleet = lab_fleet(lab);
+    edit(&mut fleet);
+    let path = lab.lab().join("antennas/clientes.json");
+    std::fs::write(path, serde_json::to_vec_pretty(&fleet).unwrap()).unwrap();
+}
+
+fn lab_antenna(fleet: &FleetFile, host: &str) -> AntennaFile {
+    fleet
+        .antennas
+        .iter()
+        .find(|a| a.host == host)
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_failed_persist_is_planned_again_and_the_next_apply_finishes_the_job() {
+    // 10.10.1.48 (airOS 8, old connection string written twice, no running.cfg): its flash
+    // refuses the persist. The antennas before it in the rollout are fixed.
+    let lab = common::Lab::new();
+    let host = "10.10.1.48";
+    edit_lab_fleet(&lab, |f| {
+        for a in f.antennas.iter_mut().filter(|a| a.host == host) {
+            a.fault = Some(Fault::PersistFails);
+        }
+    });
+    let before = lab_antenna(&lab_fleet(&lab), host);
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(1);
+    let addr = format!("airos.clientes[\"{host}\"]");
+    assert!(
+        r.stdout.contains(&format!("failed  {addr} (update): ")),
+        "{}",
+        r.stdout
+    );
+    for part in [
+        "`/sbin/cfgmtd` exited with status 1: Could not open MTD device cfg",
+        "the procedure stopped half-way on 10.10.1.48:22 (system.cfg written): the next plan shows what is left, and apply finishes it",
+    ] {
+        assert!(r.stdout.contains(part), "{part}\n{}", r.stdout);
+    }
+    // Half done, as the lab kept it: /tmp carries the new string, flash the old one, the
+    // bridge still runs the old one.
+    let half = lab_antenna(&lab_fleet(&lab), host);
+    assert!(
+        half.system_cfg
+            .contains(wispctl::lab::twin::LAB_CONNECTION_STRING)
+    );
+    assert_eq!(half.flash.as_deref(), Some(before.system_cfg.as_str()));
+    let bridge = half.bridge.clone().unwrap();
+    assert!(bridge.running && bridge.started_before_mark);
+    assert_ne!(
+        bridge.uri.as_deref(),
+        Some(wispctl::lab::twin::LAB_CONNECTION_STRING)
+    );
+
+    // The next plan does not call it in sync: it says what is left.
+    let r = lab.run(&["plan", "--detailed-exitcode"]);
+    r.expect(2);
+    assert!(
+        r.stdout.contains(&format!("~ {addr} will be updated")),
+        "{}",
+        r.stdout
+    );
+    for part in [
+        "persisted copy (flash) differs: ",
+        "udapi-bridge runs the old connection (it started before wispctl last rewrote the files)",
+        "persists to flash (/sbin/cfgmtd -w -p /etc/)",
+        "restarts udapi-bridge: the device reconnects to UISP",
+    ] {
+        assert!(r.stdout.contains(part), "{part}\n{}", r.stdout);
+    }
+    assert!(
+        !r.stdout.contains("rewrites the unms.* lines"),
+        "the files are right: {}",
+        r.stdout
+    );
+
+    // The fault cleared (the flash works again): apply finishes, without rewriting the files.
+    edit_lab_fleet(&lab, |f| {
+        for a in f.antennas.iter_mut().filter(|a| a.host == host) {
+            a.fault = None;
+        }
+    });
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(0);
+    assert!(
+        r.stdout.contains(&format!("applied {addr} (update)")),
+        "{}",
+        r.stdout
+    );
+    let done = lab_antenna(&lab_fleet(&lab), host);
+    assert_eq!(
+        done.system_cfg, half.system_cfg,
+        "system.cfg rewritten again"
+    );
+    assert_eq!(done.flash.as_deref(), Some(done.system_cfg.as_str()));
+    let bridge = done.bridge.clone().unwrap();
+    assert!(bridge.running && !bridge.started_before_mark);
+    assert_eq!(
+        bridge.uri.as_deref(),
+        Some(wispctl::lab::twin::LAB_CONNECTION_STRING)
+    );
+
+    let r = lab.run(&["plan", "--detailed-exitcode"]);
+    r.expect(0);
+    assert!(
+        r.stdout.contains("airos.clientes: up to date"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_bridge_that_does_not_come_back_is_planned_again() {
+    let lab = common::Lab::new();
+    let host = "10.10.1.46";
+    // Its supervisor is gone: the killed bridge is never respawned.
+    edit_lab_fleet(&lab, |f| {
+        for a in f.antennas.iter_mut().filter(|a| a.host == host) {
+            a.supervisor_dead = true;
+        }
+    });
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(1);
+    assert!(
+        r.stdout.contains(
+            "udapi-bridge was killed but no new udapi-bridge process showed up within 5 s"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = lab.run(&["plan", "--detailed-exitcode"]);
+    r.expect(2);
+    assert!(
+        r.stdout
+            .contains("~ airos.clientes[\"10.10.1.46\"] will be updated"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("udapi-bridge is not running"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("waits for udapi-bridge's supervisor to start it"),
+        "{}",
+        r.stdout
+    );
+    // Someone reboots it: supervisor and bridge back (on the files as they are), no mark in
+    // the fresh /tmp. Nothing is left to do on it.
+    edit_lab_fleet(&lab, |f| {
+        for a in f.antennas.iter_mut().filter(|a| a.host == host) {
+            a.supervisor_dead = false;
+            a.bridge = None;
+            a.changed_mark = false;
+        }
+    });
+    let r = lab.run(&["plan"]);
+    r.expect(0);
+    assert!(
+        !r.stdout.contains("airos.clientes[\"10.10.1.46\"]"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn without_sbin_cfgmtd_the_antenna_fails_clearly_and_nothing_is_written() {
+    let lab = common::Lab::new();
+    let host = "10.10.1.46";
+    edit_lab_fleet(&lab, |f| {
+        for a in f.antennas.iter_mut().filter(|a| a.host == host) {
+            a.cfgmtd = Cfgmtd::Missing;
+        }
+    });
+    let before = lab_antenna(&lab_fleet(&lab), host);
+    let message = "10.10.1.46: /sbin/cfgmtd is missing or not executable, so the change could not be persisted to flash; not touched";
+    let r = lab.run(&["plan"]);
+    r.expect(1);
+    assert!(r.stdout.contains(message), "{}", r.stdout);
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(1);
+    assert!(r.stdout.contains(message), "{}", r.stdout);
+    // The others were fixed; this one not touched at all.
+    assert!(
+        r.stdout
+            .contains("applied airos.clientes[\"10.10.1.47\"] (update)"),
+        "{}",
+        r.stdout
+    );
+    let after = lab_antenna(&lab_fleet(&lab), host);
+    assert_eq!(after.system_cfg, before.system_cfg);
+    assert_eq!(after.running_cfg, before.running_cfg);
+    assert!(!after.changed_mark);
+    let bridge = after.bridge.unwrap();
+    assert!(bridge.running && bridge.uri.as_deref() == Some(OLD_LAB_URI));
+}
+
+#[test]
+fn a_correct_crlf_file_is_never_rewritten() {
+    let lab = common::Lab::new();
+    let crlf = |t: &str| t.replace('\n', "\r\n");
+    // 10.10.1.50 is right, in CRLF; 10.10.1.47 has a right system.cfg in CRLF and an old
+    // running.cfg in CRLF.
+    edit_lab_fleet(&lab, |f| {
+        for a in f.antennas.iter_mut() {
+            if a.host == "10.10.1.50" || a.host == "10.10.1.47" {
+                a.system_cfg = crlf(&a.system_cfg);
+                a.running_cfg = a.running_cfg.as_deref().map(crlf);
+                a.flash = Some(a.system_cfg.clone());
+            }
+        }
+    });
+    let before = lab_fleet(&lab);
+    let r = lab.run(&["plan"]);
+    r.expect(0);
+    assert!(
+        !r.stdout.contains("airos.clientes[\"10.10.1.50\"]"),
+        "a right CRLF antenna is planned: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("running.cfg: host: uisp-viejo.lab.invalid -> uisp.lab.invalid"),
+        "{}",
+        r.stdout
+    );
+    let r = lab.run(&["apply", "--auto-approve"]);
+    r.expect(0);
+    let after = lab_fleet(&lab);
+    let (was50, now50) = (
+        lab_antenna(&before, "10.10.1.50"),
+        lab_antenna(&after, "10.10.1.50"),
+    );
+    assert_eq!(now50.system_cfg, was50.system_cfg);
+    assert_eq!(now50.running_cfg, was50.running_cfg);
+    assert!(!now50.changed_mark, "something was written to 10.10.1.50");
+    let (was47, now47) = (
+        lab_antenna(&before, "10.10.1.47"),
+        lab_antenna(&after, "10.10.1.47"),
+    );
+    assert_eq!(
+        now47.system_cfg, was47.system_cfg,
+        "system.cfg was in step and was rewritten"
+    );
+    let running = now47.running_cfg.unwrap();
+    assert_eq!(
+        running,
+        was47
+            .running_cfg
+            .unwrap()
+            .replace(OLD_LAB_URI, wispctl::lab::twin::LAB_CONNECTION_STRING),
+        "the URI's line keeps its CRLF, and nothing else changes"
+    );
+    assert!(running.split_inclusive('\n').all(|l| l.ends_with("\r\n")));
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+}
+
+const OLD_LAB_URI: &str = wispctl::kinds::airos::twin::OLD_CONNECTION_STRING;
+
+#[test]
+fn an_antenna_that_floods_its_answer_is_cut_off_and_nothing_more_is_sent() {
+    rt().block_on(async {
+        let file = FleetFile {
+            antennas: (0..3).map(old_antenna).collect(),
+            jump: None,
+        };
+        let w = World::start(file, None).await;
+        w.fleet.set_fault(&host(1), Some(Fault::Flood));
+        let run = w.plan().await;
+        let errors = object_errors(&run.plan);
+        assert_eq!(errors.keys().cloned().collect::<Vec<_>>(), vec![addr(1)]);
+        assert_eq!(
+            errors[&addr(1)],
+            format!(
+                "{}:22: `for` answered with more than {} bytes; answer and session abandoned",
+                host(1),
+                wispctl::ssh::DEFAULT_MAX_ANSWER
+            )
+        );
+        // Nothing was sent after the broken read.
+        assert_eq!(
+            w.fleet.state(&host(1)).unwrap().commands,
+            vec![wispctl::kinds::airos::commands::READ.to_string()]
+        );
+        assert_eq!(changed(&run.plan), vec![addr(0), addr(2)]);
+        let report = run.apply(&BTreeMap::new()).await;
+        assert_eq!(status(&report, 0), Some(Status::Applied));
+        assert_eq!(status(&report, 2), Some(Status::Applied));
+        assert!(!report.succeeded());
+    });
 }
 
 #[test]

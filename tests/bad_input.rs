@@ -11,11 +11,21 @@
 //! - leave every file of the lab (path, bytes, mode) and of the fixture itself unchanged.
 //!
 //! All failures of all cases are collected and reported together.
+//!
+//! Some defects cannot be fixture folders: a symbolic link out of the folder, a FIFO, a link to
+//! `/dev/zero`, a Latin-1 byte, an environment variable set empty. Those cases are built at run
+//! time in a temporary folder ([`generated`]) from a valid base ([`BASE`], checked by a control
+//! test) and held to the same rules; a case may also name text that must appear in no output
+//! (a secret that only a link reaches). Every command runs under a generous bound: one that
+//! hangs (a FIFO opened for reading) is killed and the case fails, rather than the test hanging.
+//! No error line may repeat its cause (`x: Is a directory: Is a directory`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// One broken desired-state folder and the single error it must produce.
 struct Case {
@@ -150,6 +160,13 @@ fn wispctl() -> Command {
         "WISPCTL_LAB",
         "RUST_LOG",
         "WISPCTL_TEST_SURELY_UNSET_1",
+        // The base's references: the lab's values stand in for them when unset.
+        "ROUTER_BALANCEADOR_PASSWORD",
+        "UISP_MAIN_TOKEN",
+        "AIROS_PASSWORD_1",
+        "AIROS_JUMP_PASSWORD",
+        "CHAP_TECNICO_NODE1",
+        "PPPOE_JUAN_PEREZ",
     ] {
         c.env_remove(var);
     }
@@ -157,18 +174,78 @@ fn wispctl() -> Command {
     c
 }
 
-fn run(args: &[&str], dir: &Path, state: &Path, lab: &Path) -> Output {
-    wispctl()
-        .arg("-C")
+/// Past this, a command is taken to hang (a FIFO opened for reading blocks until a writer
+/// comes): it is killed and reported. Generous, and never a measure of speed: a command that
+/// finishes is not judged by how long it took.
+const HANG: Duration = Duration::from_secs(120);
+
+/// Runs a command to its end, or kills it past [`HANG`]: `Err` says so.
+fn output_bounded(mut cmd: Command) -> Result<Output, String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wispctl");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            return Err(format!(
+                "did not finish within {HANG:?} (hung?); killed. stderr so far: {stderr}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    })
+}
+
+fn command(args: &[&str], dir: &Path, state: &Path, lab: &Path) -> Command {
+    let mut c = wispctl();
+    c.arg("-C")
         .arg(dir)
         .arg("--state-dir")
         .arg(state)
         .arg("--lab")
         .arg(lab)
         .args(["--color", "never"])
-        .args(args)
-        .output()
-        .expect("run wispctl")
+        .args(args);
+    c
+}
+
+fn run(args: &[&str], dir: &Path, state: &Path, lab: &Path) -> Output {
+    output_bounded(command(args, dir, state, lab)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// The cause a line of output says twice in a row, if any: `a: b: b`, or `a: b: c: b: c` (a
+/// run of `: `-separated parts repeated).
+fn repeated_cause(line: &str) -> Option<String> {
+    let parts: Vec<&str> = line.split(": ").collect();
+    for len in 1..=parts.len() / 2 {
+        for i in 0..=parts.len() - 2 * len {
+            if parts[i..i + len] == parts[i + len..i + 2 * len] {
+                return Some(parts[i..i + len].join(": "));
+            }
+        }
+    }
+    None
 }
 
 fn lab_init(lab: &Path) {
@@ -207,8 +284,11 @@ fn snapshot(root: &Path) -> Snapshot {
                     rel,
                     (mode, Some(target.into_os_string().into_encoded_bytes())),
                 );
-            } else {
+            } else if meta.is_file() {
                 out.insert(rel, (mode, Some(std::fs::read(&path).expect("read"))));
+            } else {
+                // A FIFO or socket: never opened (a FIFO would block this test).
+                out.insert(rel, (mode, Some(b"(special file)".to_vec())));
             }
         }
     }
@@ -234,9 +314,25 @@ fn changes(before: &Snapshot, after: &Snapshot) -> Vec<String> {
         .collect()
 }
 
+/// What one broken folder must produce, wherever the folder comes from.
+struct Expect<'a> {
+    name: &'a str,
+    /// The desired-state folder.
+    dir: &'a Path,
+    file: &'a str,
+    line: usize,
+    col: usize,
+    msg: &'a str,
+    /// Set for every command.
+    env: &'a [(&'a str, &'a str)],
+    /// Text that must appear in no output, beside [`SECRET_VALUE`].
+    hidden: &'a [&'a str],
+    /// Another folder that must not change (a generated case's outside folder).
+    also_unchanged: Option<&'a Path>,
+}
+
 /// Runs one case through every command; returns what went wrong (empty when all is well).
 fn check_case(c: &Case) -> Vec<String> {
-    let mut failures = Vec::new();
     let dir = fixtures().join(c.name);
     if !dir.is_dir() {
         return vec![format!(
@@ -245,6 +341,23 @@ fn check_case(c: &Case) -> Vec<String> {
             dir.display()
         )];
     }
+    check_folder(&Expect {
+        name: c.name,
+        dir: &dir,
+        file: c.file,
+        line: c.line,
+        col: c.col,
+        msg: c.msg,
+        env: &[],
+        hidden: &[],
+        also_unchanged: None,
+    })
+}
+
+/// Runs every command on one broken folder; returns what went wrong (empty when all is well).
+fn check_folder(c: &Expect<'_>) -> Vec<String> {
+    let mut failures = Vec::new();
+    let dir = c.dir;
     let tmp = tempfile::tempdir().expect("tempdir");
     let lab = tmp.path().join("lab");
     let state = tmp.path().join("state");
@@ -258,12 +371,22 @@ fn check_case(c: &Case) -> Vec<String> {
     let want_summary = format!("error: 1 problem(s) in {}", dir.display());
 
     for args in COMMANDS {
-        let command = args.join(" ");
-        let mut fail = |what: String| failures.push(format!("[{}] `{command}`: {what}", c.name));
+        let command_line = args.join(" ");
+        let mut fail =
+            |what: String| failures.push(format!("[{}] `{command_line}`: {what}", c.name));
         // Before each command, so that a write is blamed on the command that made it.
         let lab_before = snapshot(&lab);
-        let fixture_before = snapshot(&dir);
-        let out = run(args, &dir, &state, &lab);
+        let fixture_before = snapshot(dir);
+        let other_before = c.also_unchanged.map(snapshot);
+        let mut cmd = command(args, dir, &state, &lab);
+        cmd.envs(c.env.iter().copied());
+        let out = match output_bounded(cmd) {
+            Ok(out) => out,
+            Err(e) => {
+                fail(e);
+                continue;
+            }
+        };
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let shown = format!(
@@ -298,16 +421,26 @@ fn check_case(c: &Case) -> Vec<String> {
         if !stdout.trim().is_empty() {
             fail(format!("stdout should be empty, got:\n{stdout}"));
         }
-        if stderr.contains(SECRET_VALUE) || stdout.contains(SECRET_VALUE) {
-            fail(format!(
-                "the secret value {SECRET_VALUE:?} was printed{shown}"
-            ));
+        for secret in std::iter::once(&SECRET_VALUE).chain(c.hidden) {
+            if stderr.contains(secret) || stdout.contains(secret) {
+                fail(format!("the secret value {secret:?} was printed{shown}"));
+            }
+        }
+        for line in stderr.lines() {
+            if let Some(cause) = repeated_cause(line) {
+                fail(format!("a line repeats {cause:?}:\n    {line}"));
+            }
         }
         for change in changes(&lab_before, &snapshot(&lab)) {
             fail(format!("wrote to the lab: {change}"));
         }
-        for change in changes(&fixture_before, &snapshot(&dir)) {
+        for change in changes(&fixture_before, &snapshot(dir)) {
             fail(format!("wrote to the fixture: {change}"));
+        }
+        if let (Some(before), Some(other)) = (other_before, c.also_unchanged) {
+            for change in changes(&before, &snapshot(other)) {
+                fail(format!("wrote beside the folder: {change}"));
+            }
         }
     }
     failures
@@ -428,4 +561,654 @@ fn good_input_passes_and_apply_writes_to_the_lab() {
         !dir.join("host-root").exists(),
         "apply wrote under the inventory's root instead of the lab"
     );
+}
+
+/// Cases built at run time: what a fixture folder cannot hold, or a defect that needs the
+/// environment.
+mod generated {
+    use super::*;
+
+    /// A valid desired-state folder in which every kind of address and credential appears
+    /// once: each generated case changes one thing of it (checked by
+    /// `the_generated_base_is_valid`).
+    pub const BASE: &[(&str, &str)] = &[
+        (
+            "inventory.yaml",
+            "hosts:\n  vps:\n    root: host-root\n\
+             routers:\n  balanceador:\n    address: 10.147.17.1\n    username: wispctl\n    password: { env: ROUTER_BALANCEADOR_PASSWORD }\n\
+             uisp:\n  main:\n    url: https://uisp.example.net\n    token: { env: UISP_MAIN_TOKEN }\n\
+             antenna_groups:\n  clientes:\n    legacy: true\n    credentials:\n      - user: ubnt\n        password: { env: AIROS_PASSWORD_1 }\n    jump:\n      host: 10.147.17.5\n      credentials:\n        - user: wispctl\n          password: { env: AIROS_JUMP_PASSWORD }\n",
+        ),
+        (
+            "pppoe/balanceador.yaml",
+            "router: balanceador\ndefaults:\n  local_address: 10.10.0.1\nsecrets:\n  - name: juan.perez\n    password: { env: PPPOE_JUAN_PEREZ }\n    local_address: 10.10.0.2\n    remote_address: 10.10.1.45\n",
+        ),
+        (
+            "pppd/vps.yaml",
+            "host: vps\npeers:\n  - name: node-1\n    server: 198.51.100.20\n    user: tecnico\n\
+             chap_secrets:\n  - client: tecnico\n    server: node-1\n    secret: { env: CHAP_TECNICO_NODE1 }\n    addresses: [\"10.20.0.2\"]\n",
+        ),
+        (
+            "airos/clientes.yaml",
+            "group: clientes\nconnection: { uisp: main }\nantennas:\n  - host: 10.10.1.21\n",
+        ),
+    ];
+
+    /// What a path of a generated folder is.
+    pub enum Entry {
+        /// A regular file.
+        Bytes(Vec<u8>),
+        /// A symbolic link; `{outside}` in the target stands for the folder beside the
+        /// desired-state folder.
+        Link(&'static str),
+        /// A FIFO (named pipe).
+        Fifo,
+    }
+
+    /// One generated case.
+    pub struct Generated {
+        pub name: String,
+        /// Changes to the base: a path of the desired-state folder and what it becomes.
+        pub files: Vec<(String, Entry)>,
+        /// Files of the folder beside it.
+        pub outside: Vec<(&'static str, &'static str)>,
+        pub env: Vec<(&'static str, &'static str)>,
+        pub file: String,
+        pub line: usize,
+        pub col: usize,
+        pub msg: String,
+        pub hidden: Vec<&'static str>,
+    }
+
+    impl Generated {
+        /// The base itself, unchanged.
+        pub fn base() -> Generated {
+            Generated {
+                name: "base".into(),
+                files: Vec::new(),
+                outside: Vec::new(),
+                env: Vec::new(),
+                file: String::new(),
+                line: 0,
+                col: 0,
+                msg: String::new(),
+                hidden: Vec::new(),
+            }
+        }
+    }
+
+    fn base(file: &str) -> &'static str {
+        BASE.iter()
+            .find(|(f, _)| *f == file)
+            .expect("a base file")
+            .1
+    }
+
+    /// 1-based line and column of byte `at` of `text`.
+    fn place(text: &str, at: usize) -> (usize, usize) {
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[start..].chars().count() + 1)
+    }
+
+    /// The base file `file` with `old` replaced by `new`; the error is expected where `at`
+    /// (a part of `new`) lands.
+    fn edit(name: &str, file: &str, old: &str, new: &str, at: &str, msg: &str) -> Generated {
+        let text = base(file);
+        let offset = text
+            .find(old)
+            .unwrap_or_else(|| panic!("{name}: {old:?} not in {file}"));
+        let changed = text.replacen(old, new, 1);
+        let (line, col) = place(&changed, offset + new.find(at).expect("`at` in `new`"));
+        Generated {
+            name: name.to_string(),
+            files: vec![(file.to_string(), Entry::Bytes(changed.into_bytes()))],
+            outside: Vec::new(),
+            env: Vec::new(),
+            file: file.to_string(),
+            line,
+            col,
+            msg: msg.to_string(),
+            hidden: Vec::new(),
+        }
+    }
+
+    /// A case that adds entries and expects the error at `file:line:col`.
+    fn add(
+        name: &str,
+        files: Vec<(&str, Entry)>,
+        file: &str,
+        line: usize,
+        col: usize,
+        msg: &str,
+    ) -> Generated {
+        Generated {
+            name: name.to_string(),
+            files: files.into_iter().map(|(p, e)| (p.to_string(), e)).collect(),
+            outside: Vec::new(),
+            env: Vec::new(),
+            file: file.to_string(),
+            line,
+            col,
+            msg: msg.to_string(),
+            hidden: Vec::new(),
+        }
+    }
+
+    const INV: &str = "inventory.yaml";
+    const PPPOE: &str = "pppoe/balanceador.yaml";
+    const PPPD: &str = "pppd/vps.yaml";
+    const AIROS: &str = "airos/clientes.yaml";
+    const CANONICAL: &str = "not an IPv4 address in canonical form";
+    const OUTSIDE: &str =
+        "a symbolic link that leads outside the desired-state folder: refused without reading it";
+    const FIFO: &str =
+        "this is a FIFO (named pipe), not a regular file: refused without opening it";
+    /// A secret that only a link out of the folder reaches.
+    const LINKED_SECRET: &str = "Zq9x-only-behind-a-link";
+
+    /// Every generated case.
+    pub fn cases() -> Vec<Generated> {
+        let mut cases = Vec::new();
+
+        // Zero-padded IPv4 addresses, read as octal by resolvers, in every place an address
+        // or host appears.
+        for bad in ["0177.0.0.1", "010.147.17.1"] {
+            let tag = bad.replace('.', "-");
+            for (place, file, old, new) in [
+                (
+                    "router-address",
+                    INV,
+                    "address: 10.147.17.1",
+                    format!("address: {bad}"),
+                ),
+                (
+                    "uisp-url",
+                    INV,
+                    "url: https://uisp.example.net",
+                    format!("url: https://{bad}"),
+                ),
+                (
+                    "jump-host",
+                    INV,
+                    "host: 10.147.17.5",
+                    format!("host: {bad}"),
+                ),
+                (
+                    "antenna-host",
+                    AIROS,
+                    "host: 10.10.1.21",
+                    format!("host: {bad}"),
+                ),
+                (
+                    "pppoe-default-local-address",
+                    PPPOE,
+                    "local_address: 10.10.0.1",
+                    format!("local_address: {bad}"),
+                ),
+                (
+                    "pppoe-local-address",
+                    PPPOE,
+                    "local_address: 10.10.0.2",
+                    format!("local_address: {bad}"),
+                ),
+                (
+                    "pppoe-remote-address",
+                    PPPOE,
+                    "remote_address: 10.10.1.45",
+                    format!("remote_address: {bad}"),
+                ),
+                (
+                    "pppd-server",
+                    PPPD,
+                    "server: 198.51.100.20",
+                    format!("server: {bad}"),
+                ),
+                (
+                    "chap-address",
+                    PPPD,
+                    "[\"10.20.0.2\"]",
+                    format!("[\"{bad}\"]"),
+                ),
+            ] {
+                let at = if place == "chap-address" {
+                    "\""
+                } else {
+                    new.split(": ").nth(1).expect("a value")
+                };
+                cases.push(edit(
+                    &format!("{place}-{tag}"),
+                    file,
+                    old,
+                    &new,
+                    at,
+                    CANONICAL,
+                ));
+            }
+        }
+
+        // Credentials that resolve empty (a failed `. /etc/wispctl.env`).
+        for (name, var) in [
+            ("empty-router-password", "ROUTER_BALANCEADOR_PASSWORD"),
+            ("empty-uisp-token", "UISP_MAIN_TOKEN"),
+            ("empty-antenna-password", "AIROS_PASSWORD_1"),
+            ("empty-jump-password", "AIROS_JUMP_PASSWORD"),
+        ] {
+            let text = base(INV);
+            let reference = format!("{{ env: {var} }}");
+            let (line, col) = place(text, text.find(&reference).expect("the reference"));
+            let mut c = add(
+                name,
+                Vec::new(),
+                INV,
+                line,
+                col,
+                &format!("the secret from env:{var} is empty"),
+            );
+            c.env = vec![(var, "")];
+            cases.push(c);
+        }
+
+        // Files git can hold: links out of the folder, FIFOs, devices.
+        let mut c = add(
+            "link-to-an-env-file-outside",
+            vec![("pppoe/leak.yaml", Entry::Link("{outside}/wispctl.env"))],
+            "pppoe/leak.yaml",
+            1,
+            1,
+            OUTSIDE,
+        );
+        c.outside = vec![("wispctl.env", "ROUTER_PASSWORD=Zq9x-only-behind-a-link\n")];
+        c.hidden = vec![LINKED_SECRET];
+        cases.push(c);
+        let mut c = add(
+            "inventory-linked-to-a-shadow-file",
+            vec![(INV, Entry::Link("{outside}/shadow"))],
+            INV,
+            1,
+            1,
+            OUTSIDE,
+        );
+        c.outside = vec![(
+            "shadow",
+            "root:$6$Zq9x-only-behind-a-link:19000:0:99999:7:::\n",
+        )];
+        c.hidden = vec![LINKED_SECRET];
+        cases.push(c);
+        let mut c = add(
+            "folder-linked-outside",
+            vec![("uisp", Entry::Link("{outside}/uisp"))],
+            "uisp",
+            1,
+            1,
+            OUTSIDE,
+        );
+        c.outside = vec![("uisp/main.yaml", "uisp: Zq9x-only-behind-a-link\n")];
+        c.hidden = vec![LINKED_SECRET];
+        cases.push(c);
+        cases.push(add(
+            "link-to-dev-zero",
+            vec![("uisp/zero.yaml", Entry::Link("/dev/zero"))],
+            "uisp/zero.yaml",
+            1,
+            1,
+            OUTSIDE,
+        ));
+        cases.push(add(
+            "fifo-resource-file",
+            vec![("pppoe/pipe.yaml", Entry::Fifo)],
+            "pppoe/pipe.yaml",
+            1,
+            1,
+            FIFO,
+        ));
+        cases.push(add(
+            "link-to-a-fifo-inside",
+            vec![
+                ("pipe", Entry::Fifo),
+                ("pppoe/pipe.yaml", Entry::Link("../pipe")),
+            ],
+            "pppoe/pipe.yaml",
+            1,
+            1,
+            FIFO,
+        ));
+        let mut c = edit(
+            "secret-file-is-a-fifo",
+            PPPD,
+            "{ env: CHAP_TECNICO_NODE1 }",
+            "{ file: ../pipe }",
+            "{",
+            "cannot read secret file",
+        );
+        c.files.push(("pipe".into(), Entry::Fifo));
+        c.msg = format!("pppd/../pipe: {FIFO}");
+        cases.push(c);
+        cases.push(edit(
+            "secret-file-is-dev-zero",
+            PPPD,
+            "{ env: CHAP_TECNICO_NODE1 }",
+            "{ file: /dev/zero }",
+            "{",
+            "cannot read secret file /dev/zero: this is a character device, not a regular file",
+        ));
+        let mut c = edit(
+            "ca-file-is-a-fifo",
+            INV,
+            "    token: { env: UISP_MAIN_TOKEN }\n",
+            "    token: { env: UISP_MAIN_TOKEN }\n    ca_file: pipe\n",
+            "pipe",
+            "uisp.main",
+        );
+        c.files.push(("pipe".into(), Entry::Fifo));
+        c.msg = format!("/pipe: {FIFO}");
+        cases.push(c);
+        cases.push(edit(
+            "known-hosts-is-dev-zero",
+            INV,
+            "    legacy: true\n",
+            "    legacy: true\n    known_hosts: /dev/zero\n",
+            "/dev/zero",
+            "known-hosts file /dev/zero: this is a character device, not a regular file",
+        ));
+
+        // Text that is not YAML.
+        let nested = format!("host: vps\npeers: {}\n", "[".repeat(200_000));
+        cases.push(add(
+            "nested-brackets-200000",
+            vec![(PPPD, Entry::Bytes(nested.into_bytes()))],
+            PPPD,
+            2,
+            "peers: ".len() + 64 + 1,
+            "refused: mappings and sequences nest deeper than 64",
+        ));
+        let latin1 = base(PPPD).replacen("user: tecnico", "user: t\u{e9}cnico", 1);
+        let latin1: Vec<u8> = latin1.chars().map(|c| c as u32 as u8).collect();
+        cases.push(add(
+            "latin-1-byte",
+            vec![(PPPD, Entry::Bytes(latin1))],
+            PPPD,
+            5,
+            "    user: t".len() + 1,
+            "the file is not valid UTF-8 here (a Latin-1 or binary byte)",
+        ));
+        cases.push(add(
+            "binary-bytes",
+            vec![(
+                "pppoe/bin.yaml",
+                Entry::Bytes(b"router: balanceador\x00\x01\x02\n".to_vec()),
+            )],
+            "pppoe/bin.yaml",
+            1,
+            "router: balanceador".len() + 1,
+            "the file holds a control character (U+0000): binary data, not YAML",
+        ));
+        let mut c = add(
+            "not-a-mapping",
+            vec![(
+                "pppoe/notes.yaml",
+                Entry::Bytes(b"PPPOE_PW=Zq9x-only-behind-a-link\n".to_vec()),
+            )],
+            "pppoe/notes.yaml",
+            1,
+            1,
+            "the file is not a mapping of fields",
+        );
+        c.hidden = vec![LINKED_SECRET];
+        cases.push(c);
+        cases
+    }
+
+    /// Writes the base with a case's changes into `root/desired` (and `root/outside`).
+    pub fn build(root: &Path, c: &Generated) -> (PathBuf, PathBuf) {
+        let dir = root.join("desired");
+        let outside = root.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        for (rel, text) in BASE {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        for (rel, text) in &c.outside {
+            let p = outside.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        for (rel, entry) in &c.files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                let _ = std::fs::remove_file(&p);
+            }
+            match entry {
+                Entry::Bytes(bytes) => std::fs::write(&p, bytes).unwrap(),
+                Entry::Link(target) => {
+                    let target = target.replace("{outside}", &outside.to_string_lossy());
+                    std::os::unix::fs::symlink(target, &p).unwrap();
+                }
+                Entry::Fifo => {
+                    let made = Command::new("mkfifo").arg(&p).status().expect("mkfifo");
+                    assert!(made.success(), "mkfifo {}", p.display());
+                }
+            }
+        }
+        (dir, outside)
+    }
+}
+
+#[test]
+fn generated_bad_input_exits_1_names_the_place_writes_nothing_and_hides_what_links_reach() {
+    let cases = generated::cases();
+    let names: BTreeSet<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), cases.len(), "generated case names repeat");
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    let tmp = tempfile::tempdir().expect("tempdir");
+                    let (dir, outside) = generated::build(tmp.path(), c);
+                    check_folder(&Expect {
+                        name: &c.name,
+                        dir: &dir,
+                        file: &c.file,
+                        line: c.line,
+                        col: c.col,
+                        msg: &c.msg,
+                        env: &c.env,
+                        hidden: &c.hidden,
+                        also_unchanged: Some(&outside),
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("case thread"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// The control of the generated cases: their base is valid, so each case's one change is its
+/// one error.
+#[test]
+fn the_generated_base_is_valid() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, _) = generated::build(tmp.path(), &generated::Generated::base());
+    let lab = tmp.path().join("lab");
+    lab_init(&lab);
+    let out = run(&["validate"], &dir, &tmp.path().join("state"), &lab);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A refused or failed `import` creates no folder and no file: not the passwords file's
+/// folder, not the YAML's.
+#[test]
+fn a_refused_import_creates_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, _) = generated::build(tmp.path(), &generated::Generated::base());
+    let lab = tmp.path().join("lab");
+    let state = tmp.path().join("state");
+    lab_init(&lab);
+    let t = tmp.path();
+    let path = |rel: &str| t.join(rel).to_string_lossy().into_owned();
+    let inside = dir.join("newdir/x.env").to_string_lossy().into_owned();
+    for (args, env) in [
+        // A kind without import, found out once the targets are set up.
+        (
+            vec![
+                "import",
+                "pppd",
+                "vps",
+                "--force",
+                "--out",
+                &path("a/vps.yaml"),
+                "--secrets-file",
+                &path("b/x.env"),
+            ],
+            vec![],
+        ),
+        // The router refuses the login: the read fails.
+        (
+            vec![
+                "import",
+                "pppoe",
+                "balanceador",
+                "--force",
+                "--out",
+                &path("c/r.yaml"),
+                "--secrets-file",
+                &path("d/deeper/x.env"),
+            ],
+            vec![("ROUTER_BALANCEADOR_PASSWORD", "not-the-password")],
+        ),
+        // A router that does not exist; a passwords file inside the desired state.
+        (
+            vec![
+                "import",
+                "pppoe",
+                "nosuch",
+                "--secrets-file",
+                &path("e/x.env"),
+            ],
+            vec![],
+        ),
+        (
+            vec![
+                "import",
+                "pppoe",
+                "balanceador",
+                "--force",
+                "--secrets-file",
+                &inside,
+            ],
+            vec![],
+        ),
+    ] {
+        let before = snapshot(&dir);
+        let mut cmd = command(&args, &dir, &state, &lab);
+        cmd.envs(env);
+        let out = output_bounded(cmd).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for made in ["a", "b", "c", "d", "e"] {
+            assert!(!t.join(made).exists(), "{args:?} created {made}/: {stderr}");
+        }
+        assert_eq!(
+            changes(&before, &snapshot(&dir)),
+            Vec::<String>::new(),
+            "{args:?}"
+        );
+    }
+    // The control: an import that succeeds does create the folders it writes into.
+    let out = run(
+        &[
+            "import",
+            "pppoe",
+            "balanceador",
+            "--force",
+            "--out",
+            &path("f/r.yaml"),
+            "--secrets-file",
+            &path("g/x.env"),
+        ],
+        &dir,
+        &state,
+        &lab,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.join("f/r.yaml").is_file() && t.join("g/x.env").is_file());
+}
+
+/// Errors name each cause once: a typed error that holds its cause in its message and also
+/// exposes it as its source was printed `...: Is a directory (os error 21): Is a directory
+/// (os error 21)`, and a context naming what the cause names first, twice.
+#[test]
+fn errors_do_not_repeat_their_cause() {
+    assert_eq!(repeated_cause("error: a: b: b"), Some("b".into()));
+    assert_eq!(repeated_cause("error: x: b: c: b: c"), Some("b: c".into()));
+    assert_eq!(repeated_cause("d/x.yaml:1:1: error: a: b"), None);
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (dir, _) = generated::build(tmp.path(), &generated::Generated::base());
+    let lab = tmp.path().join("lab");
+    lab_init(&lab);
+    // A state folder whose hash key is a folder.
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(state.join("hash.key")).unwrap();
+    let out_file = tmp.path().join("r.yaml").to_string_lossy().into_owned();
+    let env_file = tmp.path().join("r.env").to_string_lossy().into_owned();
+    for (args, env) in [
+        (vec!["plan"], vec![]),
+        (vec!["apply", "--auto-approve"], vec![]),
+        (
+            vec![
+                "import",
+                "pppoe",
+                "balanceador",
+                "--force",
+                "--out",
+                &out_file,
+                "--secrets-file",
+                &env_file,
+            ],
+            vec![("ROUTER_BALANCEADOR_PASSWORD", "not-the-password")],
+        ),
+    ] {
+        let mut cmd = command(&args, &dir, &state, &lab);
+        cmd.envs(env);
+        let out = output_bounded(cmd).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("error: "), "{args:?}: {stderr}");
+        for line in stderr.lines() {
+            assert_eq!(repeated_cause(line), None, "{args:?}: {line}");
+        }
+        if args[0] != "import" {
+            assert_eq!(
+                stderr.matches("(os error 21)").count(),
+                1,
+                "{args:?}: {stderr}"
+            );
+        }
+    }
 }

@@ -34,8 +34,15 @@ fn kill_at_every_write(target: &str) -> usize {
         std::fs::remove_file(lab.lab().join("crash-after-writes")).unwrap();
         if out.status.signal().is_none() {
             // Fewer than n writes: the whole apply ran; every kill point was covered.
-            assert_eq!(out.status.code(), Some(0), "{target}: uninterrupted apply failed");
-            eprintln!("{target}: killed at each of {} writes, then converged", n - 1);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{target}: uninterrupted apply failed"
+            );
+            eprintln!(
+                "{target}: killed at each of {} writes, then converged",
+                n - 1
+            );
             return n - 1;
         }
         assert_eq!(
@@ -67,7 +74,13 @@ fn kill_at_every_write(target: &str) -> usize {
             .keys()
             .chain(got.keys())
             .filter(|k| expected.get(*k) != got.get(*k))
-            .map(|k| format!("{k}:\n  one apply: {:?}\n  kill+apply: {:?}", expected.get(k), got.get(k)))
+            .map(|k| {
+                format!(
+                    "{k}:\n  one apply: {:?}\n  kill+apply: {:?}",
+                    expected.get(k),
+                    got.get(k)
+                )
+            })
             .collect();
         assert!(
             differ.is_empty(),
@@ -115,9 +128,9 @@ fn a_temporary_file_left_behind_is_planned_as_cleanup_and_removed() {
     let plan = lab.run(&["plan", "--detailed-exitcode", "--target", "pppd.vps"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
     assert!(
-        plan.stdout.contains(
-            r#"pppd.vps.leftover["/etc/ppp/.wispctl-tmp-chap-secrets-0a1b2c3d4e5f"]"#
-        ) && plan.stdout.contains("cleanup"),
+        plan.stdout
+            .contains(r#"pppd.vps.leftover["/etc/ppp/.wispctl-tmp-chap-secrets-0a1b2c3d4e5f"]"#)
+            && plan.stdout.contains("cleanup"),
         "{}",
         plan.all()
     );
@@ -154,8 +167,14 @@ fn state(lab: &Path) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     let hosts = lab.join("hosts");
     for (path, (bytes, mode)) in common::snapshot(&hosts) {
-        let key = format!("host {}", path.strip_prefix(&hosts).unwrap_or(&path).display());
-        out.insert(key, Value::String(format!("{mode:o} {}", String::from_utf8_lossy(&bytes))));
+        let key = format!(
+            "host {}",
+            path.strip_prefix(&hosts).unwrap_or(&path).display()
+        );
+        out.insert(
+            key,
+            Value::String(format!("{mode:o} {}", String::from_utf8_lossy(&bytes))),
+        );
     }
     for (folder, pick) in [
         ("routers", &["secrets", "active"][..]),

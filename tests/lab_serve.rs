@@ -55,10 +55,16 @@ fn a_served_lab_is_reached_by_other_commands_and_stops_cleanly_on_sigterm() {
     let lab = Lab::new();
     let (mut server, lines) = serve(&lab);
     let printed = lines.join("\n");
-    for target in ["routers.balanceador: 127.0.0.1:", "uisp.main: api=https://127.0.0.1:"] {
+    for target in [
+        "routers.balanceador: 127.0.0.1:",
+        "uisp.main: api=https://127.0.0.1:",
+    ] {
         assert!(printed.contains(target), "{printed}");
     }
-    assert!(!printed.contains("BEGIN"), "certificates stay in serve.json: {printed}");
+    assert!(
+        !printed.contains("BEGIN"),
+        "certificates stay in serve.json: {printed}"
+    );
     assert!(lab.lab().join("serve.json").exists());
 
     lab.run(&["plan", "--detailed-exitcode"]).expect(2);

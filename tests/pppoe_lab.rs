@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use routeros_api::server::{
-    DropFault, Faults, RouterConfig, RouterLab, Secret as LabSecret, TrapFault, Version,
+    DropFault, Faults, Hostile, HostileFrom, HostileMode, RouterConfig, RouterLab,
+    Secret as LabSecret, TrapFault, Version,
 };
 use serde_json::{Value, json};
 use wispctl::desired::DesiredState;
@@ -118,6 +119,19 @@ impl World {
 
     fn lab(&self) -> &RouterLab {
         &self.labs[ROUTER]
+    }
+
+    /// Adds `options` (such as `limits`) to every router of the inventory.
+    fn router_options(&self, options: Value) {
+        let path = self.dir().join("inventory.yaml");
+        let mut inventory: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for router in inventory["routers"].as_object_mut().unwrap().values_mut() {
+            for (k, v) in options.as_object().unwrap() {
+                router[k] = v.clone();
+            }
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&inventory).unwrap()).unwrap();
     }
 
     fn dir(&self) -> PathBuf {
@@ -1255,6 +1269,149 @@ async fn a_trap_on_one_set_leaves_the_others_applied_and_names_the_failed_one() 
         w.assert_converged("after the trap").await;
         s.assert_router(w.lab());
     }
+}
+
+/// The outcome reasons of a report, by secret name.
+fn reasons(report: &ApplyReport) -> BTreeMap<String, String> {
+    report.targets[0]
+        .outcomes
+        .iter()
+        .map(|o| {
+            let name = o.address.rsplit('"').nth(1).unwrap_or_default().to_string();
+            let why = match o.status {
+                Status::Applied => "applied".to_string(),
+                _ => o.reason.clone().unwrap_or_default(),
+            };
+            (name, why)
+        })
+        .collect()
+}
+
+/// Issue 10: the router breaks its reply stream at the first write's answer (or, for a flood,
+/// at the verify print). Nothing more is sent on that connection; each change not answered
+/// says whether it was never sent or is unknown, none is assumed applied; the re-run, on a
+/// router that behaves, converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_stream_broken_mid_apply_sends_nothing_more_and_says_what_is_unknown() {
+    use HostileMode::*;
+    let not_attempted = "not attempted (never sent): ";
+    let unknown = "unknown (sent, no answer): ";
+    let unverified = "written (the router answered), but not verified: ";
+    for mode in [
+        StrayDone,
+        UnknownTag,
+        MissingTag,
+        UnknownWord,
+        Garbage,
+        EndlessSentence,
+        Flood,
+    ] {
+        let s = fault_scenario(Version::V7, true);
+        let w = s.world().await;
+        w.router_options(json!({ "limits": { "max_rows": 1000 } }));
+        let run = w.plan().await;
+        assert_eq!(run.plan.summary.destroy, 2, "{}", show(&run.plan));
+        w.lab().set_hostile(Some(Hostile {
+            mode,
+            from: HostileFrom::FirstWrite,
+        }));
+        w.lab().reset_stats();
+        let report = run.apply(&BTreeMap::new()).await;
+        assert!(!report.succeeded(), "{mode:?}: {report:#?}");
+        assert_eq!(
+            report.summary.applied + report.summary.failed,
+            8,
+            "{report:#?}"
+        );
+        let stats = w.lab().stats();
+        assert_eq!(
+            stats.breaks, 1,
+            "{mode:?}: the router did not break: {stats:?}"
+        );
+        assert_eq!(
+            stats.after_break,
+            Vec::<String>::new(),
+            "{mode:?}: sent after the broken read"
+        );
+        let why = reasons(&report);
+        let written = [
+            "new-1",
+            "new-2",
+            "new-3",
+            "upd-profile",
+            "adopt-1",
+            "adopt-2",
+        ];
+        for name in written {
+            let r = &why[name];
+            let ok = match mode {
+                Flood => r.starts_with(unverified),
+                // The first write was answered, then garbage.
+                Garbage if name == "new-1" => r.starts_with(unverified),
+                _ => r.starts_with(unknown) && r.ends_with("the next plan settles it"),
+            };
+            assert!(ok, "{mode:?}: {name}: {r}");
+            assert!(!r.contains("pw"), "{r}");
+        }
+        for name in ["old-1", "old-2"] {
+            let r = &why[name];
+            match mode {
+                Flood => assert_eq!(r, "applied", "{mode:?}: {name}"),
+                _ => assert!(r.starts_with(not_attempted), "{mode:?}: {name}: {r}"),
+            }
+        }
+        // Nothing verified on a dead connection; no write answered, no session kicked.
+        assert_eq!(stats.count("/ppp/secret/print"), u64::from(mode == Flood));
+        if mode != Flood {
+            assert_eq!(stats.count("/ppp/active/remove"), 0, "{mode:?}");
+            assert_eq!(stats.count("/ppp/secret/remove"), 0, "{mode:?}");
+        }
+        names_unique(w.lab());
+        w.lab().set_hostile(None);
+        let (plan, report) = w.apply().await;
+        assert!(
+            all_applied(&report),
+            "{mode:?}: re-run failed: {report:#?}\n{}",
+            show(&plan)
+        );
+        w.assert_converged(&format!("{mode:?}")).await;
+        s.assert_router(w.lab());
+        assert!(
+            active_names(w.lab()) == BTreeSet::from(["not-ours".to_string()]),
+            "{mode:?}: kicks owed were not made by the re-run: {:?}",
+            w.lab().active()
+        );
+    }
+}
+
+/// Issue 10: a hidden password never set by wispctl and a profile change on one secret. The
+/// plan says one thing (the session is disconnected, for the profile), and apply does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hidden_password_with_a_profile_change_kicks_and_the_plan_says_so() {
+    let w = World::one(Version::V7, false).await;
+    w.lab().set_secrets(vec![live("h", "old-pw", TAG)]);
+    w.lab().add_active("h", "10.99.0.1");
+    w.write_pppoe(json!({ "secrets": [
+        { "name": "h", "password": { "inline": "s3cr3t-value" }, "profile": "Morosos" }
+    ] }));
+    let run = w.plan().await;
+    let c = &run.plan.targets[0].changes[0];
+    let reason = c.reason.as_deref().unwrap_or("");
+    assert!(!c.side_effects.is_empty(), "{c:?}");
+    assert!(
+        !reason.contains("not kicked") && reason.contains("disconnected for the other changes"),
+        "the plan contradicts itself: {reason:?} and {:?}",
+        c.side_effects
+    );
+    let text = show(&run.plan);
+    assert!(!text.contains("not kicked"), "{text}");
+    w.lab().reset_stats();
+    let report = run.apply(&BTreeMap::new()).await;
+    assert!(all_applied(&report), "{report:#?}");
+    assert_eq!(w.lab().stats().count("/ppp/active/remove"), 1);
+    assert!(w.lab().active().is_empty());
+    assert_eq!(w.lab().secret("h").unwrap().profile, "Morosos");
+    w.assert_converged("hidden password and profile").await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -115,3 +115,44 @@ fn an_apply_with_nothing_to_change_keeps_what_reading_learned() {
         "an apply with nothing to change still keeps which credentials worked"
     );
 }
+
+/// A refused command creates nothing: an apply that cannot ask for approval (no terminal, no
+/// `--auto-approve`) is refused before it makes the state folder, its hash key or the lock;
+/// an `accept-host-key` for a group or host that does not exist makes no state either.
+#[test]
+fn refused_commands_create_nothing() {
+    let lab = Lab::new();
+    let fresh_state = lab.tmp.path().join("fresh-state");
+    let state = fresh_state.to_str().unwrap();
+    let fingerprint = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for (args, why) in [
+        (vec!["apply"], "pass --auto-approve"),
+        (
+            vec!["accept-host-key", "nosuch", "10.10.1.21", fingerprint],
+            "is not a target with SSH host keys",
+        ),
+        (
+            vec!["accept-host-key", "clientes", "10.99.99.99", fingerprint],
+            "10.99.99.99",
+        ),
+    ] {
+        let before = snapshot(lab.tmp.path());
+        let mut all = vec!["--state-dir", state];
+        all.extend(args.iter().copied());
+        let run = lab.run(&all);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        assert!(run.stderr.contains(why), "{args:?}: {}", run.stderr);
+        assert!(
+            !fresh_state.exists(),
+            "{args:?} created {}",
+            fresh_state.display()
+        );
+        let after = snapshot(lab.tmp.path());
+        let changed: Vec<_> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|p| before.get(*p) != after.get(*p))
+            .collect();
+        assert!(changed.is_empty(), "{args:?} wrote {changed:?}");
+    }
+}

@@ -1,16 +1,17 @@
 //! Property-based fuzzing of the RouterOS API codec, the client's reader and the lab server:
-//! random and mutated byte streams never panic, never hang past the timeout, and a lab router
-//! fed garbage on one connection keeps serving the others. (No coverage-guided fuzzer can be
+//! random and mutated byte streams never panic, never hang past the timeout, a client whose
+//! command failed writes nothing more, and a lab router fed garbage on one connection keeps
+//! serving the others. (No coverage-guided fuzzer can be
 //! built here: cargo-fuzz needs a nightly toolchain.)
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use routeros_api::client::{Command, Connection};
+use routeros_api::client::{ApiError, Command, Connection};
 use routeros_api::codec::{Sentence, decode_sentence, encode_sentence};
 use routeros_api::server::{RouterConfig, RouterLab, Version};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A valid reply stream, then mutated: bytes flipped, cut, or spliced with noise.
 fn mutated_stream() -> impl Strategy<Value = Vec<u8>> {
@@ -56,9 +57,34 @@ proptest! {
     }
 }
 
+/// A router that reads one command, answers `bytes`, and returns how many sentences it
+/// received in all (until the client is gone).
+async fn answer_then_count(mut io: tokio::io::DuplexStream, bytes: Vec<u8>) -> usize {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut sentences = 0;
+    let mut answered = false;
+    loop {
+        while let Ok(Some((_, used))) = decode_sentence(&buf) {
+            buf.drain(..used);
+            sentences += 1;
+        }
+        if sentences > 0 && !answered {
+            answered = true;
+            let _ = io.write_all(&bytes).await;
+        }
+        match io.read(&mut chunk).await {
+            Ok(0) | Err(_) => return sentences,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
+    /// Any reply stream: never a panic, never a hang, and once a command failed, nothing more
+    /// is written on the connection.
     #[test]
     fn the_client_survives_any_reply_stream(bytes in mutated_stream()) {
         // On tokio's paused clock: the client's own timeout and the hang check below pass in
@@ -69,17 +95,25 @@ proptest! {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (a, mut b) = tokio::io::duplex(1 << 16);
-            b.write_all(&bytes).await.unwrap();
-            drop(b);
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let router = tokio::spawn(answer_then_count(b, bytes));
             let mut c = Connection::new(a, Duration::from_millis(200));
             // An error or (rarely) a reply: never a panic, never a hang.
-            let _ = tokio::time::timeout(
+            let first = tokio::time::timeout(
                 Duration::from_secs(2),
                 c.call(Command::new(["/ppp/secret/print"])),
             )
             .await
             .expect("the client hung");
+            if first.is_err() {
+                let next = c.call(Command::new(["/ppp/secret/remove", "=.id=*1"])).await;
+                assert!(
+                    matches!(next, Err(ApiError::Dead(_))),
+                    "a command after a failed one: {next:?}"
+                );
+                drop(c);
+                assert_eq!(router.await.unwrap(), 1, "written after the failure");
+            }
         });
     }
 }

@@ -75,6 +75,8 @@ fn router(tls: TlsVerify) -> Router {
         username: "wispctl".into(),
         password: Secret::new("pw"),
         timeout: Duration::from_secs(5),
+        deadline: wispctl::kinds::pppoe::spec::DEADLINE,
+        limits: Default::default(),
     }
 }
 

@@ -217,3 +217,159 @@ fn a_password_option_in_an_adopted_peer_file_is_masked() {
     }
     clean("plan file", &std::fs::read_to_string(&plan_file).unwrap());
 }
+
+/// Runs the binary against the lab like [`scan`], but kills a run that does not finish within
+/// a generous bound (a FIFO opened for reading blocks until a writer comes): such a run fails
+/// the test instead of hanging it. Not a measure of speed.
+fn scan_bounded(lab: &Lab, args: &[&str]) -> Run {
+    use std::io::Read;
+    const HANG: std::time::Duration = std::time::Duration::from_secs(120);
+    let mut full = vec!["-vvv"];
+    full.extend_from_slice(args);
+    let mut cmd = lab.command(&full);
+    cmd.envs(env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap();
+            clean(&format!("stderr of {args:?}"), &stderr);
+            panic!("{args:?} did not finish within {HANG:?}; killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let r = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    clean(&format!("stdout of {args:?}"), &r.stdout);
+    clean(&format!("stderr of {args:?}"), &r.stderr);
+    r
+}
+
+/// A secret that only a symbolic link or a special file of the desired-state folder reaches
+/// appears in no output of any command, and no command hangs on them: links out of the folder
+/// (to an env file, to a shadow-like file, to YAML that would name its secrets as targets, a
+/// linked folder), a FIFO, a socket, a link to `/dev/zero`, and a secret file behind a link.
+#[test]
+fn secrets_behind_links_and_special_files_are_never_printed() {
+    use std::os::unix::fs::symlink;
+    let lab = scan_lab();
+    let desired = lab.desired();
+    let outside = lab.tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("folder")).unwrap();
+    for (name, text) in [
+        (
+            "wispctl.env",
+            "export ROUTER_BALANCEADOR_PASSWORD='Zq9x-behind-env-link'\n",
+        ),
+        (
+            "shadow",
+            "root:$6$Zq9x-behind-shadow-link:19000:0:99999:7:::\n",
+        ),
+        (
+            "targets.yaml",
+            "router: Zq9x-behind-yaml-link\nsecrets:\n  - name: Zq9x-behind-yaml-name\n",
+        ),
+        ("folder/main.yaml", "uisp: Zq9x-behind-folder-link\n"),
+        ("chap", "Zq9x-file-behind-link\n"),
+    ] {
+        std::fs::write(outside.join(name), text).unwrap();
+    }
+    symlink(outside.join("wispctl.env"), desired.join("pppoe/env.yaml")).unwrap();
+    symlink(outside.join("shadow"), desired.join("pppd/shadow.yaml")).unwrap();
+    symlink(
+        outside.join("targets.yaml"),
+        desired.join("pppoe/targets.yaml"),
+    )
+    .unwrap();
+    symlink(outside.join("folder"), desired.join("linked")).unwrap();
+    symlink("/dev/zero", desired.join("airos/zero.yaml")).unwrap();
+    symlink(outside.join("chap"), desired.join("pppd/chap-secret")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(desired.join("pppd/pipe.yaml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _socket = std::os::unix::net::UnixListener::bind(desired.join("uisp/sock.yaml")).unwrap();
+    // The secret file behind a link is a legitimate reference: read, never shown.
+    let vps = desired.join("pppd/vps.yaml");
+    let text = std::fs::read_to_string(&vps).unwrap();
+    assert!(text.contains("{ env: CHAP_ADMIN_NODE2 }"));
+    std::fs::write(
+        &vps,
+        text.replace("{ env: CHAP_ADMIN_NODE2 }", "{ file: chap-secret }"),
+    )
+    .unwrap();
+
+    let plan_file = lab.tmp.path().join("plan.json");
+    let out_yaml = lab.tmp.path().join("import/r.yaml");
+    let out_env = lab.tmp.path().join("import/r.env");
+    let (pf, oy, oe) = (
+        plan_file.to_str().unwrap(),
+        out_yaml.to_str().unwrap(),
+        out_env.to_str().unwrap(),
+    );
+    for args in [
+        vec!["validate"],
+        vec!["plan", "--out", pf],
+        vec!["plan", "--format", "json"],
+        vec!["plan", "--format", "markdown"],
+        vec!["drift"],
+        vec!["drift", "--format", "json"],
+        vec!["apply", "--auto-approve"],
+        vec![
+            "import",
+            "pppoe",
+            "balanceador",
+            "--force",
+            "--out",
+            oy,
+            "--secrets-file",
+            oe,
+        ],
+        vec![
+            "accept-host-key",
+            "clientes",
+            "10.10.1.21",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ],
+    ] {
+        let r = scan_bounded(&lab, &args);
+        r.expect(1);
+        // Each one is refused for what it is, without reading it.
+        for refusal in [
+            "pppoe/env.yaml:1:1: error: cannot read: a symbolic link that leads outside",
+            "pppd/shadow.yaml:1:1: error: cannot read: a symbolic link that leads outside",
+            "pppoe/targets.yaml:1:1: error: cannot read: a symbolic link that leads outside",
+            "linked:1:1: error: a symbolic link that leads outside",
+            "airos/zero.yaml:1:1: error: cannot read: a symbolic link that leads outside",
+            "pppd/pipe.yaml:1:1: error: cannot read: this is a FIFO (named pipe)",
+            "uisp/sock.yaml:1:1: error: cannot read: this is a socket",
+        ] {
+            assert!(
+                r.stderr.contains(refusal),
+                "{args:?}: no {refusal:?}:\n{}",
+                r.stderr
+            );
+        }
+    }
+    assert!(!plan_file.exists() && !out_yaml.exists() && !out_env.exists());
+}

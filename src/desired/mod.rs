@@ -7,7 +7,11 @@
 //!
 //! Loading never touches the network. Every problem is reported with `file:line:column`, all of
 //! them at once. Secrets are resolved here (environment, files) so that `validate` catches a
-//! missing one before any device is contacted.
+//! missing or empty one before any device is contacted.
+//!
+//! The folder comes from a pull request: hostile input. A file is read only when it is a
+//! regular file inside the folder (links resolved), within the parser's size cap, and its
+//! text must be UTF-8 without control characters; see `read_source`.
 
 pub mod inventory;
 
@@ -30,15 +34,10 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     let mut diags = Vec::new();
     let mut hasher = Sha256::new();
     let inv_path = dir.join("inventory.yaml");
-    let inv_text = match read_bounded(&inv_path) {
+    let inv_text = match read_source(&inv_path, dir, "cannot read inventory: ") {
         Ok(text) => text,
-        Err(e) => {
-            diags.push(error_at(
-                &inv_path,
-                1,
-                1,
-                format!("cannot read inventory: {e}"),
-            ));
+        Err(d) => {
+            diags.push(d);
             return Err(LoadErrors(diags));
         }
     };
@@ -70,10 +69,10 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         .collect();
     let inventory_loaded = !targets.is_empty();
     for (rel, path) in resource_files(dir, &mut diags) {
-        let text = match read_bounded(&path) {
+        let text = match read_source(&path, dir, "cannot read: ") {
             Ok(t) => t,
-            Err(e) => {
-                diags.push(error_at(&path, 1, 1, format!("cannot read: {e}")));
+            Err(d) => {
+                diags.push(d);
                 continue;
             }
         };
@@ -121,22 +120,22 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
     })
 }
 
-/// Reads a desired-state file whole, refusing one larger than the parser takes before reading
-/// it (a pull request may carry a file of gigabytes).
-fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+/// Reads a desired-state file whole, as the text of a YAML file, or says why not at its place
+/// (`prefix` starts the message). A pull request may carry anything git stores, so the file
+/// must be a regular file (links followed; a FIFO, socket or device is refused without being
+/// opened), must stay inside the folder `dir` once its links are resolved (a link to
+/// `/etc/wispctl.env` is refused unread), is refused over the parser's cap before reading and
+/// read no further than it, and must be UTF-8 without control characters (a Latin-1 byte or
+/// binary data is reported at its own line and column). No message quotes the file.
+fn read_source(path: &Path, dir: &Path, prefix: &str) -> Result<String, Diagnostic> {
+    use crate::untrusted::file;
     let max = crate::yaml::parse::MAX_FILE_BYTES as u64;
-    if len > max {
-        return Err(std::io::Error::other(format!(
-            "the file is {len} bytes; files over {} MiB are refused",
-            max / (1024 * 1024)
-        )));
-    }
-    let mut text = String::new();
-    file.take(max + 1).read_to_string(&mut text)?;
-    Ok(text)
+    let bytes = file::read(path, max, Some(dir))
+        .map_err(|e| error_at(path, 1, 1, format!("{prefix}{e}")))?;
+    file::text(bytes).map_err(|e| {
+        let (line, column) = e.place();
+        error_at(path, line, column, e.to_string())
+    })
 }
 
 /// The YAML files under the kind folders, sorted; anything else YAML-looking is an error.
@@ -155,6 +154,15 @@ fn resource_files(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathB
             continue;
         }
         if path.is_dir() {
+            if !stays_inside(&path, dir) {
+                diags.push(error_at(
+                    &path,
+                    1,
+                    1,
+                    crate::untrusted::file::FileError::LeavesFolder.to_string(),
+                ));
+                continue;
+            }
             let known = crate::kinds::by_name(&name).is_some();
             let Ok(inner) = std::fs::read_dir(&path) else {
                 continue;
@@ -193,6 +201,15 @@ fn resource_files(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathB
         }
     }
     out
+}
+
+/// Whether a folder, its links resolved, lies inside `dir` (its own listing is not read
+/// otherwise: a link to `/etc` would name the files there).
+fn stays_inside(folder: &Path, dir: &Path) -> bool {
+    match (std::fs::canonicalize(folder), std::fs::canonicalize(dir)) {
+        (Ok(f), Ok(d)) => f.starts_with(d),
+        _ => false,
+    }
 }
 
 fn is_yaml(p: &Path) -> bool {

@@ -31,7 +31,8 @@ pub struct DeadlineSpec {
 impl DeadlineSpec {
     /// The deadline this spec gives over a kind's `default`.
     pub fn over(&self, default: Deadline) -> Deadline {
-        let secs = |s: Option<NonZeroU64>, d: Duration| s.map_or(d, |s| Duration::from_secs(s.get()));
+        let secs =
+            |s: Option<NonZeroU64>, d: Duration| s.map_or(d, |s| Duration::from_secs(s.get()));
         Deadline {
             observe: secs(self.observe_secs, default.observe),
             apply: secs(self.apply_secs, default.apply),

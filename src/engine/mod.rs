@@ -221,7 +221,10 @@ impl<P: Provider> PendingApply for Pending<P> {
 
 /// The apply deadline passed: the provider's future is dropped (its connections close and
 /// nothing more is sent), and no change is known to be done or not done.
-fn past_deadline(expected: &[(String, Action)], bound: std::time::Duration) -> (Vec<Outcome>, Option<String>) {
+fn past_deadline(
+    expected: &[(String, Action)],
+    bound: std::time::Duration,
+) -> (Vec<Outcome>, Option<String>) {
     let why = format!(
         "unknown: the apply deadline ({}) passed before this change was confirmed; the next plan shows whether it took effect",
         deadline::words(bound)

@@ -358,13 +358,19 @@ async fn an_apply_that_never_finishes_is_cut_at_its_deadline_with_every_change_u
     assert_eq!(t0.outcomes.len(), 2, "one outcome per planned change");
     assert!(
         t0.outcomes.iter().all(|o| o.status == Status::Failed
-            && o.reason.as_deref().is_some_and(|r| r.starts_with("unknown: the apply deadline (1m)"))),
+            && o.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("unknown: the apply deadline (1m)"))),
         "{t0:?}"
     );
     assert!(
         t0.error.as_deref().is_some_and(|e| e.contains("deadline")),
         "{t0:?}"
     );
-    assert_eq!(*applied.lock().unwrap(), vec!["t1".to_string()], "the other target was applied");
+    assert_eq!(
+        *applied.lock().unwrap(),
+        vec!["t1".to_string()],
+        "the other target was applied"
+    );
     assert!(!report.succeeded());
 }

@@ -52,7 +52,11 @@ impl Runtime {
         let mut endpoints = LabEndpoints::default();
         for kind in crate::kinds::ALL {
             if let Some(twin) = kind.twin() {
-                for t in served.targets.iter().filter(|t| t.section == kind.section()) {
+                for t in served
+                    .targets
+                    .iter()
+                    .filter(|t| t.section == kind.section())
+                {
                     twin.attach(&t.name, &t.endpoint, &mut endpoints)?;
                 }
             }
@@ -133,8 +137,8 @@ impl Served {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let served: Served = serde_json::from_str(&text)
-            .with_context(|| format!("lab file {}", path.display()))?;
+        let served: Served =
+            serde_json::from_str(&text).with_context(|| format!("lab file {}", path.display()))?;
         let alive = Path::new("/proc").join(served.pid.to_string()).exists();
         Ok(alive.then_some(served))
     }
@@ -143,10 +147,18 @@ impl Served {
 /// `wispctl lab serve`: starts every twin the desired state names, writes `serve.json`, prints
 /// where each target is served, and serves until SIGTERM or SIGINT; then saves the twins and
 /// removes `serve.json`.
-pub async fn serve(lab: &Path, desired: &DesiredState, out: &mut dyn io::Write) -> anyhow::Result<()> {
+pub async fn serve(
+    lab: &Path,
+    desired: &DesiredState,
+    out: &mut dyn io::Write,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     if let Some(other) = Served::read(lab)? {
-        anyhow::bail!("the lab {} is already served by process {}", lab.display(), other.pid);
+        anyhow::bail!(
+            "the lab {} is already served by process {}",
+            lab.display(),
+            other.pid
+        );
     }
     let mut term = signal(SignalKind::terminate()).context("cannot wait for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot wait for SIGINT")?;

@@ -1,11 +1,12 @@
 //! The checks a kind runs on one file's values after deserialising: errors and warnings placed
-//! at `file:line:column` by the file's [`LocationIndex`], and secret references resolved.
+//! at `file:line:column` by the file's [`LocationIndex`], secret references resolved (an empty
+//! value refused), and files the YAML names checked.
 
 use std::path::Path;
 
 use super::diag::{Diagnostic, Severity};
 use super::locate::LocationIndex;
-use crate::secret::{Secret, SecretRef, SecretResolver};
+use crate::secret::{ResolveError, Secret, SecretRef, SecretResolver};
 
 /// Checks of one file's values after deserialisation, with positions from its index.
 pub struct FileCheck<'a> {
@@ -106,9 +107,40 @@ impl<'a> FileCheck<'a> {
         let base = self.file.parent().unwrap_or(self.root);
         match self.resolver.resolve(reference, base) {
             Ok(s) => Some(s),
+            // Resolved, but to nothing: no device is ever sent an empty credential.
+            Err(why @ ResolveError::Empty(_)) => {
+                self.error(path, why.to_string());
+                None
+            }
             Err(why) => {
                 self.error(path, format!("unresolvable secret reference: {why}"));
                 None
+            }
+        }
+    }
+
+    /// Checks a file the YAML names for another part to read later (a CA file, a known-hosts
+    /// file), reporting at `path` (`what` names it: `CA file`): a regular file, links
+    /// followed, of at most `max` bytes, checked without opening it. A missing file is an
+    /// error unless `missing_ok`. Whether it passed.
+    pub fn named_file(
+        &mut self,
+        path: &str,
+        what: &str,
+        file: &Path,
+        max: u64,
+        missing_ok: bool,
+    ) -> bool {
+        match crate::untrusted::file::check(file, max) {
+            Ok(()) => true,
+            Err(e) if missing_ok && e.is_not_found() => true,
+            Err(e) if e.is_not_found() => {
+                self.error(path, format!("{what} {} does not exist", file.display()));
+                false
+            }
+            Err(e) => {
+                self.error(path, format!("{what} {}: {e}", file.display()));
+                false
             }
         }
     }

@@ -35,6 +35,8 @@ const MAX_REPLAYED_EVENTS: usize = 1_000_000;
 const MAX_ANCHORED_EVENTS: usize = 100_000;
 /// A file holds one YAML document.
 const SECOND_DOCUMENT: &str = "a second YAML document (`---`): a file holds one";
+/// A file whose top is not a mapping.
+const NOT_A_MAPPING: &str = "the file is not a mapping of fields";
 /// The longest value quoted in a message.
 const MAX_QUOTED_CHARS: usize = 60;
 
@@ -161,6 +163,22 @@ fn report(file: &Path, text: &str, err: &YamlError, at: Vec<Segment>, diags: &mu
         push(syntax.line, syntax.column, syntax.message.clone());
         return;
     }
+    // Every file is a mapping of fields. One that is not is no resource file (an env file,
+    // `/etc/shadow`, a note): what it holds is not quoted, since it may be anything.
+    if let Some(root) = index.node("").filter(|p| p.node != Node::Map) {
+        let holds = match root.node {
+            Node::Seq => "a sequence",
+            Node::Scalar | Node::Alias | Node::Map => "a single value",
+        };
+        push(
+            root.line,
+            root.column,
+            format!(
+                "{NOT_A_MAPPING} (it holds {holds}): is it a YAML resource file? Its content is not shown"
+            ),
+        );
+        return;
+    }
     if let YamlError::DuplicateMappingKey { key, .. } = inner {
         if index.duplicates().is_empty() {
             // Keys equal only as numbers (`0x0B` and `11`), which the index compares as text.
@@ -189,14 +207,26 @@ fn report(file: &Path, text: &str, err: &YamlError, at: Vec<Segment>, diags: &mu
             {
                 at.pop();
             }
-            format!("unknown field `{field}`, {}", one_of(expected, "fields"))
+            match name_like(field) {
+                Some(field) => format!("unknown field `{field}`, {}", one_of(expected, "fields")),
+                None => format!(
+                    "unknown field (not shown: it is no field name; is this a YAML resource file?), {}",
+                    one_of(expected, "fields")
+                ),
+            }
         }
         YamlError::SerdeUnknownVariant {
             variant, expected, ..
-        } => format!(
-            "unknown variant `{variant}`, {}",
-            one_of(expected, "variants")
-        ),
+        } => match name_like(variant) {
+            Some(variant) => format!(
+                "unknown variant `{variant}`, {}",
+                one_of(expected, "variants")
+            ),
+            None => format!(
+                "unknown variant (not shown: it is no variant name), {}",
+                one_of(expected, "variants")
+            ),
+        },
         YamlError::SerdeMissingField { .. } => {
             // At the mapping that lacks it, not at its end.
             if let Some(place) = index.node(&path_text(&at)) {
@@ -242,6 +272,18 @@ fn report(file: &Path, text: &str, err: &YamlError, at: Vec<Segment>, diags: &mu
         p => format!("{p}: {msg}"),
     };
     push(line, column, msg);
+}
+
+/// A key or variant as written, when it looks like one (a short word of letters, digits, `_`,
+/// `-` and `.`) and so is safe to quote. Anything else is not shown: in a file that is not
+/// YAML at all, a "key" may be a line of `/etc/shadow` (`root:$6$...:::` parses as one).
+fn name_like(word: &str) -> Option<&str> {
+    let ok = !word.is_empty()
+        && word.len() <= 64
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    ok.then_some(word)
 }
 
 /// The error itself, out of its alias and snippet wrappers (the outer one keeps the place).
@@ -772,6 +814,65 @@ mod tests {
     fn a_second_document_is_refused() {
         let e = error_of("host: vps\n---\nhost: other\n");
         assert!(e.contains("a second YAML document"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_mapping_is_not_quoted() {
+        for (text, holds) in [
+            ("SECRET_LINE=Zq9x-secret\nOTHER=Zq9x-2\n", "a single value"),
+            ("- Zq9x-one\n- Zq9x-two\n", "a sequence"),
+            ("\"Zq9x quoted\"\n", "a single value"),
+            ("1234\n", "a single value"),
+        ] {
+            let e = error_of(text);
+            assert_eq!(
+                e,
+                format!(
+                    "1:1: {NOT_A_MAPPING} (it holds {holds}): is it a YAML resource file? Its content is not shown"
+                ),
+                "{text}"
+            );
+            assert!(!e.contains("Zq9x") && !e.contains("1234"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_that_is_no_name_is_not_quoted() {
+        // A line of /etc/shadow is a mapping key in YAML (it ends with `:`).
+        let e = error_of("root:$6$Zq9xhash:19000:0:99999:7:::\n");
+        assert!(
+            e.starts_with("1:1: unknown field (not shown: it is no field name"),
+            "{e}"
+        );
+        assert!(!e.contains("Zq9x"), "{e}");
+        let e = error_of("host: vps\npeers:\n  - name: a\n    \"Zq9x secret\": 1\n");
+        assert!(
+            e.starts_with("4:5: peers[0]: unknown field (not shown"),
+            "{e}"
+        );
+        assert!(!e.contains("Zq9x"), "{e}");
+    }
+
+    #[test]
+    fn deep_flow_nesting_stops_at_the_limit_in_one_pass() {
+        // 200,000 `[` on one line: the parser stops at the first level past the limit (its
+        // column says so), and no second pass over the text (the location index) is made.
+        // A quadratic scan would be stopped by neither.
+        for prefix in ["", "host: vps\nnested: "] {
+            let text = format!("{prefix}{}", "[".repeat(200_000));
+            let before = crate::yaml::locate::FULL_BUILDS.with(|n| n.get());
+            let e = error_of(&text);
+            let builds = crate::yaml::locate::FULL_BUILDS.with(|n| n.get()) - before;
+            let line = prefix.lines().count().max(1);
+            let column = prefix.lines().last().map_or(0, str::len) + MAX_DEPTH + 1;
+            assert_eq!(
+                e,
+                format!(
+                    "{line}:{column}: refused: mappings and sequences nest deeper than {MAX_DEPTH} (a limit against hostile input)"
+                )
+            );
+            assert_eq!(builds, 0, "the location index was built");
+        }
     }
 
     #[test]

@@ -25,8 +25,10 @@ chroot "$c" /bin/busybox --install -s
 cp "$base/etc/board.info" "$base/etc/version" "$c/etc/"
 printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:%s:%s::/home/%s:/bin/sh\n' "$user" "$uid" "$gid" "$user" >"$c/etc/passwd"
 printf 'root:x:0:\n%s:x:%s:\n' "$user" "$gid" >"$c/etc/group"
-cp "$base/bin/cfgmtd" "$c/usr/bin/cfgmtd"
-chmod 755 "$c/usr/bin/cfgmtd"
+# Where airOS keeps it: /sbin, off the PATH a login gets (OpenSSH's default for users, like
+# dropbear's /usr/bin:/bin before 2022.82), so only /sbin/cfgmtd finds it.
+cp "$base/bin/cfgmtd" "$c/sbin/cfgmtd"
+chmod 755 "$c/sbin/cfgmtd"
 chown "$uid:$gid" "$c/home/$user"
 : >"$c/dev/null"
 mount --bind /dev/null "$c/dev/null"

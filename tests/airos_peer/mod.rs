@@ -9,9 +9,16 @@
 //!   PID and mount namespaces (`unshare -m -p -f --kill-child --propagation private`) with a
 //!   private tmpfs `/run` holding a busybox-static chroot (`ChrootDirectory`): the login shell
 //!   is busybox `ash`, `ps` shows only that namespace's processes, `/tmp` is the antenna's own
-//!   folder ([`Antenna::dir`]: `system.cfg`, `running.cfg`), `/persist` its "flash", `/etc`
-//!   holds `board.info` and `version`, and `/usr/bin/cfgmtd` is a fake that logs its arguments
-//!   and, for exactly `-w -p /etc/`, copies `/tmp/system.cfg` to flash.
+//!   folder ([`Antenna::dir`]: `system.cfg`, `running.cfg`), `/persist` its "flash" (holding
+//!   the starting `system.cfg`, as a device's flash holds what it booted with), `/etc` holds
+//!   `board.info` and `version`, and `/sbin/cfgmtd` is a fake that logs its arguments; for
+//!   exactly `-w -p /etc/` it copies `/tmp/system.cfg` to flash (or fails while
+//!   [`Antenna::set_persist_fails`] says so), for `-r -f FILE` it writes the flash copy to
+//!   `FILE`. `/sbin` is where airOS keeps `cfgmtd`, and it is not on the `PATH` OpenSSH gives a
+//!   login user (`/usr/local/bin:/usr/bin:/bin:/usr/games`), as it is not on old dropbear's
+//!   `/usr/bin:/bin`: `cfgmtd` by bare name is not found there, as on the field's units. The
+//!   chroot is on the namespace's private tmpfs, so placing it at `/sbin` touches nothing on
+//!   this machine; [`Antenna::remove_cfgmtd`] takes it away.
 //! - A fake `udapi-bridge`: a supervisor in the namespace keeps one child alive whose `ps` line
 //!   is `{exe} /bin/udapi-bridge infinity`, running as the login user (so that `kill -9` from
 //!   the SSH session works), and respawns it about 0.2 s after it dies. Each start reads
@@ -294,6 +301,7 @@ impl Antenna {
         }
         let dir = base.join("tmp");
         write_owned(&dir.join("system.cfg"), &files.system_cfg, uid, gid);
+        std::fs::write(base.join("persist/system.cfg"), &files.system_cfg).unwrap();
         if let Some(r) = &files.running_cfg {
             write_owned(&dir.join("running.cfg"), r, uid, gid);
         }
@@ -473,9 +481,26 @@ impl Antenna {
         write_owned(&self.dir.join(name), content, self.uid, self.gid);
     }
 
-    /// What `cfgmtd -w -p /etc/` last persisted, `None` before the first time.
+    /// The flash copy: the starting `system.cfg`, then what `cfgmtd -w -p /etc/` last
+    /// persisted.
     pub fn flash(&self) -> Option<Vec<u8>> {
         std::fs::read(self.base.join("persist/system.cfg")).ok()
+    }
+
+    /// Makes `cfgmtd -w -p /etc/` fail (`Could not open MTD device cfg`, exit 1, the flash left
+    /// as it was) while `fails`.
+    pub fn set_persist_fails(&self, fails: bool) {
+        let flag = self.base.join("persist/fail-write");
+        if fails {
+            std::fs::write(flag, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+
+    /// Removes `/sbin/cfgmtd` from the antenna's chroot (while it runs).
+    pub fn remove_cfgmtd(&self) {
+        std::fs::remove_file(self.chroot().join("sbin/cfgmtd")).unwrap();
     }
 
     /// The argument lines `cfgmtd` was called with, in order.

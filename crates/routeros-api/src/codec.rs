@@ -15,7 +15,15 @@
 //! Words are bytes; a [`Sentence`] is their text: UTF-8, or Windows-1252 for a word that is not
 //! UTF-8 (typed in Winbox), flagged so that nobody writes it back re-encoded unknowingly.
 //!
+//! A stream is decoded by a [`Decoder`]: fed the bytes as they arrive, it looks at each byte
+//! once (a long sentence arriving in many reads is not parsed again from its start on every
+//! read) and holds no more than [`SentenceLimits`] allow of a sentence not yet complete; a
+//! length prefix claiming more than the limit fails at once, before anything is allocated for
+//! it. [`decode_sentence`] decodes one sentence from a buffer, for callers that hold one.
+//!
 //! No I/O here: reading and writing a stream is the [`crate::client`]'s (and the server's).
+
+use std::collections::VecDeque;
 
 /// The longest word the decoder accepts (a guard against a peer announcing gigabytes).
 pub const MAX_WORD: usize = 16 * 1024 * 1024;
@@ -29,6 +37,26 @@ pub enum CodecError {
     /// A word longer than [`MAX_WORD`] (decoding) or than the 4-byte form (encoding).
     #[error("word of {0} bytes is too long")]
     TooLong(usize),
+    /// A length prefix announcing a word longer than [`SentenceLimits::max_word_bytes`].
+    #[error("a word of {len} bytes announced, over the limit of {limit} bytes")]
+    WordOverLimit {
+        /// The length announced.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A sentence with more words than [`SentenceLimits::max_words`].
+    #[error("a sentence of more than {limit} words")]
+    TooManyWords {
+        /// The limit.
+        limit: usize,
+    },
+    /// A sentence longer than [`SentenceLimits::max_bytes`] (announced or received).
+    #[error("a sentence of more than {limit} bytes")]
+    SentenceOverLimit {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Appends the length prefix of a word of `len` bytes.
@@ -103,6 +131,185 @@ pub fn decode_sentence(buf: &[u8]) -> Result<Option<Decoded>, CodecError> {
         }
         words.push(buf[pos..pos + len].to_vec());
         pos += len;
+    }
+}
+
+/// Bounds on one sentence a [`Decoder`] accepts; a stream past one is a [`CodecError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentenceLimits {
+    /// Bytes in one word (at most [`MAX_WORD`]).
+    pub max_word_bytes: usize,
+    /// Words in one sentence.
+    pub max_words: usize,
+    /// Bytes of one sentence, length prefixes included.
+    pub max_bytes: usize,
+}
+
+impl Default for SentenceLimits {
+    /// [`MAX_WORD`] per word, 65,536 words and 64 MiB per sentence: a bound against a peer
+    /// announcing gigabytes, far above what a router sends. A client sets tighter ones.
+    fn default() -> Self {
+        SentenceLimits {
+            max_word_bytes: MAX_WORD,
+            max_words: 65_536,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a decoder reads next.
+#[derive(Debug)]
+enum Reading {
+    /// A length prefix: its bytes so far.
+    Length { bytes: [u8; 5], have: usize },
+    /// A word body of `len` bytes: its bytes so far.
+    Word { len: usize, bytes: Vec<u8> },
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Reading::Length {
+            bytes: [0; 5],
+            have: 0,
+        }
+    }
+}
+
+/// Decodes a stream of sentences as its bytes arrive, in linear time: every byte fed is looked
+/// at once, however many reads a sentence takes (the words already complete are kept, the
+/// word being read grows as its bytes come). Sentences come out in order, each with the
+/// number of bytes it took; an error comes out after the sentences before it, and the decoder
+/// stays failed.
+///
+/// What it holds of a sentence not yet complete is bounded by its [`SentenceLimits`]; a
+/// length prefix announcing more fails at once, before anything is allocated for it.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: SentenceLimits,
+    reading: Reading,
+    /// The complete words of the sentence being read.
+    words: Vec<Vec<u8>>,
+    /// Bytes of the sentence being read so far, prefixes included.
+    sentence_bytes: usize,
+    ready: VecDeque<Decoded>,
+    failed: Option<CodecError>,
+    examined: u64,
+}
+
+impl Decoder {
+    /// A decoder bounded by `limits`.
+    pub fn new(limits: SentenceLimits) -> Self {
+        Decoder {
+            limits,
+            reading: Reading::default(),
+            words: Vec::new(),
+            sentence_bytes: 0,
+            ready: VecDeque::new(),
+            failed: None,
+            examined: 0,
+        }
+    }
+
+    /// Decodes `input`, the next bytes of the stream. Bytes after an error are ignored.
+    pub fn feed(&mut self, mut input: &[u8]) {
+        while !input.is_empty() && self.failed.is_none() {
+            let used = match self.step(input) {
+                Ok(used) => used,
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
+                }
+            };
+            self.examined += used as u64;
+            input = &input[used..];
+        }
+    }
+
+    /// The next decoded sentence and its size in bytes; `Ok(None)` when more bytes are needed;
+    /// the stream's error once every sentence before it is taken.
+    pub fn next_sentence(&mut self) -> Result<Option<Decoded>, CodecError> {
+        if let Some(s) = self.ready.pop_front() {
+            return Ok(Some(s));
+        }
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether nothing is pending: no sentence waiting to be taken, none begun, no error.
+    pub fn is_idle(&self) -> bool {
+        self.ready.is_empty()
+            && self.failed.is_none()
+            && self.words.is_empty()
+            && matches!(self.reading, Reading::Length { have: 0, .. })
+    }
+
+    /// Bytes decoded so far: each byte fed is counted once, when it is looked at.
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// Decodes from the start of `input`; returns how many bytes were used (at least one).
+    fn step(&mut self, input: &[u8]) -> Result<usize, CodecError> {
+        match &mut self.reading {
+            Reading::Length { bytes, have } => {
+                bytes[*have] = input[0];
+                *have += 1;
+                let Some((len, size)) = decode_length(&bytes[..*have])? else {
+                    return Ok(1);
+                };
+                self.sentence_bytes += size;
+                self.reading = Reading::default();
+                self.start_word(len)?;
+                Ok(1)
+            }
+            Reading::Word { len, bytes } => {
+                let take = (*len - bytes.len()).min(input.len());
+                bytes.extend_from_slice(&input[..take]);
+                if bytes.len() == *len {
+                    let word = std::mem::take(bytes);
+                    self.reading = Reading::default();
+                    self.words.push(word);
+                }
+                Ok(take)
+            }
+        }
+    }
+
+    /// A length prefix of `len` was read: the end of the sentence, or a word to read.
+    fn start_word(&mut self, len: usize) -> Result<(), CodecError> {
+        let limits = self.limits;
+        if len == 0 {
+            let words = std::mem::take(&mut self.words);
+            self.ready
+                .push_back((words, std::mem::take(&mut self.sentence_bytes)));
+            return Ok(());
+        }
+        if len > limits.max_word_bytes {
+            return Err(CodecError::WordOverLimit {
+                len,
+                limit: limits.max_word_bytes,
+            });
+        }
+        if self.words.len() >= limits.max_words {
+            return Err(CodecError::TooManyWords {
+                limit: limits.max_words,
+            });
+        }
+        // The announced word, and the empty word that ends the sentence, must fit.
+        self.sentence_bytes += len;
+        if self.sentence_bytes >= limits.max_bytes {
+            return Err(CodecError::SentenceOverLimit {
+                limit: limits.max_bytes,
+            });
+        }
+        // Grows as the bytes arrive: an announcement alone allocates little.
+        self.reading = Reading::Word {
+            len,
+            bytes: Vec::with_capacity(len.min(64 * 1024)),
+        };
+        Ok(())
     }
 }
 
@@ -391,7 +598,116 @@ mod tests {
         assert_eq!(q.queries().collect::<Vec<_>>(), ["name=juan", "#|"]);
     }
 
+    /// Feeds `bytes` in pieces of `piece` bytes; the sentences decoded, then the error if any.
+    fn decode_in_pieces(
+        bytes: &[u8],
+        piece: usize,
+        limits: SentenceLimits,
+    ) -> (Vec<Decoded>, Option<CodecError>, Decoder) {
+        let mut d = Decoder::new(limits);
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(piece.max(1)) {
+            d.feed(chunk);
+            loop {
+                match d.next_sentence() {
+                    Ok(Some(s)) => out.push(s),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e), d),
+                }
+            }
+        }
+        (out, None, d)
+    }
+
+    /// Linear decoding, checked structurally: a 256 KiB sentence fed one byte at a time has
+    /// each byte looked at once (re-parsing a partial sentence from its start on every read
+    /// would look at some 34 billion).
+    #[test]
+    fn a_long_sentence_arriving_byte_by_byte_is_decoded_in_one_pass() {
+        let big = vec![b'x'; 256 * 1024];
+        let words: Vec<&[u8]> = vec![b"!re", b".tag=1", &big, b"=name=juan"];
+        let bytes = encode_sentence(&words).unwrap();
+        let (out, err, d) = decode_in_pieces(&bytes, 1, SentenceLimits::default());
+        assert_eq!(err, None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, bytes.len());
+        assert_eq!(out[0].0, words);
+        assert_eq!(d.bytes_examined(), bytes.len() as u64);
+        assert!(d.is_idle());
+    }
+
+    #[test]
+    fn a_length_claim_over_the_limit_fails_before_its_bytes_arrive() {
+        let limits = SentenceLimits {
+            max_word_bytes: 1024,
+            ..SentenceLimits::default()
+        };
+        // A sentence before it comes out first; then the error, for good.
+        let mut bytes = encode_sentence(&["!done", ".tag=1"]).unwrap();
+        bytes.extend([0xC0, 0x40, 0x00]); // 16 KiB announced, nothing follows
+        let (out, err, mut d) = decode_in_pieces(&bytes, bytes.len(), limits);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            err,
+            Some(CodecError::WordOverLimit {
+                len: 0x4000,
+                limit: 1024
+            })
+        );
+        d.feed(&encode_sentence(&["!done"]).unwrap());
+        assert!(d.next_sentence().is_err(), "a failed decoder stays failed");
+        assert!(!d.is_idle());
+        // A 4 GB claim fails whatever the limits.
+        let (_, err, _) = decode_in_pieces(&[0xF0, 0xFF, 0xFF, 0xFF, 0xFF], 1, limits);
+        assert_eq!(err, Some(CodecError::TooLong(0xFFFF_FFFF)));
+    }
+
+    #[test]
+    fn sentence_limits_count_words_and_bytes() {
+        let limits = SentenceLimits {
+            max_word_bytes: 1024,
+            max_words: 2,
+            max_bytes: 40,
+        };
+        let (out, err, _) =
+            decode_in_pieces(&encode_sentence(&["!re", "=a=1"]).unwrap(), 3, limits);
+        assert_eq!((out.len(), err), (1, None));
+        let (_, err, _) = decode_in_pieces(
+            &encode_sentence(&["!re", "=a=1", "=b=2"]).unwrap(),
+            3,
+            limits,
+        );
+        assert_eq!(err, Some(CodecError::TooManyWords { limit: 2 }));
+        let (_, err, _) = decode_in_pieces(
+            &encode_sentence(&["!re", &"y".repeat(40)]).unwrap(),
+            3,
+            limits,
+        );
+        assert_eq!(err, Some(CodecError::SentenceOverLimit { limit: 40 }));
+    }
+
     proptest! {
+        /// However the bytes are cut into reads, the decoder finds what a whole-buffer decode
+        /// finds, looking at each byte once.
+        #[test]
+        fn the_decoder_agrees_with_a_whole_buffer_decode(
+            sentences in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..6),
+                1..5,
+            ),
+            piece in 1usize..700,
+        ) {
+            let mut bytes = Vec::new();
+            for s in &sentences {
+                bytes.extend(encode_sentence(s).unwrap());
+            }
+            let (out, err, d) = decode_in_pieces(&bytes, piece, SentenceLimits::default());
+            prop_assert_eq!(err, None);
+            let words: Vec<Vec<Vec<u8>>> = out.into_iter().map(|(w, _)| w).collect();
+            prop_assert_eq!(words, sentences);
+            prop_assert_eq!(d.bytes_examined(), bytes.len() as u64);
+        }
+
         #[test]
         fn sentences_round_trip(words in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..8)) {
             let bytes = encode_sentence(&words).unwrap();

@@ -2,14 +2,18 @@
 //! `api-ssl` (TLS 8729), as a codec, an async client and, for tests, an in-memory router.
 //!
 //! - [`codec`]: length-prefixed words and sentences, both directions, with every length form
-//!   and the bounds that keep a hostile peer from announcing gigabytes; words that are not
-//!   UTF-8 (text typed in Winbox) decode as Windows-1252 and are flagged;
+//!   and the bounds that keep a hostile peer from announcing gigabytes; a streaming
+//!   [`codec::Decoder`] that looks at each byte once; words that are not UTF-8 (text typed in
+//!   Winbox) decode as Windows-1252 and are flagged;
 //! - [`client`]: an async [`client::Connection`] over any byte stream (TCP, TLS): both logins
 //!   (RouterOS >= 6.43 and the MD5 challenge of older versions), tagged commands pipelined on
-//!   one connection and counted in round trips, `!trap`, `!empty`, `!fatal`, timeouts;
+//!   one connection and counted in round trips, `!trap`, `!empty`, `!fatal`, timeouts, bounds on
+//!   what a reply may hold ([`client::Limits`]); a connection whose reply stream broke is dead
+//!   and sends nothing more ([`client::ApiError::Dead`]);
 //! - `server` (feature `server`): an in-memory router with `/ppp/secret`, `/ppp/active` and
-//!   `/ppp/profile` on a loopback port, v6 and v7 personalities and injected faults, for tests
-//!   and labs. Off by default: a program that only talks to routers does not build it.
+//!   `/ppp/profile` on a loopback port, v6 and v7 personalities, injected faults and hostile
+//!   modes (a drip, a flood, a stray `!done`...), for tests and labs. Off by default: a program
+//!   that only talks to routers does not build it.
 //!
 //! What it does not do: open sockets or TLS sessions for the client (the caller connects and
 //! hands over the stream, so it chooses TLS verification and connect timeouts), the REST API,
@@ -44,7 +48,7 @@
 //! let secrets = replies.next().unwrap().ok("/ppp/secret/print")?;
 //! let active = replies.next().unwrap().ok("/ppp/active/print")?;
 //! for row in &secrets.rows {
-//!     println!("{} is on plan {}", row["name"], row["profile"]);
+//!     println!("{} is on plan {}", &row["name"], &row["profile"]);
 //! }
 //! println!("{} session(s) up, {} round trip(s)", active.rows.len(), conn.round_trips());
 //!

@@ -15,7 +15,14 @@
 //!   without rows (RouterOS >= 7.18), `password` shown or not;
 //! - faults: a round-trip delay on every answer, a connection dropped after N sentences, a
 //!   `!trap` on a chosen command (and secret name); a counter of the sentences received per
-//!   command.
+//!   command;
+//! - a hostile router ([`Hostile`]): answers dripped one byte every 500 ms, a print flooded
+//!   with rows without end, a sentence that never ends, a stray `!done` for an earlier tag, an
+//!   unknown or missing tag, an unknown reply word, garbage after an answer, or silence; from
+//!   login on, or from the first write. What a connection receives after it broke is counted
+//!   ([`Stats::after_break`]): a client should have sent nothing more;
+//! - a hook run after every write that took effect ([`RouterLab::on_write`]), before its answer
+//!   is sent: the lab's twin saves the router there.
 //!
 //! What it does not: TLS (8729), the REST API, any other menu, `listen`/`follow`, real PPP
 //! sessions (an active session is a row that tests add), user policies (every user may do
@@ -56,8 +63,13 @@
 //!   sentences 1..=N are answered, the (N+1)th is not executed and the connection closes once
 //!   the earlier answers are written. Stats count every sentence received, trapped, cancelled
 //!   and dropped ones included.
-//! - Time is tokio's ([`tokio::time`]): the latency and a session's uptime follow a paused
-//!   clock in tests.
+//! - Time is tokio's ([`tokio::time`]): the latency, a drip and a session's uptime follow a
+//!   paused clock in tests.
+//! - A hostile router breaks a connection once it is armed ([`HostileFrom`]): the answers it
+//!   breaks are listed at [`HostileMode`]. The one-time modes (a stray `!done`, a wrong tag, an
+//!   unknown word, garbage) break one answer and then answer as usual, as a confused router
+//!   would, so that a client that carries on is seen carrying on: what it sends after the break
+//!   is still run.
 //!
 //! # Example
 //!
@@ -85,7 +97,7 @@
 //!     .call(Command::new(["/ppp/secret/print", "?name=juan.perez"]))
 //!     .await
 //!     .unwrap();
-//! assert_eq!(reply.rows[0]["disabled"], "yes", "RouterOS 6 prints yes/no");
+//! assert_eq!(reply.rows[0].get("disabled"), Some("yes"), "RouterOS 6 prints yes/no");
 //! assert_eq!(lab.stats().count("/ppp/secret/print"), 1);
 //! # }
 //! ```
@@ -140,6 +152,9 @@ pub struct RouterConfig {
     pub faults: Faults,
     /// PPP profiles besides the built-in `default` and `default-encryption`.
     pub profiles: Vec<String>,
+    /// How the router breaks the API stream, if it does; also changeable at run time
+    /// ([`RouterLab::set_hostile`]).
+    pub hostile: Option<Hostile>,
 }
 
 impl Default for RouterConfig {
@@ -153,6 +168,7 @@ impl Default for RouterConfig {
             latency: Duration::ZERO,
             faults: Faults::default(),
             profiles: Vec::new(),
+            hostile: None,
         }
     }
 }
@@ -168,6 +184,7 @@ impl std::fmt::Debug for RouterConfig {
             .field("latency", &self.latency)
             .field("faults", &self.faults)
             .field("profiles", &self.profiles)
+            .field("hostile", &self.hostile)
             .finish()
     }
 }
@@ -236,6 +253,76 @@ impl TrapFault {
         }
     }
 }
+
+/// How often a dripping router writes the next byte of its answers.
+pub const DRIP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A router that breaks the API stream: how, and from when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hostile {
+    /// How.
+    pub mode: HostileMode,
+    /// From when.
+    pub from: HostileFrom,
+}
+
+/// How a hostile router breaks the stream of a connection once armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostileMode {
+    /// Every answer is written one byte every [`DRIP_INTERVAL`]: each byte valid, and a
+    /// timeout per read never passes.
+    Drip,
+    /// The next print answers `!re` rows without end, never `!done`; later commands are not
+    /// answered.
+    Flood,
+    /// The next answer starts a sentence that never ends (words without end, never the empty
+    /// word); later commands are not answered.
+    EndlessSentence,
+    /// Once: an extra `!done` carrying the tag of the command answered before, ahead of the
+    /// answer.
+    StrayDone,
+    /// Once: the answer carries a tag that was never sent.
+    UnknownTag,
+    /// Once: the answer carries no tag.
+    MissingTag,
+    /// Once: the answer's first sentence starts with a reply word the API does not have.
+    UnknownWord,
+    /// Once: the answer, then bytes that are not API words (a 4 GB length claim, then a
+    /// reserved prefix byte).
+    Garbage,
+    /// No answer, to that command or any later one: commands still run (a write takes
+    /// effect).
+    Silent,
+}
+
+/// When a hostile router starts breaking a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostileFrom {
+    /// From the first answer after the login, on every connection.
+    #[default]
+    Login,
+    /// From the answer to the first write that took effect (`add`, `set`, `unset`, `remove`,
+    /// `/ppp/active/remove`), on any connection, and on every later connection: reading is
+    /// left alone, an apply breaks.
+    FirstWrite,
+}
+
+/// The bytes a [`HostileMode::Garbage`] router sends after its answer.
+pub const GARBAGE: &[u8] = &[0xF0, 0xFF, 0xFF, 0xFF, 0xFF, 0xF8, b'g', b'a', b'r', b'b'];
+
+/// The router after a write, for [`RouterLab::on_write`].
+#[derive(Debug, Clone)]
+pub struct RouterSnapshot {
+    /// The secrets, in order.
+    pub secrets: Vec<Secret>,
+    /// The active sessions.
+    pub active: Vec<ActiveSession>,
+    /// What was received so far.
+    pub stats: Stats,
+}
+
+/// What [`RouterLab::on_write`] runs.
+type WriteHook = Arc<dyn Fn(&RouterSnapshot) + Send + Sync>;
 
 /// A `/ppp/secret` entry. `Debug` shows the password as `(sensitive)`.
 #[derive(Clone, PartialEq, Eq)]
@@ -385,6 +472,11 @@ pub struct Stats {
     pub per_command: BTreeMap<String, u64>,
     /// Connections accepted.
     pub connections: u64,
+    /// Connections a [`Hostile`] router broke.
+    pub breaks: u64,
+    /// The command word of every sentence a connection received after it broke, in order
+    /// (what a client sent after the point it should have stopped).
+    pub after_break: Vec<String>,
 }
 
 impl Stats {
@@ -575,6 +667,20 @@ impl RouterLab {
     pub fn set_latency(&self, latency: Duration) {
         self.shared.state().latency = latency;
     }
+
+    /// Makes the router hostile from now on, or not (`None`); see [`RouterConfig::hostile`].
+    pub fn set_hostile(&self, hostile: Option<Hostile>) {
+        self.shared.state().hostile = hostile;
+    }
+
+    /// Runs `hook` after every write that took effect (`add`, `set`, `unset`, `remove`,
+    /// `/ppp/active/remove`), with the router as it now is, before the write is answered: a
+    /// process killed in the hook leaves the write done and unanswered, as a router whose
+    /// answer was lost. Hooks run one at a time, in the order of the writes. Replaces an
+    /// earlier hook.
+    pub fn on_write(&self, hook: impl Fn(&RouterSnapshot) + Send + Sync + 'static) {
+        *self.shared.hook() = Some(Arc::new(hook));
+    }
 }
 
 impl Drop for RouterLab {
@@ -624,6 +730,8 @@ impl Personality {
 struct Shared {
     personality: Personality,
     state: Mutex<State>,
+    /// Held while it runs, so that hooks run one at a time.
+    on_write: Mutex<Option<WriteHook>>,
 }
 
 impl Shared {
@@ -641,6 +749,8 @@ impl Shared {
             stats: Stats::default(),
             faults: config.faults,
             latency: config.latency,
+            hostile: config.hostile,
+            wrote: false,
         };
         for name in &config.profiles {
             state.add_profile(name);
@@ -653,11 +763,45 @@ impl Shared {
                 legacy_login: config.legacy_login,
             },
             state: Mutex::new(state),
+            on_write: Mutex::new(None),
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hook(&self) -> MutexGuard<'_, Option<WriteHook>> {
+        self.on_write.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the write hook, if any, on the router as it now is.
+    fn after_write(&self) {
+        let hook = self.hook();
+        let Some(run) = hook.as_ref() else { return };
+        let snapshot = {
+            let state = self.state();
+            RouterSnapshot {
+                secrets: state.secrets.clone(),
+                active: state.active.clone(),
+                stats: state.stats.clone(),
+            }
+        };
+        run(&snapshot);
+    }
+
+    /// The hostile mode that applies to the answer to `cmd`, if the router is hostile and the
+    /// connection armed.
+    fn hostile_for(&self, session: &Session, cmd: &Sentence) -> Option<HostileMode> {
+        let state = self.state();
+        let h = state.hostile?;
+        let armed = session.logged_in
+            && cmd.head() != "/login"
+            && match h.from {
+                HostileFrom::Login => true,
+                HostileFrom::FirstWrite => state.wrote,
+            };
+        armed.then_some(h.mode)
     }
 }
 
@@ -684,6 +828,9 @@ struct State {
     stats: Stats,
     faults: Faults,
     latency: Duration,
+    hostile: Option<Hostile>,
+    /// A write has taken effect ([`HostileFrom::FirstWrite`]).
+    wrote: bool,
 }
 
 impl State {
@@ -878,8 +1025,9 @@ async fn serve_connection(
 ) {
     let (queue, queued) = mpsc::unbounded_channel();
     let inflight = Inflight::default();
-    let reader = read_sentences(read, shared.clone(), queue, inflight.clone());
-    let answerer = answer_commands(queued, write, shared, inflight);
+    let broke = Arc::new(AtomicBool::new(false));
+    let reader = read_sentences(read, shared.clone(), queue, inflight.clone(), broke.clone());
+    let answerer = answer_commands(queued, write, shared, inflight, broke);
     tokio::pin!(reader, answerer);
     tokio::select! {
         // `/quit`, a refused command before login, or the client gone: hang up now.
@@ -894,19 +1042,19 @@ async fn read_sentences(
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Queued>,
     inflight: Inflight,
+    broke: Arc<AtomicBool>,
 ) {
-    let mut buf = Vec::with_capacity(8192);
+    let mut decoder = codec::Decoder::new(codec::SentenceLimits::default());
     let mut chunk = vec![0u8; 64 * 1024];
     let mut received = 0u64;
     loop {
         loop {
-            let (words, used) = match codec::decode_sentence(&buf) {
-                Ok(Some(decoded)) => decoded,
+            let words = match decoder.next_sentence() {
+                Ok(Some((words, _))) => words,
                 Ok(None) => break,
                 // A malformed stream: hang up, as the router does.
                 Err(_) => return,
             };
-            buf.drain(..used);
             if words.is_empty() {
                 continue;
             }
@@ -915,6 +1063,9 @@ async fn read_sentences(
             {
                 let mut state = shared.state();
                 state.count(sentence.head());
+                if broke.load(AtomicOrdering::SeqCst) {
+                    state.stats.after_break.push(sentence.head().to_string());
+                }
                 if state.should_drop(received) {
                     return;
                 }
@@ -940,7 +1091,7 @@ async fn read_sentences(
         }
         match read.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => decoder.feed(&chunk[..n]),
         }
     }
 }
@@ -950,8 +1101,10 @@ async fn answer_commands(
     mut write: impl AsyncWrite + Unpin,
     shared: Arc<Shared>,
     inflight: Inflight,
+    broke: Arc<AtomicBool>,
 ) {
     let mut session = Session::default();
+    let mut hostility = Hostility::new(broke);
     while let Some(q) = queued.recv().await {
         let latency = shared.state().latency;
         if !latency.is_zero() && !q.cancel.is_set() {
@@ -961,19 +1114,218 @@ async fn answer_commands(
             }
         }
         inflight.finish(&q.cancel);
-        let (reply, hang_up) = if q.cancel.is_set() {
+        let answered = if q.cancel.is_set() {
             let mut reply = Reply::new(q.sentence.tag());
             reply.trap(&Trap::new(Some(2), "interrupted"));
-            (reply.done(None), false)
+            Answered {
+                reply: reply.done(None),
+                hang_up: false,
+                wrote: false,
+            }
         } else {
             respond(&shared, &mut session, &q)
         };
-        let Ok(bytes) = reply.encode() else {
+        if answered.wrote {
+            shared.after_write();
+        }
+        let Ok(bytes) = answered.reply.encode() else {
             return;
         };
-        if write.write_all(&bytes).await.is_err() || hang_up {
+        let mode = shared.hostile_for(&session, &q.sentence);
+        let sent = match mode {
+            None => write.write_all(&bytes).await.is_ok(),
+            Some(mode) => {
+                hostility
+                    .answer(mode, &shared, &q.sentence, answered.reply, &mut write)
+                    .await
+            }
+        };
+        hostility.previous_tag = q.sentence.tag().map(Into::into);
+        if !sent || answered.hang_up {
             return;
         }
+    }
+}
+
+/// A hostile router's side of one connection.
+struct Hostility {
+    /// Set once the connection broke; the reader counts what arrives after.
+    broke: Arc<AtomicBool>,
+    /// A one-time mode has broken its answer.
+    spent: bool,
+    /// The tag of the command answered before (for a stray `!done`).
+    previous_tag: Option<String>,
+}
+
+impl Hostility {
+    fn new(broke: Arc<AtomicBool>) -> Self {
+        Hostility {
+            broke,
+            spent: false,
+            previous_tag: None,
+        }
+    }
+
+    /// Marks the connection broken, counting it once.
+    fn break_now(&self, shared: &Shared) {
+        if !self.broke.swap(true, AtomicOrdering::SeqCst) {
+            shared.state().stats.breaks += 1;
+        }
+    }
+
+    /// Writes (or not) the answer to `cmd` as `mode` breaks it; false when the connection is
+    /// to end (the client is gone).
+    async fn answer(
+        &mut self,
+        mode: HostileMode,
+        shared: &Shared,
+        cmd: &Sentence,
+        mut reply: Reply,
+        write: &mut (impl AsyncWrite + Unpin),
+    ) -> bool {
+        let one_time = matches!(
+            mode,
+            HostileMode::StrayDone
+                | HostileMode::UnknownTag
+                | HostileMode::MissingTag
+                | HostileMode::UnknownWord
+                | HostileMode::Garbage
+        );
+        let is_print = cmd.head().ends_with("/print");
+        if (one_time && self.spent) || (mode == HostileMode::Flood && !is_print) {
+            return write_reply(write, &reply).await;
+        }
+        self.break_now(shared);
+        self.spent = true;
+        match mode {
+            HostileMode::Drip => drip(write, &reply).await,
+            HostileMode::Silent => true,
+            HostileMode::Flood => flood(write, cmd.tag()).await,
+            HostileMode::EndlessSentence => endless_sentence(write, cmd.tag()).await,
+            HostileMode::StrayDone => {
+                let mut stray = Reply::new(self.previous_tag.as_deref());
+                stray.add("!done", Vec::new());
+                write_reply(write, &stray).await && write_reply(write, &reply).await
+            }
+            HostileMode::UnknownTag => {
+                reply.retag(Some("4294967295"));
+                write_reply(write, &reply).await
+            }
+            HostileMode::MissingTag => {
+                reply.retag(None);
+                write_reply(write, &reply).await
+            }
+            HostileMode::UnknownWord => {
+                if let Some(first) = reply.sentences.first_mut()
+                    && let Some(head) = first.words.first_mut()
+                {
+                    *head = "!hostile".into();
+                }
+                write_reply(write, &reply).await
+            }
+            HostileMode::Garbage => {
+                let Ok(mut bytes) = reply.encode() else {
+                    return false;
+                };
+                bytes.extend_from_slice(GARBAGE);
+                write.write_all(&bytes).await.is_ok()
+            }
+        }
+    }
+}
+
+async fn write_reply(write: &mut (impl AsyncWrite + Unpin), reply: &Reply) -> bool {
+    match reply.encode() {
+        Ok(bytes) => write.write_all(&bytes).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// The answer one byte at a time, [`DRIP_INTERVAL`] apart.
+async fn drip(write: &mut (impl AsyncWrite + Unpin), reply: &Reply) -> bool {
+    let Ok(bytes) = reply.encode() else {
+        return false;
+    };
+    for b in bytes {
+        tokio::time::sleep(DRIP_INTERVAL).await;
+        if write.write_all(&[b]).await.is_err() || write.flush().await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// `!re` rows without end, a thousand per write, until the client is gone.
+/// The words every flood row repeats, as a real secret row has them.
+const FLOOD_FIELDS: [&str; 16] = [
+    "=service=pppoe",
+    "=caller-id=",
+    "=profile=10M",
+    "=local-address=",
+    "=routes=",
+    "=ipv6-routes=",
+    "=limit-bytes-in=0",
+    "=limit-bytes-out=0",
+    "=last-logged-out=2026-11-30 12:00:00",
+    "=last-caller-id=28:70:4E:A8:16:99",
+    "=last-disconnect-reason=peer-request",
+    "=disabled=false",
+    "=comment=Tomatlan, a customer of the flood [wispctl]",
+    "=remote-ipv6-prefix=",
+    "=only-one=default",
+    "=dynamic=false",
+];
+
+async fn flood(write: &mut (impl AsyncWrite + Unpin), tag: Option<&str>) -> bool {
+    let mut reply = Reply::new(tag);
+    for n in 1u64.. {
+        // Rows as wide as a real `/ppp/secret/print`'s (about 20 words, 450 bytes): a flood
+        // costs what the same bytes of real rows would.
+        let mut words = vec![
+            format!("=.id=*{n:X}"),
+            format!("=name=flood.customer.{n}"),
+            format!("=password=flood-password-{n}"),
+            format!(
+                "=remote-address=10.{}.{}.{}",
+                n % 250,
+                (n / 250) % 250,
+                n % 200
+            ),
+        ];
+        words.extend(FLOOD_FIELDS.iter().map(|w| w.to_string()));
+        reply.add("!re", words);
+        if n % 1000 == 0 {
+            if !write_reply(write, &reply).await {
+                return false;
+            }
+            reply.sentences.clear();
+            tokio::task::yield_now().await;
+        }
+    }
+    false
+}
+
+/// A `!re` sentence that never ends: its words, then 1 KiB words without end and never the
+/// empty word, until the client is gone.
+async fn endless_sentence(write: &mut (impl AsyncWrite + Unpin), tag: Option<&str>) -> bool {
+    let mut start = Vec::new();
+    let tag = tag.map(|t| format!(".tag={t}"));
+    for w in std::iter::once("!re").chain(tag.as_deref()) {
+        let _ = codec::encode_length(w.len(), &mut start);
+        start.extend_from_slice(w.as_bytes());
+    }
+    if write.write_all(&start).await.is_err() {
+        return false;
+    }
+    let word = format!("=comment={}", "x".repeat(1015));
+    let mut bytes = Vec::new();
+    let _ = codec::encode_length(word.len(), &mut bytes);
+    bytes.extend_from_slice(word.as_bytes());
+    loop {
+        if write.write_all(&bytes).await.is_err() {
+            return false;
+        }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -985,31 +1337,59 @@ struct Session {
     challenge: Option<[u8; 16]>,
 }
 
-/// The answer to one sentence, and whether to hang up after it.
-fn respond(shared: &Shared, session: &mut Session, q: &Queued) -> (Reply, bool) {
+/// The commands that change the router.
+const WRITE_COMMANDS: &[&str] = &[
+    "/ppp/secret/add",
+    "/ppp/secret/set",
+    "/ppp/secret/unset",
+    "/ppp/secret/remove",
+    "/ppp/active/remove",
+];
+
+/// The answer to one sentence.
+struct Answered {
+    reply: Reply,
+    /// Hang up after it.
+    hang_up: bool,
+    /// A write took effect.
+    wrote: bool,
+}
+
+impl Answered {
+    fn reply(reply: Reply, hang_up: bool) -> Self {
+        Answered {
+            reply,
+            hang_up,
+            wrote: false,
+        }
+    }
+}
+
+/// The answer to one sentence.
+fn respond(shared: &Shared, session: &mut Session, q: &Queued) -> Answered {
     let cmd = &q.sentence;
     let mut reply = Reply::new(cmd.tag());
     match cmd.head() {
         "/quit" => {
             reply.fatal("session terminated on request");
-            return (reply, true);
+            return Answered::reply(reply, true);
         }
-        "/login" => return (login(&shared.personality, session, cmd), false),
+        "/login" => return Answered::reply(login(&shared.personality, session, cmd), false),
         _ if !session.logged_in => {
             reply.trap(&Trap::new(Some(5), "not logged in"));
-            return (reply.done(None), true);
+            return Answered::reply(reply.done(None), true);
         }
         "/cancel" if q.cancelled == 0 && cmd.attr("tag").is_some() => {
             reply.trap(&Trap::new(Some(0), "no such tag"));
-            return (reply.done(None), false);
+            return Answered::reply(reply.done(None), false);
         }
-        "/cancel" => return (reply.done(None), false),
+        "/cancel" => return Answered::reply(reply.done(None), false),
         _ => {}
     }
     let mut state = shared.state();
     if let Some(trap) = state.injected_trap(cmd) {
         reply.trap(&trap);
-        return (reply.done(None), false);
+        return Answered::reply(reply.done(None), false);
     }
     match run_command(&mut state, &shared.personality, cmd) {
         Ok(Answer::Rows(rows)) => {
@@ -1019,12 +1399,20 @@ fn respond(shared: &Shared, session: &mut Session, q: &Queued) -> (Reply, bool) 
             if rows.is_empty() && shared.personality.version == Version::V7 {
                 reply.add("!empty", Vec::new());
             }
-            (reply.done(None), false)
+            Answered::reply(reply.done(None), false)
         }
-        Ok(Answer::Done(ret)) => (reply.done(ret.as_deref()), false),
+        Ok(Answer::Done(ret)) => {
+            let wrote = WRITE_COMMANDS.contains(&cmd.head());
+            state.wrote |= wrote;
+            Answered {
+                reply: reply.done(ret.as_deref()),
+                hang_up: false,
+                wrote,
+            }
+        }
         Err(trap) => {
             reply.trap(&trap);
-            (reply.done(None), false)
+            Answered::reply(reply.done(None), false)
         }
     }
 }
@@ -1102,6 +1490,16 @@ impl Reply {
             .collect();
         attrs.push(format!("=message={}", trap.message));
         self.add("!trap", attrs);
+    }
+
+    /// Every sentence's `.tag` replaced by `tag` (`None`: removed).
+    fn retag(&mut self, tag: Option<&str>) {
+        for s in &mut self.sentences {
+            s.words.retain(|w| !w.starts_with(".tag="));
+            if let Some(t) = tag {
+                s.words.insert(1.min(s.words.len()), format!(".tag={t}"));
+            }
+        }
     }
 
     fn fatal(&mut self, reason: &str) {
@@ -1738,6 +2136,23 @@ mod tests {
         /// True once the server has closed the connection.
         async fn closed(&mut self) -> bool {
             self.read().await.is_none()
+        }
+
+        /// Whatever bytes arrive within `wait` (after the ones already buffered), up to about
+        /// `max` of them (a flood never pauses: on the paused clock only a full pipe lets
+        /// time move).
+        async fn read_bytes(&mut self, wait: Duration, max: usize) -> Vec<u8> {
+            let mut out = std::mem::take(&mut self.buf);
+            let deadline = Instant::now() + wait;
+            let mut chunk = [0u8; 4096];
+            while out.len() < max
+                && let Ok(Ok(n)) =
+                    tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await
+                && n > 0
+            {
+                out.extend_from_slice(&chunk[..n]);
+            }
+            out
         }
     }
 
@@ -2454,5 +2869,148 @@ mod tests {
         drop(lab);
         assert!(c.closed().await);
         assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // A hostile router, the write hook
+    // -----------------------------------------------------------------------------------------
+
+    /// The sentences of `bytes` that decode, as lines, and the bytes left after them.
+    fn decode_lines(mut bytes: &[u8]) -> (Vec<String>, Vec<u8>) {
+        let mut out = Vec::new();
+        while let Ok(Some((words, used))) = codec::decode_sentence(bytes) {
+            out.push(Sentence::from_raw(words).words.join(" "));
+            bytes = &bytes[used..];
+        }
+        (out, bytes.to_vec())
+    }
+
+    /// Waits (on the paused clock) until the lab's stats satisfy `ok`.
+    async fn stats_until(lab: &RouterLab, ok: impl Fn(&Stats) -> bool) -> Stats {
+        for _ in 0..100 {
+            let stats = lab.stats();
+            if ok(&stats) {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        lab.stats()
+    }
+
+    /// From the first write: reading is left alone, the write takes effect and its answer (or,
+    /// for a flood, the next print's) breaks as the mode says; what the client sends after is
+    /// counted.
+    #[tokio::test(start_paused = true)]
+    async fn each_hostile_mode_breaks_the_stream_from_the_first_write() {
+        use HostileMode::*;
+        for mode in [
+            Drip,
+            Flood,
+            EndlessSentence,
+            StrayDone,
+            UnknownTag,
+            MissingTag,
+            UnknownWord,
+            Garbage,
+            Silent,
+        ] {
+            let lab = seeded(Version::V7).await;
+            lab.set_hostile(Some(Hostile {
+                mode,
+                from: HostileFrom::FirstWrite,
+            }));
+            let mut c = Client::in_memory(&lab).login().await;
+            let r = c
+                .call(&["/ppp/secret/print", "=.proplist=name", ".tag=1"])
+                .await;
+            assert_eq!(
+                r.len(),
+                4,
+                "{mode:?}: reading is left alone: {:?}",
+                lines(&r)
+            );
+            assert_eq!(lab.stats().breaks, 0, "{mode:?}");
+            c.send(&["/ppp/secret/set", "=.id=*1", "=comment=w", ".tag=2"])
+                .await;
+            if mode == Flood {
+                // The write is answered; the next print floods.
+                assert_eq!(lines(&c.read_reply().await), ["!done .tag=2"]);
+                c.send(&["/ppp/secret/print", ".tag=3"]).await;
+            }
+            let got = c.read_bytes(Duration::from_millis(1200), 200_000).await;
+            let (sentences, rest) = decode_lines(&got);
+            let done = "!done .tag=2".to_string();
+            match mode {
+                Drip => {
+                    // 1.2 s: two bytes, not a sentence.
+                    assert_eq!(got.len(), 2, "{mode:?}: {got:?}");
+                }
+                Silent => assert!(got.is_empty(), "{mode:?}: {got:?}"),
+                Flood => {
+                    assert!(sentences.len() > 1000, "{mode:?}: {}", sentences.len());
+                    assert!(sentences.iter().all(|s| s.starts_with("!re .tag=3")));
+                }
+                EndlessSentence => {
+                    assert!(sentences.is_empty() && got.len() > 100_000, "{}", got.len());
+                    assert!(got.starts_with(b"\x03!re\x06.tag=2"), "{:?}", &got[..12]);
+                }
+                StrayDone => assert_eq!(sentences, ["!done .tag=1", done.as_str()]),
+                UnknownTag => assert_eq!(sentences, ["!done .tag=4294967295"]),
+                MissingTag => assert_eq!(sentences, ["!done"]),
+                UnknownWord => assert_eq!(sentences, ["!hostile .tag=2"]),
+                Garbage => {
+                    assert_eq!(sentences, [done.as_str()]);
+                    assert_eq!(rest, GARBAGE);
+                }
+            }
+            if !matches!(mode, Drip | Flood | EndlessSentence | Garbage) {
+                assert!(rest.is_empty(), "{mode:?}: {rest:?}");
+            }
+            assert_eq!(lab.secret("juan.perez").unwrap().comment, "w", "{mode:?}");
+            // A client that carries on is seen carrying on.
+            c.send(&["/ppp/active/remove", "=.id=*80000001", ".tag=9"])
+                .await;
+            let stats = stats_until(&lab, |s| !s.after_break.is_empty()).await;
+            assert_eq!(stats.breaks, 1, "{mode:?}");
+            assert_eq!(stats.after_break, ["/ppp/active/remove"], "{mode:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hostile_router_from_login_breaks_the_first_answer_after_it() {
+        let lab = seeded(Version::V6).await;
+        lab.set_hostile(Some(Hostile {
+            mode: HostileMode::MissingTag,
+            from: HostileFrom::Login,
+        }));
+        let mut c = Client::in_memory(&lab).login().await;
+        let r = c
+            .call(&["/ppp/secret/print", "=count-only=", ".tag=1"])
+            .await;
+        assert_eq!(lines(&r), ["!done =ret=3"]);
+        // One time: then answered as usual.
+        let r = c
+            .call(&["/ppp/secret/print", "=count-only=", ".tag=2"])
+            .await;
+        assert_eq!(lines(&r), ["!done .tag=2 =ret=3"]);
+        assert_eq!(lab.stats().after_break, ["/ppp/secret/print"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_write_hook_sees_each_write_that_took_effect_before_its_answer() {
+        let lab = seeded(Version::V7).await;
+        let seen: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
+        let log = seen.clone();
+        lab.on_write(move |r: &RouterSnapshot| {
+            log.lock().unwrap().push((r.secrets.len(), r.active.len()));
+        });
+        lab.add_active("maria", "10.0.0.3");
+        let mut c = Client::in_memory(&lab).login().await;
+        c.call(&["/ppp/secret/print"]).await;
+        c.call(&["/ppp/secret/add", "=name=nuevo"]).await;
+        c.call(&["/ppp/secret/set", "=.id=*99", "=comment=x"]).await; // trapped: not a write
+        c.call(&["/ppp/active/remove", "=.id=*80000001"]).await;
+        c.call(&["/ppp/secret/remove", "=.id=*1,*2"]).await;
+        assert_eq!(*seen.lock().unwrap(), [(4, 1), (4, 0), (2, 0)]);
     }
 }

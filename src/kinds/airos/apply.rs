@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use super::antenna::{self, AntennaError};
-use super::diff::Op;
+use super::diff::{Op, Seen, seen};
 use super::login::Login;
 use super::observe::GroupLive;
 use super::provider::{AirosProvider, Group};
@@ -54,7 +54,7 @@ pub(super) async fn group(
         let a = &group.desired.antennas[item.op.0];
         let (login, live, learned, done) = (&login, &live, &learned, &done);
         async move {
-            let result = write_one(login, a, live, learned).await;
+            let result = write_one(login, a, item.op, live, learned).await;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             p.progress(&group.name, "antennas applied", n, total);
             match result {
@@ -95,13 +95,20 @@ pub(super) fn keep_observed(p: &AirosProvider, group: &Group, live: &GroupLive) 
 }
 
 /// One antenna: logs in (the credential that worked when it was read first), runs the whole
-/// procedure on a fresh read, logs out.
+/// procedure on a fresh read, logs out. Whether UISP shows it connected is what the plan saw.
 async fn write_one(
     login: &Login<'_>,
     a: &Antenna,
+    op: Op,
     live: &GroupLive,
     learned: &Mutex<BTreeMap<String, usize>>,
 ) -> Result<(), AntennaError> {
+    let board_mac = live
+        .antennas
+        .get(op.0)
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|l| l.board.hwaddr.as_deref());
+    let connected = seen(live.connected.as_ref(), a, board_mac) == Seen::Connected;
     let (session, cred) = login
         .connect(a, live.credentials.get(&a.host).copied())
         .await?;
@@ -109,7 +116,7 @@ async fn write_one(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(a.host.clone(), cred);
-    let r = antenna::write_uri(&session, &live.desired, a.mac.as_deref()).await;
+    let r = antenna::write_uri(&session, &live.desired, a.mac.as_deref(), connected).await;
     session.close().await;
     r.map(|_| ())
 }

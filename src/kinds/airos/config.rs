@@ -485,6 +485,17 @@ fn body(raw: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 
+/// A line's ending: `\r\n` or `\n`; `None` for an unterminated last line.
+fn ending(raw: &[u8]) -> Option<&'static [u8]> {
+    if raw.ends_with(b"\r\n") {
+        Some(b"\r\n")
+    } else if raw.ends_with(b"\n") {
+        Some(b"\n")
+    } else {
+        None
+    }
+}
+
 /// A parsed `/tmp/system.cfg` or `/tmp/running.cfg`: `key=value` lines, split on the first `=`.
 ///
 /// Every line is kept as raw bytes (terminator included; airOS files may hold Latin-1 text such
@@ -570,14 +581,38 @@ impl SystemCfg {
         self.get(KEY_URI).map(Secret::new)
     }
 
+    /// The file's dominant line ending: `\r\n` when more lines end with it than with a bare
+    /// `\n`, else `\n` (also for a file without any line ending).
+    pub fn dominant_ending(&self) -> &'static [u8] {
+        let crlf = self
+            .lines
+            .iter()
+            .filter(|l| ending(&l.raw) == Some(b"\r\n"))
+            .count();
+        let lf = self
+            .lines
+            .iter()
+            .filter(|l| ending(&l.raw) == Some(b"\n"))
+            .count();
+        if crlf > lf { b"\r\n" } else { b"\n" }
+    }
+
     /// The file with `unms.uri=<uri>` and `unms.status=enabled` set, and `unms.uri.changed=<uri>`
     /// too when `airos8` or when the file already has that key.
     ///
-    /// Each of these keys ends up exactly once: its first line is replaced in place, later
-    /// duplicates are deleted, and missing ones are appended at the end (in sorted order, as
-    /// airOS writes them), after a newline if the file does not end with one. Every other line
-    /// is kept byte for byte. The lines written end with `\n` even in a file of `\r\n` lines:
-    /// a `\r` the device's reader did not strip would become part of the URI.
+    /// Each of these keys ends up exactly once: its first line is kept or replaced in place,
+    /// later duplicates are deleted, and missing ones are appended at the end (in sorted
+    /// order, as airOS writes them). Every other line is kept byte for byte.
+    ///
+    /// Line endings, one rule for reading and writing: a line ends with `\n` or `\r\n`, and
+    /// the `\r` of `\r\n` is part of the ending, never of the value ([`SystemCfg::get`] reads
+    /// `unms.status=enabled\r\n` as `enabled`). So:
+    /// - an owned line that is already exactly `KEY=VALUE` is kept byte for byte, its ending
+    ///   included (a correct CRLF line is never rewritten);
+    /// - a line that is replaced keeps the ending of the line it replaces;
+    /// - an appended line, the ending of an unterminated owned line that is replaced, and the
+    ///   ending added to an unterminated last line before appending, are the file's
+    ///   [`SystemCfg::dominant_ending`] (a last line ending in a lone `\r` gets only `\n`).
     ///
     /// Refused when `uri` is empty or holds a newline, NUL or any other control character.
     pub fn with_unms(&self, uri: &Secret, airos8: bool) -> Result<Vec<u8>, CfgError> {
@@ -592,25 +627,35 @@ impl SystemCfg {
         if airos8 || self.count(KEY_URI_CHANGED) > 0 {
             wanted.push((KEY_URI_CHANGED, value));
         }
-        let line = |k: &str, v: &str| format!("{k}={v}\n").into_bytes();
+        let eol = self.dominant_ending();
         let mut written: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
         for l in &self.lines {
             match wanted.iter().find(|(k, _)| l.has_key(k)) {
                 None => out.extend_from_slice(&l.raw),
                 Some((k, v)) => {
-                    if written.insert(k) {
-                        out.extend_from_slice(&line(k, v));
+                    if !written.insert(k) {
+                        continue;
+                    }
+                    let line = format!("{k}={v}");
+                    if body(&l.raw) == line.as_bytes() {
+                        out.extend_from_slice(&l.raw);
+                    } else {
+                        out.extend_from_slice(line.as_bytes());
+                        out.extend_from_slice(ending(&l.raw).unwrap_or(eol));
                     }
                 }
             }
         }
         for (k, v) in &wanted {
             if !written.contains(k) {
-                if !out.is_empty() && !out.ends_with(b"\n") {
+                if out.ends_with(b"\r") {
                     out.push(b'\n');
+                } else if !out.is_empty() && !out.ends_with(b"\n") {
+                    out.extend_from_slice(eol);
                 }
-                out.extend_from_slice(&line(k, v));
+                out.extend_from_slice(format!("{k}={v}").as_bytes());
+                out.extend_from_slice(eol);
             }
         }
         Ok(out)
@@ -1144,15 +1189,65 @@ mod tests {
     }
 
     #[test]
-    fn crlf_lines_are_kept_and_our_lines_end_in_lf() {
-        let cfg = b"a=1\r\nunms.uri=old\r\nb=2\r\n";
+    fn a_correct_file_is_left_byte_for_byte_with_lf_or_crlf_endings() {
+        let u = new_uri();
+        for eol in ["\n", "\r\n"] {
+            let good = format!(
+                "a=1{eol}unms.status=enabled{eol}unms.uri={u}{eol}b=2{eol}",
+                u = u.expose()
+            );
+            assert_eq!(s(&out(good.as_bytes(), false)), good, "{eol:?}");
+            // The same lines read the same either way: the `\r` is part of the ending.
+            let c = SystemCfg::parse(good.as_bytes());
+            assert_eq!(c.get(KEY_STATUS).as_deref(), Some("enabled"));
+            assert_eq!(c.unms_uri().unwrap(), u);
+            // airOS 8's copy, correct too: still nothing to change.
+            let v8 = format!("{good}unms.uri.changed={u}{eol}", u = u.expose());
+            assert_eq!(s(&out(v8.as_bytes(), true)), v8, "{eol:?}");
+        }
+    }
+
+    #[test]
+    fn in_a_crlf_file_changed_lines_keep_their_ending_and_new_lines_take_the_files() {
+        // The issue's case: `unms.status=enabled\r\n` is right and stays as it is; the old
+        // URI's line is replaced, keeping its CRLF.
+        let cfg = b"a=1\r\nunms.status=enabled\r\nunms.uri=old\r\nb=2\r\n";
         let want = format!(
-            "a=1\r\nunms.uri={}\nb=2\r\nunms.status=enabled\n",
+            "a=1\r\nunms.status=enabled\r\nunms.uri={}\r\nb=2\r\n",
             new_uri().expose()
         );
         assert_eq!(s(&out(cfg, false)), want);
-        let again = SystemCfg::parse(&out(cfg, false));
+        // Missing lines are appended with the file's dominant ending.
+        let cfg = b"a=1\r\nunms.uri=old\r\nb=2\r\n";
+        let want = format!(
+            "a=1\r\nunms.uri={u}\r\nb=2\r\nunms.status=enabled\r\nunms.uri.changed={u}\r\n",
+            u = new_uri().expose()
+        );
+        assert_eq!(s(&out(cfg, true)), want);
+        let again = SystemCfg::parse(want.as_bytes());
         assert_eq!(again.unms_uri().unwrap(), new_uri());
+        // Per line in a mixed file: a disabled status in LF is enabled in LF, the URI's CRLF
+        // is kept; with as many LF lines as CRLF ones, LF is what is appended.
+        let cfg = b"a=1\r\nunms.status=disabled\nunms.uri=old\r\nb=2\n";
+        let want = format!(
+            "a=1\r\nunms.status=enabled\nunms.uri={u}\r\nb=2\nunms.uri.changed={u}\n",
+            u = new_uri().expose()
+        );
+        assert_eq!(s(&out(cfg, true)), want);
+        // An unterminated last line in a CRLF file gets the file's ending before appending.
+        let cfg = b"a=1\r\nb=2";
+        let want = format!(
+            "a=1\r\nb=2\r\nunms.status=enabled\r\nunms.uri={}\r\n",
+            new_uri().expose()
+        );
+        assert_eq!(s(&out(cfg, false)), want);
+        // A right value under a key written with spaces is rewritten, keeping the ending.
+        let cfg = format!(
+            " unms.uri ={}\r\nunms.status=enabled\r\n",
+            new_uri().expose()
+        );
+        let want = format!("unms.uri={}\r\nunms.status=enabled\r\n", new_uri().expose());
+        assert_eq!(s(&out(cfg.as_bytes(), false)), want);
     }
 
     #[test]
@@ -1398,6 +1493,7 @@ mod tests {
                 l
             }),
             1 => value,
+            1 => Just(b"unms.status=enabled".to_vec()),
             1 => Just(b"# comment".to_vec()),
             1 => Just(Vec::new()),
         ]
@@ -1506,19 +1602,62 @@ mod tests {
             prop_assert_eq!(after.duplicates(), dup_before);
 
             // Every other line byte for byte, in order; only an unterminated last line may
-            // gain the newline that lets lines follow it.
+            // gain the line ending that lets lines follow it (the file's dominant one, or just
+            // `\n` after a lone `\r`).
+            let eol = before.dominant_ending();
             let ob = others(&before);
             let oa = others(&after);
             prop_assert_eq!(ob.len(), oa.len());
             for (i, (b, a)) in ob.iter().zip(&oa).enumerate() {
                 if a != b {
                     let last_of_file = before.lines.last().map(|l| &l.raw) == Some(b);
+                    let added = a.strip_prefix(&b[..]).unwrap_or_default();
+                    let expected: &[u8] = if b.ends_with(b"\r") { b"\n" } else { eol };
                     prop_assert!(
                         i + 1 == ob.len() && last_of_file && !b.ends_with(b"\n")
-                            && a[..a.len() - 1] == b[..] && a.ends_with(b"\n"),
+                            && added == expected,
                         "line {} changed", i
                     );
                 }
+            }
+
+            // Owned lines: the first line of each key wanted keeps its place; when it was
+            // already exactly `KEY=VALUE` it is kept byte for byte (its ending too), else it
+            // keeps its ending; appended lines take the file's dominant ending.
+            for (k, v) in [(KEY_STATUS, "enabled"), (KEY_URI, u.expose()), (KEY_URI_CHANGED, u.expose())] {
+                let Some(first) = before.lines.iter().find(|l| l.has_key(k)) else {
+                    if let Some(l) = after.lines.iter().find(|l| l.has_key(k)) {
+                        prop_assert!(l.raw.ends_with(eol), "{} appended without {:?}", k, eol);
+                    }
+                    continue;
+                };
+                if k == KEY_URI_CHANGED && !want_changed {
+                    continue;
+                }
+                let now = after.lines.iter().find(|l| l.has_key(k)).unwrap();
+                let exact = format!("{k}={v}");
+                if body(&first.raw) == exact.as_bytes() {
+                    // Only an unterminated last line may gain an ending, as above.
+                    let added = now.raw.strip_prefix(&first.raw[..]).unwrap_or(b"?");
+                    prop_assert!(
+                        added.is_empty() || (ending(&first.raw).is_none() && (added == eol || added == b"\n")),
+                        "{} rewritten though right", k
+                    );
+                } else if let Some(e) = ending(&first.raw) {
+                    prop_assert!(now.raw.ends_with(e) && body(&now.raw) == exact.as_bytes(), "{}", k);
+                }
+            }
+            // A file whose owned lines are all right, once each, is left as it is.
+            let right = [(KEY_STATUS, "enabled"), (KEY_URI, u.expose())]
+                .into_iter()
+                .chain(want_changed.then_some((KEY_URI_CHANGED, u.expose())))
+                .all(|(k, v)| {
+                    let mut ls = before.lines.iter().filter(|l| l.has_key(k));
+                    ls.next().is_some_and(|l| body(&l.raw) == format!("{k}={v}").as_bytes())
+                        && ls.next().is_none()
+                });
+            if right {
+                prop_assert_eq!(&bytes, &file, "a right file was rewritten");
             }
 
             // Stable: a second rewrite changes nothing.

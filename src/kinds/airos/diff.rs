@@ -2,10 +2,12 @@
 //! simulator), composed by [`group`].
 //!
 //! Per antenna, in file order: an antenna that could not be read, or that answers with another
-//! MAC than the YAML's, or has no `/tmp/system.cfg`, is an object error (reported, never in
-//! the way of the others); one in step is no change ([`Standing::InSync`], a connected device's
-//! own key included); any other is an update ([`AntennaChange`]: the fields, the side effects
-//! the operator must see, and why).
+//! MAC than the YAML's, or has no `/tmp/system.cfg`, or needs a persist without
+//! `/sbin/cfgmtd`, is an object error (reported, never in the way of the others); one in step
+//! is no change ([`Standing::InSync`], a connected device's own key included); any other is an
+//! update ([`AntennaChange`]: the fields, the side effects the operator must see, and why).
+//! Half-done work is such an update too: a persisted copy out of step, a bridge that is not
+//! running or runs the old connection (see [`super::antenna`]).
 //!
 //! There are no creates and no deletes: every change updates an antenna the YAML lists. An
 //! antenna dropped from the YAML is no longer looked at (nothing to prune), so the empty-list
@@ -13,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::antenna::{self, AntennaError, Assessment, Live};
+use super::antenna::{self, AntennaError, Assessment, BridgeIssue, Flash, Live};
 use super::commands;
 use super::config::ConnectionString;
 use super::observe::{GroupLive, UispView};
@@ -94,7 +96,8 @@ pub struct AntennaChange {
 
 /// How one antenna that was read stands against `desired`. `seen` is what UISP says of it
 /// (`uisp` names the server asked). Errors: another device answers (its MAC is not the
-/// YAML's, or it reports none while the YAML names one), or it has no `/tmp/system.cfg`.
+/// YAML's, or it reports none while the YAML names one), it has no `/tmp/system.cfg`, or the
+/// change needs a persist and `/sbin/cfgmtd` is not there.
 pub fn antenna(
     a: &Antenna,
     live: &Live,
@@ -113,6 +116,11 @@ pub fn antenna(
             excused: verdict.key_excused,
         });
     }
+    if verdict.steps().persist && !live.cfgmtd {
+        return Err(AntennaError::NoCfgmtd {
+            host: a.host.clone(),
+        });
+    }
     Ok(Standing::Change(AntennaChange {
         fields: fields(&verdict, desired),
         side_effects: side_effects(a.name.as_deref(), &verdict),
@@ -121,38 +129,68 @@ pub fn antenna(
 }
 
 /// The fields of an update: the URI (masked) of the first file out of step (running.cfg can be
-/// the only one: what udapi-bridge really uses) and the desired one; and `key`, sensitive,
-/// whenever a key other than the master key is replaced (also an excused one: the rewrite
-/// replaces it).
+/// the only one: what udapi-bridge really uses), else of the persisted copy, and the desired
+/// one; `udapi-bridge` when only the bridge is out of step; and `key`, sensitive, whenever a
+/// key other than the master key is replaced (also an excused one: the rewrite replaces it).
 pub fn fields(verdict: &Assessment, desired: &ConnectionString) -> Vec<FieldDiff> {
-    let before = verdict
+    let out_of_step = verdict
         .files
         .iter()
-        .find(|f| !f.reasons.is_empty())
-        .and_then(|f| f.live_masked.clone());
-    let mut fields = vec![FieldDiff::plain("uri", before, Some(desired.masked()))];
+        .chain(&verdict.flash)
+        .find(|f| !f.reasons.is_empty());
+    let mut fields = match (out_of_step, verdict.bridge) {
+        (None, Some(issue)) => {
+            let before = match issue {
+                BridgeIssue::NotRunning => "not running",
+                BridgeIssue::Stale => "running the old connection",
+            };
+            vec![FieldDiff::plain(
+                "udapi-bridge",
+                Some(before.into()),
+                Some("running the current files".into()),
+            )]
+        }
+        (f, _) => vec![FieldDiff::plain(
+            "uri",
+            f.and_then(|f| f.live_masked.clone()),
+            Some(desired.masked()),
+        )],
+    };
     if verdict.key_differs {
         fields.push(FieldDiff::sensitive("key"));
     }
     fields
 }
 
-/// What applying the update does: the files rewritten, persisted, the bridge restarted (the
-/// device reconnects), preceded by whose antenna it is when the YAML names it.
+/// What applying the update does, step by step ([`Assessment::steps`]): the files rewritten,
+/// persisted, the bridge restarted (the device reconnects), preceded by whose antenna it is
+/// when the YAML names it.
 pub fn side_effects(name: Option<&str>, verdict: &Assessment) -> Vec<String> {
-    let files: Vec<&str> = verdict
-        .files
-        .iter()
-        .filter(|f| !f.reasons.is_empty())
-        .map(|f| f.file)
+    let steps = verdict.steps();
+    let files: Vec<&str> = [(steps.system, "system.cfg"), (steps.running, "running.cfg")]
+        .into_iter()
+        .filter_map(|(on, f)| on.then_some(f))
         .collect();
-    let mut side_effects = vec![
-        format!("rewrites the unms.* lines of {}", files.join(" and ")),
-        "persists to flash (cfgmtd -w -p /etc/)".to_string(),
-        "restarts udapi-bridge: the device reconnects to UISP".to_string(),
-    ];
+    let mut side_effects = Vec::new();
     if let Some(n) = name {
-        side_effects.insert(0, format!("antenna of {n}"));
+        side_effects.push(format!("antenna of {n}"));
+    }
+    if !files.is_empty() {
+        side_effects.push(format!(
+            "rewrites the unms.* lines of {}",
+            files.join(" and ")
+        ));
+    }
+    if steps.persist {
+        side_effects.push(format!("persists to flash ({})", commands::PERSIST));
+    }
+    if steps.restart {
+        side_effects.push(if verdict.bridge == Some(BridgeIssue::NotRunning) {
+            "waits for udapi-bridge's supervisor to start it: the device reconnects to UISP"
+                .to_string()
+        } else {
+            "restarts udapi-bridge: the device reconnects to UISP".to_string()
+        });
     }
     side_effects
 }
@@ -182,6 +220,10 @@ pub struct Tally {
     pub no_running: usize,
     /// Updates planned.
     pub changes: usize,
+    /// Without an executable `/sbin/cfgmtd` (their flash copy is not read).
+    pub no_cfgmtd: usize,
+    /// Whose flash copy `cfgmtd` could not read (not compared).
+    pub flash_unreadable: usize,
 }
 
 /// The notes of a group's plan. `asked_uisp`: a UISP server says which devices are connected.
@@ -201,6 +243,20 @@ pub fn notes(tally: Tally, asked_uisp: bool, desired: &ConnectionString) -> Vec<
         notes.push(format!(
             "{} antenna(s) have no /tmp/running.cfg: udapi-bridge reads system.cfg there (a past fix may have deleted running.cfg)",
             tally.no_running
+        ));
+    }
+    if tally.no_cfgmtd > 0 {
+        notes.push(format!(
+            "{} antenna(s) have no executable {}: their persisted copy is not compared, and a change to their system.cfg could not be persisted",
+            tally.no_cfgmtd,
+            commands::CFGMTD
+        ));
+    }
+    if tally.flash_unreadable > 0 {
+        notes.push(format!(
+            "{} antenna(s): `{}` failed, so their persisted copy is not compared",
+            tally.flash_unreadable,
+            commands::READ_FLASH
         ));
     }
     notes
@@ -232,6 +288,8 @@ pub fn group(target: &str, antennas: &[Antenna], live: &GroupLive, key: &HashKey
             }
         };
         tally.no_running += usize::from(l.files.get(commands::RUNNING_CFG).is_none());
+        tally.no_cfgmtd += usize::from(!l.cfgmtd);
+        tally.flash_unreadable += usize::from(matches!(l.flash, Flash::Unreadable { .. }));
         match standing {
             Standing::InSync { excused } => tally.excused += usize::from(excused),
             Standing::Change(c) => {
@@ -279,6 +337,9 @@ mod tests {
     const KEY: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV";
     const OWN_KEY: &str = "deviceSpecificKey0042";
     const MAC: &str = "F0:9F:C2:11:22:33";
+    /// `ps` with one bridge.
+    const PS: &str =
+        "  PID USER       VSZ STAT COMMAND\n  812 ubnt      9240 S    {exe} /bin/udapi-bridge\n";
 
     fn uri(host: &str, key: &str) -> String {
         format!("wss://{host}:443+{key}+allowSelfSignedCertificate")
@@ -303,12 +364,16 @@ mod tests {
             Some(m) => format!("board.name=LiteBeam M5\nboard.hwaddr={m}\n"),
             None => "board.name=LiteBeam M5\n".to_string(),
         };
-        let out = render_read(&[
-            (SYSTEM_CFG, system.map(str::as_bytes)),
-            (RUNNING_CFG, running.map(str::as_bytes)),
-            (BOARD_INFO, Some(board.as_bytes())),
-            (VERSION, Some(version.as_bytes())),
-        ]);
+        let out = render_read(
+            &[
+                (SYSTEM_CFG, system.map(str::as_bytes)),
+                (RUNNING_CFG, running.map(str::as_bytes)),
+                (BOARD_INFO, Some(board.as_bytes())),
+                (VERSION, Some(version.as_bytes())),
+            ],
+            true,
+            PS,
+        );
         Live::new(commands::parse_read(&out).unwrap())
     }
 
@@ -405,7 +470,7 @@ mod tests {
             c.side_effects,
             vec![
                 "rewrites the unms.* lines of system.cfg".to_string(),
-                "persists to flash (cfgmtd -w -p /etc/)".into(),
+                "persists to flash (/sbin/cfgmtd -w -p /etc/)".into(),
                 "restarts udapi-bridge: the device reconnects to UISP".into(),
             ]
         );
@@ -426,8 +491,12 @@ mod tests {
         );
         assert_eq!(c.fields.len(), 1, "same key: no key field");
         assert_eq!(
-            c.side_effects[0],
-            "rewrites the unms.* lines of running.cfg"
+            c.side_effects,
+            vec![
+                "rewrites the unms.* lines of running.cfg".to_string(),
+                "restarts udapi-bridge: the device reconnects to UISP".into(),
+            ],
+            "running.cfg is not persisted"
         );
         // system.cfg only.
         let c = change(standing(&live(&on(&old), Some(&on(&good)))));
@@ -559,6 +628,7 @@ mod tests {
             "antenna of Juan Perez"
         );
         assert_eq!(side_effects(None, &verdict).len(), 3);
+        assert_eq!(side_effects(Some("Juan Perez"), &verdict).len(), 4);
         let d = desired();
         assert!(notes(Tally::default(), false, &d).is_empty());
         assert!(notes(Tally::default(), true, &d).is_empty());
@@ -567,6 +637,7 @@ mod tests {
                 excused: 2,
                 no_running: 1,
                 changes: 3,
+                ..Tally::default()
             },
             false,
             &d,
@@ -687,5 +758,118 @@ mod tests {
         assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
         assert!(p.notes[0].starts_with("1 antenna(s) carry their own device-specific key and UISP shows them connected: in sync"));
         assert!(!format!("{:?}", p.items[0].change).contains(OWN_KEY));
+    }
+
+    #[test]
+    fn half_done_work_is_planned_with_its_reason_and_only_the_steps_left() {
+        let (good, old) = (uri("uisp.new.example", KEY), uri("uisp.old.example", KEY));
+        // A persist that failed: files right, flash old.
+        let mut l = live(&on(&good), Some(&on(&good)));
+        l.flash = Flash::Read(on(&old).into_bytes());
+        let c = change(standing(&l));
+        assert_eq!(
+            c.reason,
+            "persisted copy (flash) differs: host: uisp.old.example -> uisp.new.example"
+        );
+        assert_eq!(
+            c.fields,
+            vec![FieldDiff::plain(
+                "uri",
+                Some("wss://uisp.old.example:443+(key)+allowSelfSignedCertificate".into()),
+                Some("wss://uisp.new.example:443+(key)+allowSelfSignedCertificate".into())
+            )]
+        );
+        assert_eq!(
+            c.side_effects,
+            vec!["persists to flash (/sbin/cfgmtd -w -p /etc/)".to_string()]
+        );
+        // A bridge that never came back.
+        let mut l = live(&on(&good), Some(&on(&good)));
+        l.bridge = antenna::Bridge::NotRunning;
+        let c = change(standing(&l));
+        assert_eq!(c.reason, "udapi-bridge is not running");
+        assert_eq!(
+            c.fields,
+            vec![FieldDiff::plain(
+                "udapi-bridge",
+                Some("not running".into()),
+                Some("running the current files".into())
+            )]
+        );
+        assert_eq!(
+            c.side_effects,
+            vec![
+                "waits for udapi-bridge's supervisor to start it: the device reconnects to UISP"
+                    .to_string()
+            ]
+        );
+        // A bridge started before the last write (the mark at tick 900).
+        let mark = commands::render_stat(950, "cat", 949, 900);
+        let out = render_read(
+            &[
+                (SYSTEM_CFG, Some(on(&good).as_bytes())),
+                (commands::CHANGED_MARK, Some(mark.as_bytes())),
+            ],
+            true,
+            PS,
+        );
+        let mut l = Live::new(commands::parse_read(&out).unwrap());
+        l.bridge = antenna::Bridge::Running {
+            pid: 812,
+            started: Some(10),
+        };
+        let c = change(standing(&l));
+        assert_eq!(
+            c.reason,
+            "udapi-bridge runs the old connection (it started before wispctl last rewrote the files)"
+        );
+        assert_eq!(
+            c.side_effects,
+            vec!["restarts udapi-bridge: the device reconnects to UISP".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_change_that_needs_a_persist_without_cfgmtd_is_an_object_error() {
+        let (good, old) = (uri("uisp.new.example", KEY), uri("uisp.old.example", KEY));
+        let mut l = live(&on(&old), Some(&on(&old)));
+        l.cfgmtd = false;
+        let e = antenna(&ant("10.0.0.1"), &l, &desired(), Seen::NotAsked, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "10.0.0.1: /sbin/cfgmtd is missing or not executable, so the change could not be persisted to flash; not touched"
+        );
+        // running.cfg only, or the bridge only: no persist, so no need of cfgmtd.
+        let mut l = live(&on(&good), Some(&on(&old)));
+        l.cfgmtd = false;
+        assert!(matches!(standing(&l), Standing::Change(_)));
+        // In step: nothing to do, and the group says its flash copy is not compared.
+        let mut l = live(&on(&good), Some(&on(&good)));
+        l.cfgmtd = false;
+        let mut unreadable = live(&on(&good), None);
+        unreadable.flash = Flash::Unreadable { status: 1 };
+        let mut missing = live(&on(&old), None);
+        missing.cfgmtd = false;
+        let p = group(
+            "g",
+            &[ant("10.0.0.1"), ant("10.0.0.2"), ant("10.0.0.3")],
+            &group_live(vec![Ok(l), Ok(unreadable), Ok(missing)], None),
+            &key(),
+        );
+        assert!(p.items.is_empty());
+        assert_eq!(
+            p.object_errors.keys().collect::<Vec<_>>(),
+            vec![r#"airos.g["10.0.0.3"]"#]
+        );
+        assert!(
+            p.notes.contains(&"1 antenna(s) have no executable /sbin/cfgmtd: their persisted copy is not compared, and a change to their system.cfg could not be persisted".to_string()),
+            "{:?}",
+            p.notes
+        );
+        assert!(
+            p.notes.contains(&"1 antenna(s): `/sbin/cfgmtd -r -f /proc/self/fd/1` failed, so their persisted copy is not compared".to_string()),
+            "{:?}",
+            p.notes
+        );
     }
 }

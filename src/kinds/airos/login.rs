@@ -284,6 +284,7 @@ mod tests {
             known_hosts: None,
             connect_timeout: Duration::from_secs(7),
             command_timeout: Duration::from_secs(9),
+            deadline: super::super::spec::DEADLINE,
         }
     }
 

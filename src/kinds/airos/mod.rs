@@ -2,8 +2,9 @@
 //!
 //! A target is an antenna group (`inventory.yaml` `antenna_groups`, `airos/<group>.yaml`);
 //! each antenna is an object `airos.GROUP["HOST"]`. Observe opens one SSH session per antenna,
-//! a bounded number at once, and reads both configuration files and the board's identity in
-//! one command. An antenna that cannot be read is an object error: reported, exit 1, and
+//! a bounded number at once, and reads both configuration files, the board's identity, the
+//! persisted copy in flash and the running `udapi-bridge` (so that half-done work shows as a
+//! change, see [`antenna`]). An antenna that cannot be read is an object error: reported, exit 1, and
 //! never in the way of the others. Apply rolls out in waves: a canary wave that must verify
 //! entirely, then the rest, stopped once failures pass `rollout.max_failures`.
 //!

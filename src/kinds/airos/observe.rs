@@ -1,8 +1,9 @@
 //! Observe one antenna group: what UISP says (asked once per group: the desired connection
 //! string when `connection.uisp`, which devices are connected when `connected_in`), then one
 //! SSH session per antenna, at most `rollout.concurrency` at once, each reading both
-//! configuration files and the board's identity with one command; and a fingerprint per
-//! antenna, so that a saved plan is refused once an antenna moved.
+//! configuration files, the board's identity and `ps` with one command, then the bridge's start
+//! time and the persisted copy of `system.cfg` ([`super::antenna::read`]); and a fingerprint
+//! per antenna, so that a saved plan is refused once an antenna moved.
 //!
 //! Writes nothing anywhere (`plan` and `drift` run it): the credential that worked and the host
 //! keys trusted on first use are kept in the observation, and apply records them. An antenna
@@ -229,12 +230,19 @@ mod tests {
 
     const KEY: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV";
 
+    const PS: &str =
+        "  PID USER       VSZ STAT COMMAND\n  812 ubnt      9240 S    {exe} /bin/udapi-bridge\n";
+
     fn live(uri: &str) -> Live {
         let cfg = format!("unms.status=enabled\nunms.uri={uri}\n");
-        let out = render_read(&[
-            (SYSTEM_CFG, Some(cfg.as_bytes())),
-            (RUNNING_CFG, Some(cfg.as_bytes())),
-        ]);
+        let out = render_read(
+            &[
+                (SYSTEM_CFG, Some(cfg.as_bytes())),
+                (RUNNING_CFG, Some(cfg.as_bytes())),
+            ],
+            true,
+            PS,
+        );
         Live::new(commands::parse_read(&out).unwrap())
     }
 
@@ -264,7 +272,8 @@ mod tests {
         let unknown = fingerprint_text(&own, &desired, Seen::Unknown);
         assert_ne!(connected, unknown);
         assert!(!connected.contains("deviceKey42") && !unknown.contains("deviceKey42"));
-        let bare = Live::new(commands::parse_read(&render_read(&[(SYSTEM_CFG, None)])).unwrap());
+        let bare =
+            Live::new(commands::parse_read(&render_read(&[(SYSTEM_CFG, None)], true, PS)).unwrap());
         assert_eq!(
             fingerprint_text(&bare, &desired, Seen::NotAsked),
             "no system.cfg"

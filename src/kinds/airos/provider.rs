@@ -144,6 +144,12 @@ impl Provider for AirosProvider {
         1
     }
 
+    fn deadline(&self, group: &str) -> crate::engine::Deadline {
+        self.groups
+            .get(group)
+            .map_or(super::spec::DEADLINE, |g| g.ssh.deadline)
+    }
+
     async fn observe(&self, target: &str) -> Result<Observation<GroupLive>, AirosError> {
         observe::group(self, &self.groups[target]).await
     }

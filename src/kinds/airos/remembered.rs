@@ -51,7 +51,8 @@ pub fn read(
 }
 
 /// Records which credential worked (`learned`: positions in `credentials`, by host), keeping
-/// the other hosts' entries. Writes only when something changed.
+/// the other hosts' entries. Writes only when something changed. Temporary files of this
+/// group's file that an earlier apply left (killed before its rename) are removed either way.
 ///
 /// # Warning
 /// This writes: only apply calls it (under the apply lock), never a read-only run.
@@ -63,6 +64,7 @@ pub fn write(
     learned: &BTreeMap<String, usize>,
 ) -> std::io::Result<()> {
     let path = path(state_dir, group);
+    sweep(&path);
     let mut all = read_ids(&path);
     let before = all.clone();
     all.extend(
@@ -77,7 +79,27 @@ pub fn write(
         std::fs::create_dir_all(dir)?;
     }
     let json = serde_json::to_vec_pretty(&all).map_err(std::io::Error::other)?;
-    write_atomic(&path, &json, 0o600)
+    write_atomic(&path, &json, 0o600)?;
+    // Again: a save killed between these two calls leaves nothing either.
+    sweep(&path);
+    Ok(())
+}
+
+/// Removes the temporary files `write_atomic` leaves next to `path` when its process is killed
+/// before the rename (only apply writes here, under the apply lock: none is in use).
+fn sweep(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}{}-", crate::files::TEMP_PREFIX, name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +154,29 @@ mod tests {
         let key = HashKey::from_bytes([9; 32]);
         write(dir.path(), &key, "g", &[cred("u", "p")], &BTreeMap::new()).unwrap();
         assert!(!dir.path().join("airos").exists());
+    }
+
+    #[test]
+    fn a_write_removes_what_a_killed_write_left_of_this_groups_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = HashKey::from_bytes([9; 32]);
+        let creds = vec![cred("ubnt", "first-pw")];
+        let airos = dir.path().join("airos");
+        std::fs::create_dir_all(&airos).unwrap();
+        let left = airos.join(".wispctl-tmp-g.credentials.json-0123456789ab");
+        let other = airos.join(".wispctl-tmp-g2.credentials.json-0123456789ab");
+        std::fs::write(&left, "{}").unwrap();
+        std::fs::write(&other, "{}").unwrap();
+        let learned = BTreeMap::from([("10.0.0.1".to_string(), 0)]);
+        write(dir.path(), &key, "g", &creds, &learned).unwrap();
+        assert!(!left.exists());
+        assert!(
+            other.exists(),
+            "another group's file is its own write's business"
+        );
+        // Nothing to change: still swept.
+        std::fs::write(&left, "{}").unwrap();
+        write(dir.path(), &key, "g", &creds, &learned).unwrap();
+        assert!(!left.exists());
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::config::ConnectionString;
 use crate::mac::normalise_mac;
-use crate::names::{valid_host, valid_name};
+use crate::names::valid_name;
 use crate::secret::SecretRef;
 use crate::ssh::Credential;
 use crate::yaml::FileCheck;
@@ -212,13 +212,10 @@ pub(crate) fn validate(
     let mut mac_at: HashMap<String, usize> = HashMap::new();
     for (i, a) in file.antennas.iter().enumerate() {
         let at = format!("antennas[{i}]");
-        if !valid_host(&a.host) {
+        if let Err(why) = crate::untrusted::addr::host(&a.host) {
             check.error(
                 &format!("{at}.host"),
-                format!(
-                    "{:?} is not an IP address or host name (letters, digits, '-' and '.')",
-                    a.host
-                ),
+                format!("{:?} is not an IP address or host name: {why}", a.host),
             );
             continue;
         }
@@ -311,6 +308,10 @@ pub struct AntennaGroupSpec {
     /// Seconds allowed for each command (default 30).
     #[serde(default = "default_ssh_command_timeout")]
     pub command_timeout_secs: u64,
+    /// How long reading this group of antennas and applying its changes may take in all
+    /// (default 900 s and 3600 s): past it, the connection is closed and the target fails.
+    #[serde(default)]
+    pub deadline: crate::engine::DeadlineSpec,
     /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,
@@ -371,7 +372,13 @@ pub struct AntennaGroup {
     pub connect_timeout: std::time::Duration,
     /// Per-command limit.
     pub command_timeout: std::time::Duration,
+    /// Bound on reading the whole group and on applying it.
+    pub deadline: crate::engine::Deadline,
 }
+
+/// A group of antennas: fifteen minutes to read (hundreds of SSH sessions), an hour to apply
+/// (canary wave first).
+pub const DEADLINE: crate::engine::Deadline = crate::engine::Deadline::secs(900, 3600);
 
 /// A validated jump host.
 #[derive(Debug, Clone)]
@@ -436,10 +443,10 @@ pub(crate) fn validate_group(
     let creds = credentials(&g.credentials, at, check);
     let jump = g.jump.as_ref().map(|j| {
         let jat = format!("{at}.jump");
-        if !valid_host(&j.host) {
+        if let Err(why) = crate::untrusted::addr::host(&j.host) {
             check.error(
                 &format!("{jat}.host"),
-                format!("{:?} is not an IP address or host name", j.host),
+                format!("{:?} is not an IP address or host name: {why}", j.host),
             );
         }
         if j.port == 0 {
@@ -456,6 +463,16 @@ pub(crate) fn validate_group(
         check.error(&format!("{at}.port"), "port must be 1 to 65535".into());
     }
     let known_hosts = g.known_hosts.as_ref().map(|k| check.relative(k));
+    if let Some(k) = &known_hosts {
+        let max = crate::untrusted::file::MAX_NAMED_FILE_BYTES;
+        check.named_file(
+            &format!("{at}.known_hosts"),
+            "known-hosts file",
+            k,
+            max,
+            true,
+        );
+    }
     if check.error_count() > before {
         return None;
     }
@@ -467,12 +484,13 @@ pub(crate) fn validate_group(
         known_hosts,
         connect_timeout: std::time::Duration::from_secs(g.connect_timeout_secs.max(1)),
         command_timeout: std::time::Duration::from_secs(g.command_timeout_secs.max(1)),
+        deadline: g.deadline.over(DEADLINE),
     })
 }
 
 /// Where a group's antennas are reached instead of their hosts (a lab fleet), and the
 /// known-hosts file that pins their keys.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
 pub struct GroupEndpoints {
     /// Antenna stand-ins, by the host the YAML names.
     pub antennas: std::collections::BTreeMap<String, std::net::SocketAddr>,

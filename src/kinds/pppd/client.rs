@@ -56,7 +56,11 @@ impl HostFile {
             HostFile::Peer(name) => Path::new("etc/ppp/peers").join(name),
             HostFile::ChapSecrets => PathBuf::from("etc/ppp/chap-secrets"),
             HostFile::Leftover { in_peers, name } => {
-                let dir = if *in_peers { "etc/ppp/peers" } else { "etc/ppp" };
+                let dir = if *in_peers {
+                    "etc/ppp/peers"
+                } else {
+                    "etc/ppp"
+                };
                 Path::new(dir).join(name)
             }
         }

@@ -14,9 +14,7 @@ use super::chap::{self, ChapEdit, ChapFile, LiveEntry, Pairs};
 use super::client::{FILE_MODE, HostFile};
 use super::observe::{HostLive, LivePeer};
 use super::spec::{ChapEntry, PeerSpec, PppdDesired};
-use super::{
-    Op, PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address,
-};
+use super::{Op, PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address};
 use crate::engine::{CLEANUP, Item, Planned};
 use crate::ownership::Prune;
 use crate::plan::{Action, Change, ContentDiff, FieldDiff};

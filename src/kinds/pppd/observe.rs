@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use super::chap::{ChapError, ChapFile};
 use super::client::{HostFile, HostFiles};
 use super::spec::PppdDesired;
-use super::{
-    PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address,
-};
+use super::{PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address};
 use crate::secret::HashKey;
 
 /// A host's pppd files as read.

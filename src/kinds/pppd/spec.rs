@@ -233,13 +233,10 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
                 ),
             );
         }
-        if !valid_host(&p.server) {
+        if let Err(why) = crate::untrusted::addr::host(&p.server) {
             check.error(
                 &format!("{at}.server"),
-                format!(
-                    "invalid server {:?}: a host name or IP address ([A-Za-z0-9.:-])",
-                    p.server
-                ),
+                format!("invalid server {:?}: {why}", p.server),
             );
         }
         for (field, value) in [
@@ -305,10 +302,18 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
             let ok = !a.is_empty()
                 && a.chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ".*/:!-_".contains(ch));
+            // pppd reads an address with inet_aton: `010.0.0.1` would be octal.
+            let host = a.trim_start_matches(['!', '-']);
+            let host = host.split('/').next().unwrap_or_default();
             if !ok {
                 check.error(
                     &format!("{at}.addresses[{j}]"),
                     format!("invalid address {a:?}: an IP, a subnet, `*` or `-` form"),
+                );
+            } else if let Err(why) = crate::untrusted::addr::unambiguous(host) {
+                check.error(
+                    &format!("{at}.addresses[{j}]"),
+                    format!("invalid address {a:?}: {why}"),
                 );
             }
         }
@@ -380,14 +385,6 @@ fn pppd_name(v: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn valid_host(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && !s.starts_with('-')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == ':')
 }
 
 fn check_option(opt: &str) -> Result<(), String> {

@@ -5,13 +5,20 @@
 //! to verify what was written. The kicks an apply owes are written to the state file before
 //! anything is sent, so a connection lost between a write and its kick is kicked next run.
 //!
+//! A connection whose reply stream broke (see `routeros_api::client`) sends nothing more: the
+//! changes not answered yet fail, each saying whether it was **not attempted** (never sent:
+//! the router is unchanged) or is **unknown** (sent, no answer: it may have taken effect, and
+//! the next plan settles it). Nothing is assumed applied without the router's answer, and
+//! nothing is verified on a dead connection: a write the router answered but that could not
+//! be read back fails as not verified.
+//!
 //! Not here: deciding what to write (`diff`), the order of changes and the guards (the engine),
 //! connecting (`client`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
-use routeros_api::client::{Command, Connection};
+use routeros_api::client::{ApiError, Command, Connection};
 
 use super::PppoeError;
 use super::client::connect;
@@ -21,7 +28,6 @@ use super::spec::{DesiredSecret, Router};
 use super::state::{RouterState, StateDir};
 use crate::engine::{Item, NoTwin};
 use crate::ownership::tagged;
-use crate::plan::Action;
 use crate::plan::report::Outcome;
 use crate::secret::{HashKey, SecretHash};
 
@@ -41,9 +47,10 @@ pub async fn apply(
     };
     let mut conn = match connected {
         Ok(c) => c,
-        Err(e) => return fail_every(&items, &format!("cannot connect: {e}")),
+        Err(e) => return fail_every(&items, &not_attempted(&format!("cannot connect: {e}"))),
     };
     let owed = kicks_owed(&items);
+    let owed_before = state.read(router).pending_kicks;
     if !owed.is_empty() {
         let mut s = state.read(router);
         s.pending_kicks.extend(owed);
@@ -51,7 +58,7 @@ pub async fn apply(
     }
     let (outcomes, done) = apply_router(&mut conn, items, key).await;
     let mut s = state.read(router);
-    done.record(&mut s);
+    done.record(&mut s, &owed_before);
     state.save(router, &s);
     outcomes
 }
@@ -74,6 +81,25 @@ fn kicks_owed(items: &[Item<Op>]) -> Vec<String> {
         .collect()
 }
 
+/// The reason of a change never sent: the router is unchanged.
+pub fn not_attempted(why: &str) -> String {
+    format!("not attempted (never sent): {why}")
+}
+
+/// The reason of a change sent without an answer: it may have taken effect.
+pub fn unknown(why: &str) -> String {
+    format!("unknown (sent, no answer): {why}; the next plan settles it")
+}
+
+/// The reason of a change whose command failed with `e`: not attempted or unknown.
+pub fn unanswered(e: &ApiError) -> String {
+    if e.sent() {
+        unknown(&e.to_string())
+    } else {
+        not_attempted(&e.to_string())
+    }
+}
+
 /// What an apply leaves for the router's state file.
 #[derive(Debug, Default)]
 pub struct Done {
@@ -85,11 +111,15 @@ pub struct Done {
     pub kicks_lost: Vec<String>,
     /// Secrets whose write the router refused: not changed, so no kick is owed.
     pub refused: Vec<String>,
+    /// Secrets whose change was never sent: not changed, so this apply owes no kick for them
+    /// (a kick owed before it still is).
+    pub not_sent: Vec<String>,
 }
 
 impl Done {
-    /// Brings the router's state up to date with this apply.
-    pub fn record(self, state: &mut RouterState) {
+    /// Brings the router's state up to date with this apply; `owed_before` is the kicks owed
+    /// before it began.
+    pub fn record(self, state: &mut RouterState, owed_before: &BTreeSet<String>) {
         for (name, hash) in self.hashes {
             match hash {
                 Some(h) => state.passwords.insert(name, h),
@@ -97,6 +127,9 @@ impl Done {
             };
         }
         for name in self.kicked.iter().chain(&self.refused) {
+            state.pending_kicks.remove(name);
+        }
+        for name in self.not_sent.iter().filter(|n| !owed_before.contains(*n)) {
             state.pending_kicks.remove(name);
         }
         state.pending_kicks.extend(self.kicks_lost);
@@ -148,207 +181,311 @@ fn write_command(op: &Op) -> Option<Command> {
     }
 }
 
-/// Runs the writes, removes and kicks of one router's items; one outcome per item.
+/// One apply's progress: an outcome per item as it becomes known, and the state to record.
+struct Progress<'a> {
+    items: &'a [Item<Op>],
+    outcomes: Vec<Option<Outcome>>,
+    done: Done,
+}
+
+impl<'a> Progress<'a> {
+    fn new(items: &'a [Item<Op>]) -> Self {
+        Progress {
+            items,
+            outcomes: vec![None; items.len()],
+            done: Done::default(),
+        }
+    }
+
+    fn applied(&mut self, i: usize) {
+        let c = &self.items[i].change;
+        self.outcomes[i] = Some(Outcome::applied(&c.address, c.action));
+    }
+
+    fn fail(&mut self, i: usize, why: impl Into<String>) {
+        let c = &self.items[i].change;
+        self.outcomes[i] = Some(Outcome::failed(&c.address, c.action, why));
+    }
+
+    fn fail_all(&mut self, idx: &[usize], why: &str) {
+        for &i in idx {
+            self.fail(i, why);
+        }
+    }
+
+    /// The items of `idx` failed by `e` (not attempted, or unknown); those never sent owe no
+    /// kick.
+    fn unanswered(&mut self, idx: &[usize], e: &ApiError) {
+        self.fail_all(idx, &unanswered(e));
+        if !e.sent() {
+            let names = idx.iter().map(|&i| self.items[i].op.name().to_string());
+            self.done.not_sent.extend(names);
+        }
+    }
+
+    fn is_applied(&self, i: usize) -> bool {
+        self.outcomes[i]
+            .as_ref()
+            .is_some_and(|o| o.reason.is_none())
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.items[i].op.name().to_string()
+    }
+
+    fn finish(self) -> (Vec<Outcome>, Done) {
+        let outcomes = self
+            .outcomes
+            .into_iter()
+            .map(|o| o.expect("every item has an outcome"))
+            .collect();
+        (outcomes, self.done)
+    }
+}
+
+/// The items of one apply by how they are sent.
+struct Batches {
+    /// Adds and sets with fields: one command each, all in one round trip.
+    writes: Vec<(usize, Command)>,
+    /// Removes: one batched command.
+    removes: Vec<usize>,
+    /// Only a kick: nothing to write.
+    kick_only: Vec<usize>,
+}
+
+impl Batches {
+    fn of(items: &[Item<Op>]) -> Self {
+        let mut b = Batches {
+            writes: Vec::new(),
+            removes: Vec::new(),
+            kick_only: Vec::new(),
+        };
+        for (i, item) in items.iter().enumerate() {
+            if let Op::Remove { .. } = item.op {
+                b.removes.push(i);
+            } else if let Some(command) = write_command(&item.op) {
+                b.writes.push((i, command));
+            } else {
+                b.kick_only.push(i);
+            }
+        }
+        b
+    }
+}
+
+/// Runs the writes, removes and kicks of one router's items and verifies the writes; one
+/// outcome per item.
 async fn apply_router(
     conn: &mut Connection,
     items: Vec<Item<Op>>,
     key: &HashKey,
 ) -> (Vec<Outcome>, Done) {
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
-    let mut done = Done::default();
-    // Creates and updates: one command each, in one round trip.
-    let mut writes = Vec::new();
-    let mut write_idx = Vec::new();
-    let mut removes = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        if let Op::Remove { .. } = item.op {
-            removes.push(i);
-        } else if let Some(command) = write_command(&item.op) {
-            writes.push(command);
-            write_idx.push(i);
-        } else {
-            outcomes[i] = Some(Outcome::applied(&item.change.address, item.change.action));
+    let mut p = Progress::new(&items);
+    let Batches {
+        writes,
+        removes,
+        kick_only,
+    } = Batches::of(&items);
+    for &i in &kick_only {
+        p.applied(i);
+    }
+    let written: Vec<usize> = writes.iter().map(|(i, _)| *i).collect();
+    send_writes(conn, &mut p, writes).await;
+    send_removes(conn, &mut p, &removes).await;
+    send_kicks(conn, &mut p).await;
+    verify_writes(conn, &mut p, &written, key).await;
+    for &i in &removes {
+        if let Op::Remove { name, .. } = &items[i].op
+            && p.is_applied(i)
+        {
+            p.done.hashes.push((name.clone(), None));
         }
     }
-    let fail_all = |outcomes: &mut Vec<Option<Outcome>>, idx: &[usize], why: &str| {
-        for &i in idx {
-            outcomes[i] = Some(Outcome::failed(
-                &items[i].change.address,
-                items[i].change.action,
-                why,
-            ));
-        }
-    };
-    match conn.run(writes).await {
-        Ok(replies) => {
-            for (reply, &i) in replies.into_iter().zip(&write_idx) {
-                let c = &items[i].change;
-                outcomes[i] = Some(match reply.trap {
-                    Some(t) => {
-                        done.refused.push(items[i].op.name().to_string());
-                        Outcome::failed(
-                            &c.address,
-                            c.action,
-                            format!("router refused: {}", t.message),
-                        )
-                    }
-                    None => Outcome::applied(&c.address, c.action),
-                });
+    p.finish()
+}
+
+/// Creates and updates: one command each, in one round trip. When the reply stream breaks
+/// midway, the writes answered before keep their answer; the others are unanswered.
+async fn send_writes(conn: &mut Connection, p: &mut Progress<'_>, writes: Vec<(usize, Command)>) {
+    let (idx, commands): (Vec<usize>, Vec<Command>) = writes.into_iter().unzip();
+    let (replies, error) = conn.run_answered(commands).await;
+    let mut lost = Vec::new();
+    for (reply, &i) in replies.into_iter().zip(&idx) {
+        match reply.map(|r| r.trap) {
+            None => lost.push(i),
+            Some(Some(t)) => {
+                let name = p.name(i);
+                p.done.refused.push(name);
+                p.fail(i, format!("router refused: {}", t.message));
             }
+            Some(None) => p.applied(i),
         }
-        Err(e) => fail_all(&mut outcomes, &write_idx, &format!("connection lost: {e}")),
     }
-    if !removes.is_empty() {
-        let ids: Vec<&str> = removes
-            .iter()
-            .filter_map(|&i| match &items[i].op {
-                Op::Remove { id, .. } => Some(id.as_str()),
-                _ => None,
-            })
-            .collect();
-        let cmd = Command::new([
-            "/ppp/secret/remove".to_string(),
-            format!("=.id={}", ids.join(",")),
-        ]);
-        match conn.call(cmd).await {
-            Ok(r) => match r.trap {
-                Some(t) => fail_all(
-                    &mut outcomes,
-                    &removes,
-                    &format!("router refused the batched remove: {}", t.message),
-                ),
-                None => {
-                    for &i in &removes {
-                        outcomes[i] =
-                            Some(Outcome::applied(&items[i].change.address, Action::Delete));
-                    }
+    if let Some(e) = error {
+        p.unanswered(&lost, &e);
+    }
+}
+
+/// Pruned secrets: one batched remove. Its answer lost, whether they are gone is unknown.
+async fn send_removes(conn: &mut Connection, p: &mut Progress<'_>, removes: &[usize]) {
+    if removes.is_empty() {
+        return;
+    }
+    let ids: Vec<&str> = removes
+        .iter()
+        .filter_map(|&i| match &p.items[i].op {
+            Op::Remove { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let cmd = Command::new([
+        "/ppp/secret/remove".to_string(),
+        format!("=.id={}", ids.join(",")),
+    ]);
+    match conn.call(cmd).await {
+        Ok(r) => match r.trap {
+            Some(t) => p.fail_all(
+                removes,
+                &format!("router refused the batched remove: {}", t.message),
+            ),
+            None => {
+                for &i in removes {
+                    p.applied(i);
                 }
-            },
-            Err(e) => fail_all(&mut outcomes, &removes, &format!("connection lost: {e}")),
-        }
+            }
+        },
+        Err(e) => p.unanswered(removes, &e),
     }
-    // Kicks, for what was applied, in one command.
-    let mut kick_ids = Vec::new();
+}
+
+/// Kicks, for what was applied, in one command.
+async fn send_kicks(conn: &mut Connection, p: &mut Progress<'_>) {
+    let mut ids = Vec::new();
     let mut kicked = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let applied = outcomes[i].as_ref().is_some_and(|o| o.reason.is_none());
-        let ids = item.op.kick();
-        if applied && !ids.is_empty() {
-            kick_ids.extend(ids.iter().cloned());
+    for (i, item) in p.items.iter().enumerate() {
+        if p.is_applied(i) && !item.op.kick().is_empty() {
+            ids.extend(item.op.kick().iter().cloned());
             kicked.push(i);
         }
     }
-    let kicked_names = |idx: &[usize]| -> Vec<String> {
-        idx.iter()
-            .map(|&i| items[i].op.name().to_string())
-            .collect()
-    };
-    if !kick_ids.is_empty() {
-        match kick(conn, &kick_ids).await {
-            Ok(()) => done.kicked = kicked_names(&kicked),
-            Err(why) => {
-                fail_all(
-                    &mut outcomes,
-                    &kicked,
-                    &format!(
-                        "applied, but the session could not be disconnected (the next run retries): {why}"
-                    ),
-                );
-                done.kicks_lost = kicked_names(&kicked);
-            }
-        }
+    if ids.is_empty() {
+        return;
     }
-    // Verify what was written with one print.
-    let written: Vec<usize> = write_idx
+    let names: Vec<String> = kicked.iter().map(|&i| p.name(i)).collect();
+    let why = match kick(conn, &ids).await {
+        Ok(()) => {
+            p.done.kicked = names;
+            return;
+        }
+        Err(KickFailed::Refused(why)) => {
+            format!("the router refused to disconnect the session (the next run retries): {why}")
+        }
+        Err(KickFailed::Lost(e)) if e.sent() => format!(
+            "whether the session was disconnected is unknown (sent, no answer): {e}; the next run disconnects it if it is still up"
+        ),
+        Err(KickFailed::Lost(e)) => format!(
+            "the session was not disconnected: not attempted (never sent): {e}; the next run disconnects it"
+        ),
+    };
+    for &i in &kicked {
+        let text = match &p.items[i].op {
+            Op::Kick { .. } => why.clone(),
+            Op::Set { fields, .. } if fields.is_empty() => why.clone(),
+            Op::Remove { .. } => format!("removed (the router answered), but {why}"),
+            Op::Add(_) | Op::Set { .. } => format!("written (the router answered), but {why}"),
+        };
+        p.fail(i, text);
+    }
+    p.done.kicks_lost = names;
+}
+
+/// Verifies what was written with one print. Never on a dead connection: a write the router
+/// answered but that cannot be read back fails as not verified.
+async fn verify_writes(
+    conn: &mut Connection,
+    p: &mut Progress<'_>,
+    written: &[usize],
+    key: &HashKey,
+) {
+    let written: Vec<usize> = written
         .iter()
         .copied()
-        .filter(|&i| outcomes[i].as_ref().is_some_and(|o| o.reason.is_none()))
+        .filter(|&i| p.is_applied(i))
         .collect();
-    if !written.is_empty() {
-        match read_router(conn).await {
-            Ok(live) => {
-                let by_name: HashMap<&str, &LiveSecret> =
-                    live.secrets.iter().map(|s| (s.name(), s)).collect();
-                for &i in &written {
-                    let (d, comment) = match &items[i].op {
-                        Op::Add(d) => (d, Some(d.comment.as_deref().unwrap_or(""))),
-                        Op::Set {
-                            desired,
-                            fields,
-                            comment,
-                            ..
-                        } => (
-                            desired,
-                            fields
-                                .iter()
-                                .any(|f| f == "comment")
-                                .then_some(comment.as_str()),
-                        ),
-                        Op::Remove { .. } | Op::Kick { .. } => continue,
-                    };
-                    if let Some(why) = verify(d, by_name.get(d.name.as_str()).copied(), comment) {
-                        let c = &items[i].change;
-                        outcomes[i] = Some(Outcome::failed(
-                            &c.address,
-                            c.action,
-                            format!("verification failed: {why}"),
-                        ));
-                    } else if let Some(p) = &d.password {
-                        done.hashes
-                            .push((d.name.clone(), Some(SecretHash::of(key, p))));
-                    }
-                }
-            }
-            Err(e) => fail_all(
-                &mut outcomes,
-                &written,
-                &format!("written, but could not be verified: {e}"),
+    if written.is_empty() {
+        return;
+    }
+    let live = match read_router(conn).await {
+        Ok(live) => live,
+        Err(e) => {
+            let why = format!(
+                "written (the router answered), but not verified: {e}; the next plan settles it"
+            );
+            return p.fail_all(&written, &why);
+        }
+    };
+    let by_name: HashMap<&str, &LiveSecret> = live.secrets.iter().map(|s| (s.name(), s)).collect();
+    for &i in &written {
+        let (d, comment) = match &p.items[i].op {
+            Op::Add(d) => (d, Some(d.comment.as_deref().unwrap_or(""))),
+            Op::Set {
+                desired,
+                fields,
+                comment,
+                ..
+            } => (
+                desired,
+                fields
+                    .iter()
+                    .any(|f| f == "comment")
+                    .then_some(comment.as_str()),
             ),
+            Op::Remove { .. } | Op::Kick { .. } => continue,
+        };
+        if let Some(why) = verify(d, by_name.get(d.name.as_str()).copied(), comment) {
+            p.fail(i, format!("verification failed: {why}"));
+        } else if let Some(pw) = &d.password {
+            p.done
+                .hashes
+                .push((d.name.clone(), Some(SecretHash::of(key, pw))));
         }
     }
-    for &i in &removes {
-        if let Op::Remove { name, .. } = &items[i].op
-            && outcomes[i].as_ref().is_some_and(|o| o.reason.is_none())
-        {
-            done.hashes.push((name.clone(), None));
-        }
-    }
-    let outcomes = outcomes
-        .into_iter()
-        .map(|o| o.expect("every item has an outcome"))
-        .collect();
-    (outcomes, done)
+}
+
+/// Why sessions were not disconnected.
+enum KickFailed {
+    /// The router refused (a trap).
+    Refused(String),
+    /// No answer, or never sent.
+    Lost(ApiError),
 }
 
 /// Disconnects sessions with one batched remove. RouterOS changes nothing when one id of the
 /// list is unknown (a session that ended on its own since the plan): then each id is removed on
 /// its own, in one round trip, and the ones already gone are not an error.
-async fn kick(conn: &mut Connection, ids: &[String]) -> Result<(), String> {
+async fn kick(conn: &mut Connection, ids: &[String]) -> Result<(), KickFailed> {
     let batched = Command::new([
         "/ppp/active/remove".to_string(),
         format!("=.id={}", ids.join(",")),
     ]);
-    let trap = match conn.call(batched).await {
-        Ok(r) => r.trap.map(|t| t.message),
-        Err(e) => return Err(e.to_string()),
-    };
-    let Some(why) = trap else {
+    let reply = conn.call(batched).await.map_err(KickFailed::Lost)?;
+    let Some(trap) = reply.trap else {
         return Ok(());
     };
-    if !why.contains("no such item") {
-        return Err(why);
+    if !trap.message.contains("no such item") {
+        return Err(KickFailed::Refused(trap.message));
     }
     let one_by_one = ids
         .iter()
         .map(|id| Command::new(["/ppp/active/remove".to_string(), format!("=.id={id}")]))
         .collect();
-    let replies = conn.run(one_by_one).await.map_err(|e| e.to_string())?;
+    let replies = conn.run(one_by_one).await.map_err(KickFailed::Lost)?;
     match replies
         .into_iter()
         .filter_map(|r| r.trap)
         .find(|t| !t.message.contains("no such item"))
     {
-        Some(t) => Err(t.message),
+        Some(t) => Err(KickFailed::Refused(t.message)),
         None => Ok(()),
     }
 }
@@ -519,13 +656,52 @@ mod tests {
             kicked: vec!["a".into()],
             kicks_lost: vec!["d".into()],
             refused: vec!["b".into()],
+            not_sent: vec![],
         }
-        .record(&mut state);
+        .record(&mut state, &BTreeSet::new());
         assert_eq!(state.passwords.keys().collect::<Vec<_>>(), ["new"]);
         assert_eq!(
             state.pending_kicks.iter().collect::<Vec<_>>(),
             ["c", "d"],
             "kicked and refused are settled; lost is owed"
+        );
+    }
+
+    /// A change never sent owes no kick of its own; a kick owed before the apply still is.
+    #[test]
+    fn a_change_never_sent_owes_no_new_kick() {
+        let mut state = RouterState {
+            passwords: BTreeMap::new(),
+            // What apply saved before sending: "old" was owed before, "new" by this apply.
+            pending_kicks: ["old", "new", "sent"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let before: BTreeSet<String> = ["old".to_string()].into();
+        Done {
+            not_sent: vec!["old".into(), "new".into()],
+            ..Done::default()
+        }
+        .record(&mut state, &before);
+        assert_eq!(
+            state.pending_kicks.iter().collect::<Vec<_>>(),
+            ["old", "sent"],
+            "an unanswered change keeps its kick owed"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_change_says_whether_it_was_sent() {
+        let dead = ApiError::Dead("protocol: reserved length prefix byte 0xf8".into());
+        let why = unanswered(&dead);
+        assert!(why.starts_with("not attempted (never sent): "), "{why}");
+        let lost = ApiError::Timeout(std::time::Duration::from_secs(5));
+        let why = unanswered(&lost);
+        assert!(
+            why.starts_with("unknown (sent, no answer): no reply within 5s")
+                && why.ends_with("the next plan settles it"),
+            "{why}"
         );
     }
 }

@@ -1,5 +1,7 @@
 //! How the pppoe kind reaches a router: TCP or TLS (verified as the inventory says), then the
-//! API login, through the `routeros-api` crate. Every wait is bounded by the router's timeout.
+//! API login, through the `routeros-api` crate. Every wait is bounded by the router's timeout,
+//! and what the router may send back by its `limits`; a connection whose reply stream broke
+//! sends nothing more (the crate's `Connection`).
 //!
 //! Not here: what is read (`observe`) or written (`apply`).
 
@@ -35,7 +37,7 @@ pub async fn connect(
         .map_err(|e| api(e.into()))?;
     stream.set_nodelay(true).map_err(|e| api(e.into()))?;
     let mut conn = match &router.tls {
-        None => Connection::new(stream, router.timeout),
+        None => Connection::new(stream, router.timeout).with_limits(router.limits),
         Some(verify) => {
             let config = crate::tls::client_config(Some(verify)).map_err(tls)?;
             let server = crate::tls::server_name(&router.address).map_err(tls)?;
@@ -44,7 +46,7 @@ pub async fn connect(
                 .await
                 .map_err(|_| api(ApiError::Timeout(router.timeout)))?
                 .map_err(|e| tls(e.to_string()))?;
-            Connection::new(stream, router.timeout)
+            Connection::new(stream, router.timeout).with_limits(router.limits)
         }
     };
     conn.login(&router.username, router.password.expose())

@@ -41,6 +41,7 @@ const EFFECTIVE: &[&str] = &[
 ];
 
 const HIDDEN_PASSWORD: &str = "the router hides passwords from this API user and wispctl has not set this one before: it is set, and the session is not kicked";
+const HIDDEN_PASSWORD_KICKED: &str = "the router hides passwords from this API user and wispctl has not set this one before: it is set; the session is disconnected for the other changes, not for the password";
 const KICK_OWED: &str = "an earlier apply changed this secret but could not disconnect its session";
 const KICK_OWED_REMOVED: &str =
     "an earlier apply removed this secret but could not disconnect its session";
@@ -158,7 +159,7 @@ pub enum PasswordCheck {
     /// Known to differ: written, and the session kicked.
     Changed,
     /// The router hides it and wispctl never set it: written, but the session is not kicked
-    /// (the value may well be the same).
+    /// for it (the value may well be the same).
     Unknown,
 }
 
@@ -214,6 +215,17 @@ pub fn adoption(owned: bool, comment_changed: bool, comment_not_utf8: bool) -> A
         Adoption::Tag
     } else {
         Adoption::LeftUntagged
+    }
+}
+
+/// Why a hidden password wispctl never set is written, saying what the plan does with the
+/// session: `kicks` when other changes disconnect it (the plan's side effect), so that the
+/// reason and the side effect never contradict each other.
+pub fn hidden_password_reason(kicks: bool) -> &'static str {
+    if kicks {
+        HIDDEN_PASSWORD_KICKED
+    } else {
+        HIDDEN_PASSWORD
     }
 }
 
@@ -444,10 +456,7 @@ fn update(
             changed.push("password".into());
             effective |= check == PasswordCheck::Changed;
         }
-        if check == PasswordCheck::Unknown {
-            unverifiable = true;
-            reason = Some(HIDDEN_PASSWORD.to_string());
-        }
+        unverifiable = check == PasswordCheck::Unknown;
     }
     for c in changed_fields(&d.fields, &l.fields) {
         effective |= takes_effect_on_new_session(c.field);
@@ -478,6 +487,9 @@ fn update(
         reason.get_or_insert_with(|| ADOPTS.to_string());
     }
     let kick = sessions_to_kick(policy, effective, owed, sessions);
+    if unverifiable {
+        reason = Some(hidden_password_reason(!kick.is_empty()).to_string());
+    }
     let side_effects = if kick.is_empty() {
         vec![]
     } else {

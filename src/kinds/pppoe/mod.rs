@@ -6,7 +6,10 @@
 //! YAML manages; read-only (`last-*`) and unknown fields are ignored; v6/v7 value forms are
 //! normalised. Apply, minimal: one `add` per new secret, one `set` per changed secret carrying
 //! only the changed fields, one batched `remove`, one batched `/ppp/active/remove` for the
-//! sessions to kick, then one print to verify.
+//! sessions to kick, then one print to verify. A connection whose reply stream breaks (garbage,
+//! a reply for a tag not in flight, silence, a reply past the router's `limits`) sends nothing
+//! more: each change not answered fails as not attempted (never sent) or unknown (sent, no
+//! answer; the next plan settles it), and nothing is verified on it.
 //!
 //! Ownership: a secret is wispctl's when its comment ends with [`crate::ownership::TAG`], or
 //! when the YAML names it (it is then adopted: the tag is added). Only owned secrets are ever

@@ -126,14 +126,11 @@ pub fn secrets_of(reply: Reply) -> (Vec<LiveSecret>, bool) {
         .zip(not_utf8)
         .map(|(row, not_utf8)| {
             visible |= row.contains_key("password");
-            let id = row.get(".id").cloned().unwrap_or_default();
+            let id = row.get(".id").unwrap_or_default().to_string();
             let fields = row
-                .into_iter()
+                .iter()
                 .filter(|(k, _)| !k.starts_with("last-") && !k.starts_with('.'))
-                .map(|(k, v)| {
-                    let v = normalise(&k, &v);
-                    (k, v)
-                })
+                .map(|(k, v)| (k.to_string(), normalise(k, v)))
                 .collect();
             LiveSecret {
                 id,
@@ -150,16 +147,19 @@ fn profiles_of(reply: Reply) -> BTreeSet<String> {
     reply
         .rows
         .into_iter()
-        .filter_map(|mut r| r.remove("name"))
+        .filter_map(|r| r.get("name").map(str::to_string))
         .collect()
 }
 
 /// The session ids of a `/ppp/active/print`, by user name.
 fn sessions_of(reply: Reply) -> BTreeMap<String, Vec<String>> {
     let mut sessions: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for mut row in reply.rows {
-        if let (Some(n), Some(id)) = (row.remove("name"), row.remove(".id")) {
-            sessions.entry(n).or_default().push(id);
+    for row in reply.rows {
+        if let (Some(n), Some(id)) = (row.get("name"), row.get(".id")) {
+            sessions
+                .entry(n.to_string())
+                .or_default()
+                .push(id.to_string());
         }
     }
     sessions
@@ -202,7 +202,7 @@ mod tests {
     use crate::kinds::pppoe::spec::{DesiredSecret, Kick};
     use crate::ownership::Prune;
 
-    fn row(fields: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn row<T: FromIterator<(String, String)>>(fields: &[(&str, &str)]) -> T {
         fields
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -74,6 +74,12 @@ impl Provider for PppoeProvider {
         self.routers.keys().cloned().collect()
     }
 
+    fn deadline(&self, router: &str) -> crate::engine::Deadline {
+        self.routers
+            .get(router)
+            .map_or(super::spec::DEADLINE, |t| t.router.deadline)
+    }
+
     async fn observe(&self, router: &str) -> Result<Observation<RouterLive>, PppoeError> {
         let t = &self.routers[router];
         let addr = t.route.clone()?;
@@ -104,6 +110,12 @@ impl Provider for PppoeProvider {
 
     fn diff(&self, router: &str, obs: &Observation<RouterLive>) -> Result<Planned<Op>, PppoeError> {
         diff_router(router, &self.routers[router].desired, &obs.state, &self.key)
+    }
+
+    /// Nothing to change: only the state folder is tidied (temporary files a killed apply
+    /// left).
+    async fn keep(&self, router: &str, _obs: Observation<RouterLive>) {
+        self.state.sweep(router);
     }
 
     async fn apply(

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use routeros_api::client::Limits;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -253,12 +254,9 @@ pub(crate) fn validate(
     }
     if let Some(a) = &d.local_address
         && !a.is_empty()
-        && a.parse::<std::net::Ipv4Addr>().is_err()
+        && let Err(why) = crate::untrusted::addr::ipv4(a)
     {
-        check.error(
-            "defaults.local_address",
-            format!("{a:?} is not an IPv4 address"),
-        );
+        check.error("defaults.local_address", format!("{a:?}: {why}"));
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut secrets = Vec::new();
@@ -298,12 +296,9 @@ pub(crate) fn validate(
         ] {
             if let Some(a) = v
                 && !a.is_empty()
-                && a.parse::<std::net::Ipv4Addr>().is_err()
+                && let Err(why) = crate::untrusted::addr::ipv4(a)
             {
-                check.error(
-                    &format!("{at}.{field}"),
-                    format!("{a:?} is not an IPv4 address"),
-                );
+                check.error(&format!("{at}.{field}"), format!("{a:?}: {why}"));
             }
         }
         if let Some(a) = s.remote_address.as_ref().filter(|a| !a.is_empty()) {
@@ -436,6 +431,14 @@ pub struct RouterSpec {
     /// Seconds to wait for the router before giving up (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// How long reading this router and applying its changes may take in all
+    /// (default 120 s and 600 s): past it, the connection is closed and the target fails.
+    #[serde(default)]
+    pub deadline: crate::engine::DeadlineSpec,
+    /// Bounds on what the router may send back; past one, the connection is closed and the
+    /// router fails (defaults well above a router with 25,000 secrets).
+    #[serde(default)]
+    pub limits: LimitsSpec,
     /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,
@@ -443,6 +446,46 @@ pub struct RouterSpec {
 
 fn default_timeout() -> u64 {
     30
+}
+
+/// A router's `limits:`: bounds on one reply, against a router (or something posing as one)
+/// that sends without end. Unset fields take the defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Rows one print may answer (default 200,000).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_rows: Option<usize>,
+    /// Bytes one reply may take in memory: as received, plus what holding each row costs
+    /// (default 50331648, 48 MiB).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_reply_bytes: Option<usize>,
+}
+
+impl LimitsSpec {
+    /// The connection limits: the defaults with this spec's values over them.
+    pub fn limits(&self) -> Limits {
+        let default = Limits::default();
+        Limits {
+            max_reply_rows: self.max_rows.unwrap_or(default.max_reply_rows),
+            max_reply_bytes: self.max_reply_bytes.unwrap_or(default.max_reply_bytes),
+            ..default
+        }
+    }
+
+    /// Problems with the values, by field, for the inventory check.
+    fn problems(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            ("max_rows", self.max_rows),
+            ("max_reply_bytes", self.max_reply_bytes),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v == Some(0))
+        .map(|(f, _)| (f, "must be at least 1"))
+        .collect()
+    }
 }
 
 /// TLS settings of a router. Verification is always on unless `insecure: true`.
@@ -475,7 +518,14 @@ pub struct Router {
     pub password: crate::secret::Secret,
     /// Bound on every wait.
     pub timeout: std::time::Duration,
+    /// Bound on the whole read and the whole apply.
+    pub deadline: crate::engine::Deadline,
+    /// Bounds on what the router may send back.
+    pub limits: Limits,
 }
+
+/// A router: two minutes to read (25,000 secrets take seconds), ten to apply.
+pub const DEADLINE: crate::engine::Deadline = crate::engine::Deadline::secs(120, 600);
 
 /// Validates one router of the inventory (`at` is its path, `routers.NAME`).
 pub(crate) fn validate_router(
@@ -492,14 +542,10 @@ pub(crate) fn validate_router(
             format!("invalid router name {name:?}: {why}"),
         );
     }
-    let host_ok = !r.address.is_empty()
-        && r.address
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
-    if !host_ok {
+    if let Err(why) = crate::untrusted::addr::host(&r.address) {
         check.error(
             &format!("{at}.address"),
-            format!("invalid address {:?}: a host name or IP address", r.address),
+            format!("invalid address {:?}: {why}", r.address),
         );
     }
     if r.username.is_empty() || r.username.chars().any(char::is_control) {
@@ -534,12 +580,8 @@ pub(crate) fn validate_router(
                 }
             } else if let Some(ca) = &t.ca_file {
                 let full = check.relative(ca);
-                if !full.is_file() {
-                    check.error(
-                        &format!("{at}.tls.ca_file"),
-                        format!("CA file {} does not exist", full.display()),
-                    );
-                }
+                let max = crate::untrusted::file::MAX_NAMED_FILE_BYTES;
+                check.named_file(&format!("{at}.tls.ca_file"), "CA file", &full, max, false);
                 Some(TlsVerify::Ca(full))
             } else {
                 check.warn(
@@ -550,6 +592,9 @@ pub(crate) fn validate_router(
             }
         }
     };
+    for (field, why) in r.limits.problems() {
+        check.error(&format!("{at}.limits.{field}"), why.into());
+    }
     let password = check.secret(&r.password, &format!("{at}.password"), inline_ok);
     if check.error_count() > before {
         return None;
@@ -561,6 +606,8 @@ pub(crate) fn validate_router(
         username: r.username.clone(),
         password: password?,
         timeout: std::time::Duration::from_secs(r.timeout_secs.max(1)),
+        deadline: r.deadline.over(DEADLINE),
+        limits: r.limits.limits(),
     })
 }
 
@@ -636,6 +683,37 @@ mod tests {
                     )
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn router_limits_are_optional_and_never_zero() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(
+            dir,
+            "inventory.yaml",
+            &format!("{ROUTER_A}    limits: {{ max_rows: 10, max_reply_bytes: 4096 }}\n"),
+        );
+        write(dir, "pppoe/a.yaml", "router: a\n");
+        assert!(errors(dir).is_empty(), "{:?}", errors(dir));
+        write(
+            dir,
+            "inventory.yaml",
+            &format!("{ROUTER_A}    limits: {{ max_rows: 0 }}\n"),
+        );
+        let found = errors(dir);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("at least 1"), "{found:?}");
+        let spec = super::LimitsSpec {
+            max_rows: Some(10),
+            max_reply_bytes: None,
+        };
+        let limits = spec.limits();
+        assert_eq!(limits.max_reply_rows, 10);
+        assert_eq!(
+            limits.max_reply_bytes,
+            routeros_api::client::Limits::default().max_reply_bytes
         );
     }
 

@@ -47,13 +47,53 @@ impl StateDir {
     }
 
     /// Saves the router's state atomically. A failure is logged, not returned: the router has
-    /// already changed, and the outcome of each change stays true.
+    /// already changed, and the outcome of each change stays true. Temporary files an earlier
+    /// save left (its process killed before the rename) are removed.
     pub fn save(&self, router: &str, state: &RouterState) {
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
         if let Err(e) = std::fs::create_dir_all(&self.0)
             .and_then(|()| crate::files::write_atomic(&self.path(router), &bytes, 0o600))
         {
             tracing::error!(router, "cannot save the router's state: {e}");
+            return;
         }
+        self.sweep(router);
+    }
+
+    /// Removes the temporary files of this router's state left by a process killed midway
+    /// through a save (only an apply saves, under the apply lock: none is in use). For apply
+    /// only: `plan` writes nothing.
+    pub fn sweep(&self, router: &str) {
+        let prefix = format!("{}{router}.json-", crate::files::TEMP_PREFIX);
+        let Ok(entries) = std::fs::read_dir(&self.0) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_save_removes_what_a_killed_save_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path().to_path_buf());
+        let left = tmp.path().join(".wispctl-tmp-r.json-0123456789ab");
+        let other = tmp.path().join(".wispctl-tmp-r2.json-0123456789ab");
+        std::fs::write(&left, "{}").unwrap();
+        std::fs::write(&other, "{}").unwrap();
+        dir.save("r", &RouterState::default());
+        assert!(!left.exists());
+        assert!(
+            other.exists(),
+            "another router's file is its own save's business"
+        );
+        assert!(dir.path("r").exists());
     }
 }

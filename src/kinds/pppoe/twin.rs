@@ -1,7 +1,13 @@
 //! The lab twin of a MikroTik router: the `routeros-api` crate's in-memory router on a
-//! loopback port, loaded from `LAB/routers/<name>.json` for one command and, after a command
-//! that writes, saved back, so that `plan`, `apply` and `drift` run one after the other see one
-//! router.
+//! loopback port, loaded from `LAB/routers/<name>.json` for one command and saved back after
+//! every write it takes (atomically, before the write is answered, then a crash point: see
+//! [`crate::lab::twin::crash`]) and after a command that writes, so that `plan`, `apply` and
+//! `drift` run one after the other see one router.
+//!
+//! The file may make the router hostile (`"hostile": "drip"`, or `{ "mode": "drip", "from":
+//! "first_write" }`, see [`HostileSpec`]) and slow (`"latency_ms": 200`); what it received is
+//! kept in the file (`received`, added up over the runs), so that a test can see what a client
+//! sent after the router broke the stream. Files without these fields load as before.
 //!
 //! It holds lab-only values (an API password, customers' passwords) and prints none of them.
 //! The router itself is the crate's (`routeros_api::server`); this file only keeps it on disk.
@@ -12,7 +18,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use routeros_api::server::{RouterConfig, RouterLab, Secret, Version};
+use routeros_api::server::{
+    ActiveSession, Hostile, HostileFrom, HostileMode, RouterConfig, RouterLab, RouterSnapshot,
+    Secret, Stats, Version,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::kinds::def::DesiredState;
@@ -28,7 +37,7 @@ pub fn router_path(lab: &Path, name: &str) -> PathBuf {
 }
 
 /// A lab router as kept on disk. `Debug` leaves out the passwords.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterFile {
     /// `v6` or `v7`.
     pub version: String,
@@ -42,10 +51,151 @@ pub struct RouterFile {
     pub secrets: Vec<SecretRow>,
     /// `/ppp/active`: (name, address).
     pub active: Vec<(String, String)>,
+    /// How the router breaks the API stream, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<HostileSpec>,
+    /// Delay of every answer, in milliseconds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latency_ms: u64,
+    /// What the router received, added up over the runs.
+    #[serde(default, skip_serializing_if = "Received::is_empty")]
+    pub received: Received,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `hostile`: a mode (`"drip"`), or a mode and when it starts (`{ "mode": "drip", "from":
+/// "first_write" }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HostileSpec {
+    /// A mode, from its default start.
+    Mode(HostileName),
+    /// A mode and its start.
+    Full {
+        /// The mode.
+        mode: HostileName,
+        /// When it starts; default `login` (`first_write` for `garbage_after_writes`).
+        #[serde(default)]
+        from: Option<HostileStart>,
+    },
+}
+
+/// A hostile mode, as the lab file names it (see `routeros_api::server::HostileMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostileName {
+    /// One valid byte every 500 ms.
+    Drip,
+    /// Endless `!re` rows for a print.
+    Flood,
+    /// A sentence that never ends.
+    EndlessSentence,
+    /// An extra `!done` for an earlier tag.
+    StrayDone,
+    /// An answer for a tag never sent.
+    UnknownTag,
+    /// An answer without a tag.
+    MissingTag,
+    /// A reply word the API does not have.
+    UnknownWord,
+    /// Garbage bytes after the first write's answer.
+    #[serde(alias = "garbage")]
+    GarbageAfterWrites,
+    /// No answer at all.
+    Silent,
+}
+
+/// When a hostile mode starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostileStart {
+    /// From the first answer after the login.
+    Login,
+    /// From the answer to the first write that took effect.
+    FirstWrite,
+}
+
+impl HostileSpec {
+    /// The lab router's setting.
+    pub fn hostile(self) -> Hostile {
+        let (name, from) = match self {
+            HostileSpec::Mode(name) => (name, None),
+            HostileSpec::Full { mode, from } => (mode, from),
+        };
+        let mode = match name {
+            HostileName::Drip => HostileMode::Drip,
+            HostileName::Flood => HostileMode::Flood,
+            HostileName::EndlessSentence => HostileMode::EndlessSentence,
+            HostileName::StrayDone => HostileMode::StrayDone,
+            HostileName::UnknownTag => HostileMode::UnknownTag,
+            HostileName::MissingTag => HostileMode::MissingTag,
+            HostileName::UnknownWord => HostileMode::UnknownWord,
+            HostileName::GarbageAfterWrites => HostileMode::Garbage,
+            HostileName::Silent => HostileMode::Silent,
+        };
+        let from = match (from, name) {
+            (Some(HostileStart::Login), _) => HostileFrom::Login,
+            (Some(HostileStart::FirstWrite), _) | (None, HostileName::GarbageAfterWrites) => {
+                HostileFrom::FirstWrite
+            }
+            (None, _) => HostileFrom::Login,
+        };
+        Hostile { mode, from }
+    }
+}
+
+/// What a lab router received, kept in its file and added up over the runs. Command words
+/// only: never an attribute (passwords).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Received {
+    /// Sentences received per command word.
+    pub commands: BTreeMap<String, u64>,
+    /// Connections the hostile router broke.
+    pub breaks: u64,
+    /// The command word of every sentence a connection received after it broke: what a
+    /// client sent after it should have stopped.
+    pub after_break: Vec<String>,
+}
+
+impl Received {
+    fn is_empty(&self) -> bool {
+        *self == Received::default()
+    }
+
+    /// This log, and then what a run's router counted.
+    fn plus(&self, stats: &Stats) -> Received {
+        let mut sum = self.clone();
+        for (command, n) in &stats.per_command {
+            *sum.commands.entry(command.clone()).or_default() += n;
+        }
+        sum.breaks += stats.breaks;
+        sum.after_break.extend(stats.after_break.iter().cloned());
+        sum
+    }
+}
+
+impl RouterFile {
+    /// The file as the running router now is: its secrets, sessions and what it received
+    /// (added to what the file held when the router started).
+    fn now(&self, secrets: &[Secret], active: &[ActiveSession], stats: &Stats) -> RouterFile {
+        RouterFile {
+            secrets: secrets.iter().map(SecretRow::from).collect(),
+            active: active
+                .iter()
+                .map(|a| (a.name.clone(), a.address.clone()))
+                .collect(),
+            received: self.received.plus(stats),
+            ..self.clone()
+        }
+    }
 }
 
 /// A lab secret on disk. `Debug` leaves out the password.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecretRow {
     /// name
@@ -179,6 +329,9 @@ pub fn seed() -> RouterFile {
             // The shared install secret: not wispctl's, left alone.
             s("clienteprueba", "prueba", "", "shared install secret"),
         ],
+        hostile: None,
+        latency_ms: 0,
+        received: Received::default(),
         active: vec![
             ("juan.perez".into(), "10.10.1.45".into()),
             ("maria.lopez".into(), "10.10.1.46".into()),
@@ -195,50 +348,83 @@ PPPOE_MARIA_LOPEZ=maria-2024\n\
 PPPOE_LUIS_TORRES=luis-pw\n\
 PPPOE_ANA_GARCIA=ana-nueva-1\n";
 
+/// A lab router running, with its file as it was loaded.
+pub struct LabRouter {
+    /// The router.
+    pub server: RouterLab,
+    /// Its file when it started.
+    pub file: RouterFile,
+}
+
+impl LabRouter {
+    /// The file as the router now is.
+    pub fn file_now(&self) -> RouterFile {
+        let s = &self.server;
+        self.file.now(&s.secrets(), &s.active(), &s.stats())
+    }
+}
+
 /// Lab routers running for one command.
-struct Routers(BTreeMap<String, RouterLab>);
+struct Routers(BTreeMap<String, LabRouter>);
 
 impl Running for Routers {
     fn save(&self, lab: &Path) -> anyhow::Result<()> {
-        for (name, server) in &self.0 {
-            let path = router_path(lab, name);
-            let mut file: RouterFile = read_json(&path, &format!("router {name}"))?;
-            file.secrets = server.secrets().iter().map(SecretRow::from).collect();
-            file.active = server
-                .active()
-                .iter()
-                .map(|a| (a.name.clone(), a.address.clone()))
-                .collect();
-            write_json(&path, &file)?;
+        for (name, router) in &self.0 {
+            write_json(&router_path(lab, name), &router.file_now())?;
         }
         Ok(())
     }
 }
 
-/// Starts one lab router from its file.
-pub async fn start_router(lab: &Path, name: &str) -> anyhow::Result<RouterLab> {
-    let file: RouterFile = read_json(&router_path(lab, name), &format!("router {name}"))?;
+/// Starts one lab router from its file. It saves the file after every write it takes (before
+/// answering it), then passes the lab's crash point.
+pub async fn start_router(lab: &Path, name: &str) -> anyhow::Result<LabRouter> {
+    let path = router_path(lab, name);
+    let file: RouterFile = read_json(&path, &format!("router {name}"))?;
+    let server = RouterLab::start(config_of(name, &file)?).await?;
+    server.set_secrets(file.secrets.iter().map(Secret::from).collect());
+    for (n, a) in &file.active {
+        server.add_active(n, a);
+    }
+    let base = file.clone();
+    let router = name.to_string();
+    server.on_write(move |r: &RouterSnapshot| {
+        if let Err(e) = write_json(&path, &base.now(&r.secrets, &r.active, &r.stats)) {
+            tracing::error!(router, "cannot save the lab router: {e:#}");
+        }
+        crate::lab::twin::crash::wrote();
+    });
+    Ok(LabRouter { server, file })
+}
+
+/// The lab router's settings from its file.
+fn config_of(name: &str, file: &RouterFile) -> anyhow::Result<RouterConfig> {
     let version = match file.version.as_str() {
         "v6" => Version::V6,
         "v7" => Version::V7,
         other => bail!("lab router {name}: unknown version {other:?}"),
     };
-    let config = RouterConfig {
+    Ok(RouterConfig {
         version,
         password_visible: file.password_visible,
         users: file.users.clone(),
         profiles: file.profiles.clone(),
+        latency: std::time::Duration::from_millis(file.latency_ms),
+        hostile: file.hostile.map(HostileSpec::hostile),
         ..RouterConfig::default()
-    };
-    let server = RouterLab::start(config).await?;
-    server.set_secrets(file.secrets.iter().map(Secret::from).collect());
-    for (n, a) in &file.active {
-        server.add_active(n, a);
-    }
-    Ok(server)
+    })
 }
 
 impl crate::lab::twin::Twin for Twin {
+    fn attach(
+        &self,
+        name: &str,
+        served: &serde_json::Value,
+        endpoints: &mut LabEndpoints,
+    ) -> anyhow::Result<()> {
+        endpoints.attach::<SocketAddr>(super::Kind::SECTION, name, served)
+    }
+
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let router = serde_json::to_string_pretty(&seed()).map_err(io::Error::other)?;
         write_file(&router_path(lab, "balanceador"), &router, 0o600)
@@ -258,9 +444,9 @@ impl crate::lab::twin::Twin for Twin {
         Box::pin(async move {
             let mut routers = BTreeMap::new();
             for name in desired.kind::<super::Kind>().targets.keys() {
-                let server = start_router(lab, name).await?;
-                endpoints.insert::<SocketAddr>(super::Kind::SECTION, name, server.addr());
-                routers.insert(name.clone(), server);
+                let router = start_router(lab, name).await?;
+                endpoints.insert::<SocketAddr>(super::Kind::SECTION, name, router.server.addr());
+                routers.insert(name.clone(), router);
             }
             Ok(Box::new(Routers(routers)) as Box<dyn Running>)
         })
@@ -303,5 +489,96 @@ mod tests {
         assert!(!shown.contains("lab-router-pw"), "{shown}");
         let secret = format!("{:?}", Secret::from(&router.secrets[0]));
         assert!(!secret.contains("viejo-juan"), "{secret}");
+    }
+
+    #[test]
+    fn a_file_without_the_new_fields_loads_and_hostile_modes_parse() {
+        let mut v = serde_json::to_value(seed()).unwrap();
+        for k in ["hostile", "latency_ms", "received"] {
+            assert!(v.get(k).is_none(), "{k} written when unset");
+        }
+        let old: RouterFile = serde_json::from_value(v.clone()).unwrap();
+        assert!(old.hostile.is_none() && old.latency_ms == 0);
+        let cases = [
+            (
+                serde_json::json!("drip"),
+                HostileMode::Drip,
+                HostileFrom::Login,
+            ),
+            (
+                serde_json::json!({ "mode": "flood", "from": "first_write" }),
+                HostileMode::Flood,
+                HostileFrom::FirstWrite,
+            ),
+            (
+                serde_json::json!("garbage_after_writes"),
+                HostileMode::Garbage,
+                HostileFrom::FirstWrite,
+            ),
+            (
+                serde_json::json!({ "mode": "stray_done" }),
+                HostileMode::StrayDone,
+                HostileFrom::Login,
+            ),
+        ];
+        for (spec, mode, from) in cases {
+            v["hostile"] = spec.clone();
+            let file: RouterFile = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(
+                file.hostile.unwrap().hostile(),
+                Hostile { mode, from },
+                "{spec}"
+            );
+        }
+        v["hostile"] = serde_json::json!("sleepy");
+        assert!(serde_json::from_value::<RouterFile>(v).is_err());
+    }
+
+    /// The file holds every write as soon as the router took it, before the command ends, and
+    /// what the router received adds up over the runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_router_file_is_saved_after_each_write() {
+        use routeros_api::client::{Command, Connection};
+        let tmp = tempfile::tempdir().unwrap();
+        let lab = tmp.path();
+        let mut file = seed();
+        file.received.commands.insert("/login".into(), 5);
+        std::fs::create_dir_all(lab.join("routers")).unwrap();
+        write_json(&router_path(lab, "r"), &file).unwrap();
+        let router = start_router(lab, "r").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(router.server.addr())
+            .await
+            .unwrap();
+        let mut c = Connection::new(stream, std::time::Duration::from_secs(5));
+        c.login("wispctl", "lab-router-pw").await.unwrap();
+        let read = || -> RouterFile { read_json(&router_path(lab, "r"), "r").unwrap() };
+        c.call(Command::new(["/ppp/secret/print"])).await.unwrap();
+        assert_eq!(read().received.commands["/login"], 5, "a print is no write");
+        c.call(Command::new([
+            "/ppp/secret/set",
+            "=.id=*2",
+            "=profile=Morosos",
+        ]))
+        .await
+        .unwrap();
+        let saved = read();
+        let maria = saved.secrets.iter().find(|s| s.name == "maria.lopez");
+        assert_eq!(maria.unwrap().profile, "Morosos");
+        assert_eq!(saved.received.commands["/login"], 6);
+        assert_eq!(saved.received.commands["/ppp/secret/set"], 1);
+        c.call(Command::new(["/ppp/active/remove", "=.id=*80000002"]))
+            .await
+            .unwrap();
+        assert_eq!(read().active.len(), 3);
+        let mode = std::fs::metadata(router_path(lab, "r"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let text = std::fs::read_to_string(router_path(lab, "r")).unwrap();
+        assert!(!text.contains(".tmp"), "{text}");
+        assert_eq!(router.file_now(), read(), "the final save agrees");
     }
 }

@@ -3,15 +3,27 @@
 //! benchmarks.
 //!
 //! What an antenna simulates, after `shared/reference/airos.md`:
-//! - dropbear with password logins only, against the antenna's `logins` (a refused password
-//!   leaves `password` on offer, so a client can try its next candidate), and with
+//! - dropbear 2019.78 with password logins only, against the antenna's `logins` (a refused
+//!   password leaves `password` on offer, so a client can try its next candidate), and with
 //!   [`FleetOptions::legacy_only`] only what old dropbear speaks (SHA-1 Diffie-Hellman,
-//!   `hmac-sha1`, `aes128-ctr`/`aes128-cbc`);
-//! - the files `/tmp/system.cfg`, `/tmp/running.cfg`, `/etc/board.info`, `/etc/version` and the
-//!   flash copy that `cfgmtd -w -p /etc/` writes;
+//!   `hmac-sha1`, `aes128-ctr`/`aes128-cbc`). Its sessions get `PATH=/usr/bin:/bin`, so
+//!   `cfgmtd` by bare name is `sh: cfgmtd: not found` (exit 127): only `/sbin/cfgmtd` runs it;
+//! - the files `/tmp/system.cfg`, `/tmp/running.cfg`, `/etc/board.info`, `/etc/version`, the
+//!   change mark `/tmp/wispctl.changed` each write leaves, and the flash copy that
+//!   `/sbin/cfgmtd -w -p /etc/` writes and `/sbin/cfgmtd -r -f /proc/self/fd/1` prints; with
+//!   [`AntennaFile::cfgmtd`] `missing`, `/sbin/cfgmtd` is not there;
 //! - the `udapi-bridge` process, child of a supervisor that respawns it when killed; the
 //!   respawned bridge connects with `unms.uri` from `running.cfg` when it exists, else from
-//!   `system.cfg`.
+//!   `system.cfg`, and `/proc/PID/stat` gives its start time;
+//! - a clock of "ticks since boot" that advances by one per command run: the start time of a
+//!   process (`/proc/PID/stat` field 22) is the clock when it started.
+//!
+//! The state (files, flash, bridge, clock, fault) is what [`AntennaFile`] keeps, so a lab folder
+//! carries it from one command to the next. With [`FleetOptions::save_to`], each command that
+//! changes an antenna (a file written, a persist, a process killed) saves the whole fleet there
+//! at once (atomically), then counts a write for the crash tests
+//! ([`crate::lab::twin::crash::wrote`]): one apply of one antenna is up to four such writes
+//! (`system.cfg`, `running.cfg`, persist, kill), in that order.
 //!
 //! What it does not: a shell. It runs exactly the fixed strings of
 //! [`crate::kinds::airos::commands`] (compared byte for byte) and refuses everything else
@@ -22,6 +34,10 @@
 //!   [`MAX_STDIN`] is dropped and a write then fails with `No space left on device` (exit 1),
 //!   leaving the file as it was.
 //! - Under [`Fault::HangOnCommand`] a command is neither run nor recorded: it never answers.
+//!   Under [`Fault::Flood`] every command is recorded and answered with endless output.
+//! - A lab file without the newer fields (`cfgmtd`, `bridge`, `supervisor_dead`,
+//!   `changed_mark`) loads as a consistent antenna: `/sbin/cfgmtd` there, flash holding `system.cfg` (also when
+//!   `flash` is `null`), and a bridge running since boot on the files' URI.
 //! - Killing the bridge while its supervisor is dead leaves no bridge: `bridge_pid` 0 and
 //!   `bridge_uri` `None`. `kill -9 N` for any other pid (init and dropbear included) answers
 //!   `No such process`, exit 1. A `kill` not spelled as [`commands::kill`] spells it (such as
@@ -81,7 +97,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// One antenna as kept on disk (JSON in `LAB/antennas/<group>.json`, inside a [`FleetFile`]).
 ///
 /// `Debug` shows the host and sizes only: the files hold password hashes and Wi-Fi keys.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AntennaFile {
     /// The address the YAML names, such as `10.10.1.21`: the antenna's identity (the
     /// known-hosts key, the jump host's tunnel destination), not where it listens.
@@ -98,12 +114,57 @@ pub struct AntennaFile {
     pub logins: Vec<(String, String)>,
     /// The ed25519 host key, as OpenSSH private-key text (see [`AntennaFile::new_key`]).
     pub host_key: String,
-    /// What the last `cfgmtd -w -p /etc/` persisted (a copy of `system.cfg`).
+    /// What the last `cfgmtd -w -p /etc/` persisted (a copy of `system.cfg`); `None`: the same
+    /// as `system_cfg` (a device whose flash holds what it booted with).
     pub flash: Option<String>,
     /// A fault injected now, kept so that `tamper` and the demo can set one.
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Whether `/sbin/cfgmtd` is there (default) or missing.
+    #[serde(default)]
+    pub cfgmtd: Cfgmtd,
+    /// The `udapi-bridge` process; `None`: one running since boot on the files' URI.
+    #[serde(default)]
+    pub bridge: Option<BridgeFile>,
+    /// Whether the bridge's supervisor was killed (then a killed bridge is not respawned).
+    #[serde(default)]
+    pub supervisor_dead: bool,
+    /// Whether the change mark (`/tmp/wispctl.changed`) exists.
+    #[serde(default)]
+    pub changed_mark: bool,
 }
+
+/// Whether an antenna has `cfgmtd` where airOS keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cfgmtd {
+    /// `/sbin/cfgmtd`, as on airOS (never on the session's `PATH`).
+    #[default]
+    Sbin,
+    /// Not there at all: `/sbin/cfgmtd` is `not found` (exit 127).
+    Missing,
+}
+
+/// The `udapi-bridge` process as kept on disk. Times and process ids are not kept, only how
+/// the bridge's start relates to the change mark, so that two runs that end the same way
+/// leave the same file; a fleet started from it numbers them afresh (the mark at tick 1, a
+/// bridge started before it at tick 0, after it at tick 2, the clock at 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeFile {
+    /// Whether one runs.
+    pub running: bool,
+    /// The URI it connected with (`None`: the file it read had no `unms.uri`).
+    pub uri: Option<String>,
+    /// It started before the change mark was written (it read the files from before).
+    #[serde(default)]
+    pub started_before_mark: bool,
+}
+
+/// Ticks a fleet started from a file gives the change mark and the bridge (see
+/// [`BridgeFile`]).
+const TICK_BEFORE_MARK: u64 = 0;
+const TICK_MARK: u64 = 1;
+const TICK_AFTER_MARK: u64 = 2;
 
 impl fmt::Debug for AntennaFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +183,7 @@ impl fmt::Debug for AntennaFile {
             )
             .field("logins", &self.logins.len())
             .field("fault", &self.fault)
+            .field("cfgmtd", &self.cfgmtd)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +220,11 @@ pub enum Fault {
     HangOnCommand,
     /// Every password is refused.
     RejectLogins,
+    /// `/sbin/cfgmtd -w -p /etc/` fails (`Could not open MTD device cfg`, exit 1) and leaves
+    /// the flash as it was.
+    PersistFails,
+    /// Every command is answered with endless output (a broken or hostile device).
+    Flood,
 }
 
 /// A group of antennas and, optionally, the jump host in front of them.
@@ -227,6 +294,9 @@ pub struct FleetOptions {
     /// (the host key stays the antenna's ed25519 key). Default: russh's defaults. The jump
     /// host always speaks russh's defaults.
     pub legacy_only: bool,
+    /// Save the fleet to this file (as [`FleetFile`] JSON) after every command that changes an
+    /// antenna, then count a write for the crash tests. Default: never saved.
+    pub save_to: Option<std::path::PathBuf>,
 }
 
 /// What an antenna holds now. `Debug` shows sizes, not file contents.
@@ -236,8 +306,16 @@ pub struct AntennaState {
     pub system_cfg: Vec<u8>,
     /// `/tmp/running.cfg`, `None` when absent.
     pub running_cfg: Option<Vec<u8>>,
-    /// What `cfgmtd -w -p /etc/` last persisted.
+    /// The flash copy of `system.cfg` (what `cfgmtd -w -p /etc/` last persisted).
     pub flash: Option<Vec<u8>>,
+    /// Whether `/sbin/cfgmtd` is there.
+    pub cfgmtd: Cfgmtd,
+    /// When the running bridge started, in ticks (`None`: none runs).
+    pub bridge_started: Option<u64>,
+    /// When the change mark was written, in ticks.
+    pub changed_mark: Option<u64>,
+    /// The clock, in ticks.
+    pub clock: u64,
     /// The URI the `udapi-bridge` process is connected with (`None`: no `unms.uri` line, or no
     /// bridge running).
     pub bridge_uri: Option<String>,
@@ -263,6 +341,10 @@ impl fmt::Debug for AntennaState {
             )
             .field("running_cfg", &len(&self.running_cfg))
             .field("flash", &len(&self.flash))
+            .field("cfgmtd", &self.cfgmtd)
+            .field("bridge_started", &self.bridge_started)
+            .field("changed_mark", &self.changed_mark)
+            .field("clock", &self.clock)
             .field("bridge_uri", &self.bridge_uri.as_ref().map(|_| "(set)"))
             .field("bridge_pid", &self.bridge_pid)
             .field("bridge_restarts", &self.bridge_restarts)
@@ -307,6 +389,7 @@ const PID_NEXT: u32 = 900;
 struct Bridge {
     pid: u32,
     uri: Option<String>,
+    started: u64,
 }
 
 /// What a command left.
@@ -316,6 +399,8 @@ struct Reply {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
     rejected: bool,
+    /// It changed the antenna (a file, the flash, a process): the fleet is saved.
+    changed: bool,
 }
 
 impl Reply {
@@ -327,6 +412,13 @@ impl Reply {
         Reply {
             status,
             stderr: stderr.into(),
+            ..Reply::default()
+        }
+    }
+
+    fn changed() -> Reply {
+        Reply {
+            changed: true,
             ..Reply::default()
         }
     }
@@ -345,10 +437,13 @@ struct Antenna {
     config: Arc<server::Config>,
     fingerprint: String,
     fault: Option<Fault>,
+    cfgmtd: Cfgmtd,
     bridge: Option<Bridge>,
     bridge_restarts: u32,
     supervisor_alive: bool,
     next_pid: u32,
+    clock: u64,
+    changed_mark: Option<u64>,
     commands: Vec<String>,
     rejected: Vec<String>,
 }
@@ -362,23 +457,44 @@ impl Antenna {
             running_cfg: file.running_cfg.clone().map(String::into_bytes),
             board_info: file.board_info.clone().into_bytes(),
             version: file.version.clone().into_bytes(),
-            flash: file.flash.clone().map(String::into_bytes),
+            flash: Some(
+                file.flash
+                    .clone()
+                    .unwrap_or_else(|| file.system_cfg.clone())
+                    .into_bytes(),
+            ),
             logins: file.logins.clone(),
             host_key: file.host_key.clone(),
             config: Arc::new(antenna_config(key, legacy)),
             fingerprint,
             fault: file.fault,
+            cfgmtd: file.cfgmtd,
             bridge: None,
             bridge_restarts: 0,
-            supervisor_alive: true,
+            supervisor_alive: !file.supervisor_dead,
             next_pid: PID_NEXT,
+            clock: TICK_AFTER_MARK,
+            changed_mark: file.changed_mark.then_some(TICK_MARK),
             commands: Vec::new(),
             rejected: Vec::new(),
         };
-        antenna.bridge = Some(Bridge {
-            pid: PID_BRIDGE,
-            uri: antenna.live_uri(),
-        });
+        antenna.bridge = match &file.bridge {
+            None => Some(Bridge {
+                pid: PID_BRIDGE,
+                uri: antenna.live_uri(),
+                started: TICK_BEFORE_MARK,
+            }),
+            Some(b) if b.running => Some(Bridge {
+                pid: PID_BRIDGE,
+                uri: b.uri.clone(),
+                started: if b.started_before_mark {
+                    TICK_BEFORE_MARK
+                } else {
+                    TICK_AFTER_MARK
+                },
+            }),
+            Some(_) => None,
+        };
         Ok(antenna)
     }
 
@@ -397,6 +513,7 @@ impl Antenna {
     /// Runs one command with all of its stdin (`overflowed`: more was sent than kept).
     fn run(&mut self, command: &str, stdin: &[u8], overflowed: bool) -> Reply {
         self.commands.push(command.to_string());
+        self.clock += 1;
         let write_failed = || {
             Reply::fail(
                 1,
@@ -405,14 +522,20 @@ impl Antenna {
                     .to_vec(),
             )
         };
+        let no_cfgmtd = || Reply::fail(127, b"sh: /sbin/cfgmtd: not found\n".to_vec());
         if command == commands::READ {
+            let ps = self.ps();
             let board_proc: Option<&[u8]> = None;
+            let mark = self
+                .changed_mark
+                .map(|t| commands::render_stat(PID_NEXT - 1, "cat", PID_NEXT - 2, t));
             let files = [
                 (commands::SYSTEM_CFG, Some(self.system_cfg.as_slice())),
                 (commands::RUNNING_CFG, self.running_cfg.as_deref()),
                 (commands::BOARD_INFO, Some(self.board_info.as_slice())),
                 (commands::BOARD_INFO_PROC, board_proc),
                 (commands::VERSION, Some(self.version.as_slice())),
+                (commands::CHANGED_MARK, mark.as_deref().map(str::as_bytes)),
             ];
             debug_assert!(
                 files
@@ -421,7 +544,7 @@ impl Antenna {
                     .eq(commands::READ_FILES.iter().copied())
             );
             Reply {
-                stdout: commands::render_read(&files),
+                stdout: commands::render_read(&files, self.cfgmtd == Cfgmtd::Sbin, &ps),
                 ..Reply::ok()
             }
         } else if let Some((path, len)) = commands::parse_write(command) {
@@ -433,15 +556,47 @@ impl Antenna {
             if stdin.len() != len {
                 return Reply::fail(1, Vec::new());
             }
+            // The mark first (the `cat /proc/self/stat` before the `mv`), then the file.
+            self.changed_mark = Some(self.clock);
             if path == commands::SYSTEM_CFG {
                 self.system_cfg = stdin.to_vec();
             } else {
                 self.running_cfg = Some(stdin.to_vec());
             }
-            Reply::ok()
+            Reply::changed()
         } else if command == commands::PERSIST {
+            if self.cfgmtd == Cfgmtd::Missing {
+                return no_cfgmtd();
+            }
+            if self.fault == Some(Fault::PersistFails) {
+                return Reply::fail(1, b"Could not open MTD device cfg\n".to_vec());
+            }
             self.flash = Some(self.system_cfg.clone());
-            Reply::ok()
+            Reply::changed()
+        } else if command == commands::READ_FLASH {
+            if self.cfgmtd == Cfgmtd::Missing {
+                return no_cfgmtd();
+            }
+            Reply {
+                stdout: self.flash.clone().unwrap_or_default(),
+                ..Reply::ok()
+            }
+        } else if command.split(' ').next() == Some("cfgmtd") {
+            // Not on dropbear 2019.78's PATH (/usr/bin:/bin), wherever it is.
+            Reply::fail(127, b"sh: cfgmtd: not found\n".to_vec())
+        } else if let Some(pid) = parse_stat(command) {
+            match &self.bridge {
+                Some(b) if b.pid == pid => Reply {
+                    stdout: commands::render_stat(pid, "exe", PID_SUPERVISOR, b.started)
+                        .into_bytes(),
+                    ..Reply::ok()
+                },
+                _ => Reply::fail(
+                    1,
+                    format!("cat: can't open '/proc/{pid}/stat': No such file or directory\n")
+                        .into_bytes(),
+                ),
+            }
         } else if command == commands::PS {
             Reply {
                 stdout: self.ps().into_bytes(),
@@ -498,13 +653,14 @@ impl Antenna {
                 self.bridge = Some(Bridge {
                     pid,
                     uri: self.live_uri(),
+                    started: self.clock,
                 });
                 self.bridge_restarts += 1;
             }
-            Reply::ok()
+            Reply::changed()
         } else if pid == PID_SUPERVISOR && self.supervisor_alive {
             self.supervisor_alive = false;
-            Reply::ok()
+            Reply::changed()
         } else {
             Reply::fail(
                 1,
@@ -518,6 +674,10 @@ impl Antenna {
             system_cfg: self.system_cfg.clone(),
             running_cfg: self.running_cfg.clone(),
             flash: self.flash.clone(),
+            cfgmtd: self.cfgmtd,
+            bridge_started: self.bridge.as_ref().map(|b| b.started),
+            changed_mark: self.changed_mark,
+            clock: self.clock,
             bridge_uri: self.bridge.as_ref().and_then(|b| b.uri.clone()),
             bridge_pid: self.bridge.as_ref().map_or(0, |b| b.pid),
             bridge_restarts: self.bridge_restarts,
@@ -539,8 +699,33 @@ impl Antenna {
             host_key: self.host_key.clone(),
             flash: self.flash.as_deref().map(text),
             fault: self.fault,
+            cfgmtd: self.cfgmtd,
+            bridge: Some(match &self.bridge {
+                Some(b) => BridgeFile {
+                    running: true,
+                    uri: b.uri.clone(),
+                    started_before_mark: self.changed_mark.is_some_and(|m| b.started < m),
+                },
+                None => BridgeFile {
+                    running: false,
+                    uri: None,
+                    started_before_mark: false,
+                },
+            }),
+            supervisor_dead: !self.supervisor_alive,
+            changed_mark: self.changed_mark.is_some(),
         }
     }
+}
+
+/// `cat /proc/N/stat` exactly as [`commands::bridge_stat`] writes it.
+fn parse_stat(command: &str) -> Option<u32> {
+    let digits = command.strip_prefix("cat /proc/")?.strip_suffix("/stat")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let pid: u32 = digits.parse().ok()?;
+    (commands::bridge_stat(pid) == command).then_some(pid)
 }
 
 /// `kill -9 N` exactly as [`commands::kill`] writes it.
@@ -716,11 +901,18 @@ impl Fleet {
         };
 
         let (stop, stopped) = watch::channel(false);
+        let saver = opts.save_to.clone().map(|path| Saver {
+            path,
+            slots: slots.clone(),
+            jump: file.jump.clone(),
+            lock: Mutex::new(()),
+        });
         let shared = Arc::new(Shared {
             latency_nanos: AtomicU64::new(nanos(opts.latency)),
             stats: Counters::default(),
             stopped,
             tasks: Tasks::new(),
+            saver,
         });
         for (slot, listener) in slots.iter().zip(listeners) {
             let (slot, shared2) = (slot.clone(), shared.clone());
@@ -847,10 +1039,7 @@ impl Fleet {
     /// The fleet as it is now (files, keys, faults), in the order it was started with, for
     /// saving back to disk.
     pub fn snapshot(&self) -> FleetFile {
-        FleetFile {
-            antennas: self.slots.iter().map(|s| s.model().file(&s.host)).collect(),
-            jump: self.jump.as_ref().map(|j| j.file.clone()),
-        }
+        snapshot(&self.slots, self.jump.as_ref().map(|j| &j.file))
     }
 
     /// Stops every listener and every session, and waits until all of it is gone (sessions
@@ -859,6 +1048,35 @@ impl Fleet {
         self.stop.send_replace(true);
         self.shared.tasks.close().await;
         tracing::debug!(antennas = self.slots.len(), "lab airos: fleet stopped");
+    }
+}
+
+fn snapshot(slots: &[Arc<Slot>], jump: Option<&JumpFile>) -> FleetFile {
+    FleetFile {
+        antennas: slots.iter().map(|s| s.model().file(&s.host)).collect(),
+        jump: jump.cloned(),
+    }
+}
+
+/// Saves the fleet after a command that changed an antenna ([`FleetOptions::save_to`]).
+struct Saver {
+    path: std::path::PathBuf,
+    slots: Vec<Arc<Slot>>,
+    jump: Option<JumpFile>,
+    /// One save at a time, each taking its snapshot inside: the last save holds every change.
+    lock: Mutex<()>,
+}
+
+impl Saver {
+    /// Saves atomically, then counts the write (a crash point). A save that fails is logged:
+    /// the change itself happened.
+    fn save(&self) {
+        let _one = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let file = snapshot(&self.slots, self.jump.as_ref());
+        match crate::lab::twin::write_json(&self.path, &file) {
+            Ok(()) => crate::lab::twin::crash::wrote(),
+            Err(e) => tracing::error!("lab airos: {e:#}"),
+        }
     }
 }
 
@@ -873,6 +1091,8 @@ struct Shared {
     /// `true` (or the sender gone) once the fleet stops.
     stopped: watch::Receiver<bool>,
     tasks: Tasks,
+    /// Where the fleet is saved after a change, if anywhere.
+    saver: Option<Saver>,
 }
 
 #[derive(Default)]
@@ -1136,12 +1356,37 @@ impl server::Handler for AntennaPeer {
         let program = program_name(&exec.command);
         let reply = {
             let mut model = self.slot.model();
-            if model.fault == Some(Fault::HangOnCommand) {
-                tracing::debug!(host = %self.slot.host, program, "lab airos: command left hanging");
-                return Ok(());
+            match model.fault {
+                Some(Fault::HangOnCommand) => {
+                    tracing::debug!(host = %self.slot.host, program, "lab airos: command left hanging");
+                    return Ok(());
+                }
+                Some(Fault::Flood) => {
+                    model.commands.push(exec.command.clone());
+                    drop(model);
+                    self.shared.count(|c| &c.commands);
+                    tracing::debug!(host = %self.slot.host, program, "lab airos: flooding");
+                    let handle = session.handle();
+                    let mut stopped = self.shared.stopped.clone();
+                    self.shared.tasks.spawn(async move {
+                        let chunk = b"wispctl-file /tmp/system.cfg 99999999999\n".repeat(1024);
+                        loop {
+                            tokio::select! {
+                                sent = handle.data(channel, chunk.clone()) => if sent.is_err() { break },
+                                _ = stopped.wait_for(|s| *s) => break,
+                            }
+                        }
+                    });
+                    return Ok(());
+                }
+                _ => model.run(&exec.command, &exec.stdin, exec.overflowed),
             }
-            model.run(&exec.command, &exec.stdin, exec.overflowed)
         };
+        if reply.changed
+            && let Some(saver) = &self.shared.saver
+        {
+            saver.save();
+        }
         tracing::debug!(host = %self.slot.host, program, status = reply.status, "lab airos: command");
         self.shared.count(|c| &c.commands);
         if reply.rejected {
@@ -1376,6 +1621,7 @@ mod tests {
             host_key: AntennaFile::new_key(seed),
             flash: None,
             fault: None,
+            ..AntennaFile::default()
         }
     }
 
@@ -1519,6 +1765,73 @@ mod tests {
         let r = a.run(&commands::write_system(10), b"unms.uri=", false);
         assert_eq!(r.status, 1);
         assert_eq!(a.state().system_cfg, before);
+        assert!(!r.changed);
+    }
+
+    #[test]
+    fn persist_faults_a_missing_cfgmtd_and_the_bridge_are_modelled() {
+        let file = antenna("10.10.1.31", 4);
+        let mut a = Antenna::new(&file, false).unwrap();
+        // Flash holds system.cfg when the file does not say.
+        assert_eq!(a.state().flash.as_deref(), Some(file.system_cfg.as_bytes()));
+        let sys = format!("unms.uri={NEW_URI}\n");
+        let r = a.run(&commands::write_system(sys.len()), sys.as_bytes(), false);
+        assert!(r.changed && r.status == 0);
+        // A persist that fails leaves the flash as it was, and changes nothing.
+        a.fault = Some(Fault::PersistFails);
+        let r = a.run(commands::PERSIST, b"", false);
+        assert_eq!((r.status, r.changed), (1, false));
+        assert_eq!(r.stderr, b"Could not open MTD device cfg\n");
+        let r = a.run(commands::READ_FLASH, b"", false);
+        assert_eq!(r.stdout, file.system_cfg.as_bytes());
+        a.fault = None;
+        let r = a.run(commands::PERSIST, b"", false);
+        assert_eq!((r.status, r.changed), (0, true));
+        assert_eq!(
+            a.run(commands::READ_FLASH, b"", false).stdout,
+            sys.as_bytes()
+        );
+        // Without /sbin/cfgmtd: not found, and READ says so.
+        a.cfgmtd = Cfgmtd::Missing;
+        for c in [commands::PERSIST, commands::READ_FLASH] {
+            let r = a.run(c, b"", false);
+            assert_eq!(
+                (r.status, r.stderr.as_slice()),
+                (127, &b"sh: /sbin/cfgmtd: not found\n"[..])
+            );
+        }
+        let read = commands::parse_read(&a.run(commands::READ, b"", false).stdout).unwrap();
+        assert!(!read.cfgmtd);
+        // The file keeps all of it, and loads back the same.
+        let mut saved = a.file("10.10.1.31");
+        assert_eq!(saved.cfgmtd, Cfgmtd::Missing);
+        assert!(saved.changed_mark);
+        let bridge = saved.bridge.clone().unwrap();
+        assert!(
+            bridge.running
+                && bridge.started_before_mark
+                && bridge.uri.as_deref() == Some(RUNNING_URI)
+        );
+        // Loaded back: the same file, the bridge still before the mark.
+        let b = Antenna::new(&saved, false).unwrap();
+        assert_eq!(b.file("10.10.1.31"), saved);
+        let s = b.state();
+        assert!(s.bridge_started < s.changed_mark && s.changed_mark.is_some());
+        // A bridge that is not running, its supervisor dead: kill finds nothing, READ's ps
+        // lists no bridge.
+        saved.bridge = Some(BridgeFile {
+            running: false,
+            uri: None,
+            started_before_mark: false,
+        });
+        saved.supervisor_dead = true;
+        let mut c = Antenna::new(&saved, false).unwrap();
+        let read = commands::parse_read(&c.run(commands::READ, b"", false).stdout).unwrap();
+        assert!(commands::bridge_pids(&read.ps).is_empty());
+        assert!(!c.state().supervisor_alive);
+        assert_eq!(parse_stat("cat /proc/812/stat"), Some(812));
+        assert_eq!(parse_stat("cat /proc/0812/stat"), None);
+        assert_eq!(parse_stat("cat /proc/812/status"), None);
     }
 
     #[tokio::test]
@@ -1533,7 +1846,8 @@ mod tests {
         let session = login(&fleet, host, &known).await;
         let out = session.exec(commands::READ, None).await.unwrap();
         assert_eq!(out.status, 0);
-        let files = commands::parse_read(&out.stdout).unwrap();
+        let read = commands::parse_read(&out.stdout).unwrap();
+        let files = &read.files;
         let file = antenna(host, 1);
         assert_eq!(files.get(SYSTEM_CFG), Some(file.system_cfg.as_bytes()));
         assert_eq!(
@@ -1543,11 +1857,39 @@ mod tests {
         assert_eq!(files.get(BOARD_INFO), Some(file.board_info.as_bytes()));
         assert_eq!(files.get(commands::BOARD_INFO_PROC), None);
         assert_eq!(files.get(VERSION), Some(file.version.as_bytes()));
+        assert_eq!(files.get(commands::CHANGED_MARK), None, "never written");
         assert_eq!(files.files.len(), 4);
+        assert!(read.cfgmtd);
+        assert_eq!(commands::bridge_pids(&read.ps), vec![PID_BRIDGE]);
+        // The bridge's start time, and the flash copy (system.cfg, as the file did not say).
+        let stat = session
+            .exec(&commands::bridge_stat(PID_BRIDGE), None)
+            .await
+            .unwrap();
+        assert_eq!(commands::parse_start_ticks(&stat.stdout), Some(0));
+        let flash = session.exec(commands::READ_FLASH, None).await.unwrap();
+        assert_eq!(
+            (flash.status, flash.stdout),
+            (0, file.system_cfg.clone().into_bytes())
+        );
+        let gone = session
+            .exec(&commands::bridge_stat(4242), None)
+            .await
+            .unwrap();
+        assert_eq!(gone.status, 1);
         session.close().await;
 
         let state = fleet.state(host).unwrap();
-        assert_eq!(state.commands, vec![commands::READ.to_string()]);
+        assert_eq!(
+            state.commands,
+            vec![
+                commands::READ.to_string(),
+                commands::bridge_stat(PID_BRIDGE),
+                commands::READ_FLASH.into(),
+                commands::bridge_stat(4242),
+            ]
+        );
+        assert_eq!(state.clock, TICK_AFTER_MARK + 4, "one tick per command");
         assert_eq!(state.bridge_uri.as_deref(), Some(RUNNING_URI));
         assert!(state.supervisor_alive && state.bridge_pid > 1);
         let stats = fleet.stats();
@@ -1558,7 +1900,7 @@ mod tests {
                 stats.commands,
                 stats.rejected
             ),
-            (1, 1, 1, 0)
+            (1, 1, 4, 0)
         );
         assert_eq!(stats.max_concurrent_sessions, 1);
         fleet.shutdown().await;
@@ -1582,10 +1924,23 @@ mod tests {
             let out = session.exec(&cmd, Some(stdin)).await.unwrap();
             assert!(out.success() && out.stdout.is_empty(), "{out:?}");
         }
-        // Not yet: the bridge keeps the URI it started with.
+        // Not yet: the bridge keeps the URI it started with; the writes left their mark
+        // after its start.
+        let s = fleet.state(host).unwrap();
+        assert_eq!(s.bridge_uri.as_deref(), Some(RUNNING_URI));
         assert_eq!(
-            fleet.state(host).unwrap().bridge_uri.as_deref(),
-            Some(RUNNING_URI)
+            (s.bridge_started, s.changed_mark),
+            (Some(TICK_BEFORE_MARK), Some(TICK_AFTER_MARK + 2))
+        );
+        // By bare name, cfgmtd is not on the session's PATH (dropbear 2019.78).
+        let out = session.exec("cfgmtd -w -p /etc/", None).await.unwrap();
+        assert_eq!(
+            (out.status, out.stderr.as_slice()),
+            (127, &b"sh: cfgmtd: not found\n"[..])
+        );
+        assert_ne!(
+            fleet.state(host).unwrap().flash.as_deref(),
+            Some(sys.as_bytes())
         );
         assert_eq!(
             session.exec(commands::PERSIST, None).await.unwrap().status,
@@ -1610,6 +1965,10 @@ mod tests {
         let after = fleet.state(host).unwrap();
         assert_eq!(after.bridge_uri.as_deref(), Some(NEW_URI));
         assert_eq!(after.bridge_restarts, 1);
+        assert!(
+            after.bridge_started > after.changed_mark,
+            "respawned after the writes"
+        );
         assert_ne!(after.bridge_pid, before.bridge_pid);
         assert_eq!(after.flash.as_deref(), Some(sys.as_bytes()));
         assert_eq!(after.system_cfg, sys.as_bytes());
@@ -1654,12 +2013,12 @@ mod tests {
         assert_eq!(out.stderr, b"sh: unsupported command\n");
         let state = fleet.state(host).unwrap();
         assert_eq!(state.rejected, vec!["cat /tmp/system.cfg".to_string()]);
-        assert_eq!(state.commands.len(), 12);
+        assert_eq!(state.commands.len(), 13);
         assert_eq!(state.commands[0], commands::write_system(sys.len()));
-        assert_eq!(state.commands[4], commands::kill(before.bridge_pid));
-        assert_eq!(state.commands[11], "cat /tmp/system.cfg");
+        assert_eq!(state.commands[5], commands::kill(before.bridge_pid));
+        assert_eq!(state.commands[12], "cat /tmp/system.cfg");
         let stats = fleet.stats();
-        assert_eq!((stats.commands, stats.rejected), (12, 1));
+        assert_eq!((stats.commands, stats.rejected), (13, 1));
         session.close().await;
 
         // The snapshot keeps what was written.
@@ -1667,6 +2026,61 @@ mod tests {
         assert_eq!(snap.antennas[0].system_cfg, sys);
         assert_eq!(snap.antennas[0].flash.as_deref(), Some(sys.as_str()));
         assert_eq!(snap.antennas[0].running_cfg.as_deref(), Some(run.as_str()));
+        fleet.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn each_change_is_saved_at_once_and_reads_save_nothing() {
+        let host = "10.10.1.32";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.json");
+        let fleet = Fleet::start(
+            &fleet_file(&[host]),
+            FleetOptions {
+                save_to: Some(path.clone()),
+                ..FleetOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let (_dir, known) = known(&fleet, &[host]);
+        let session = login(&fleet, host, &known).await;
+        for c in [commands::READ, commands::READ_FLASH, commands::PS] {
+            session.exec(c, None).await.unwrap();
+        }
+        assert!(!path.exists(), "a read saved the fleet");
+        let sys = format!("unms.uri={NEW_URI}\n");
+        let out = session
+            .exec(&commands::write_system(sys.len()), Some(sys.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(out.status, 0);
+        // Saved before the answer came back, while the session is still open.
+        let saved: FleetFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(saved.antennas[0].system_cfg, sys);
+        assert!(saved.antennas[0].changed_mark);
+        assert!(
+            saved.antennas[0]
+                .bridge
+                .as_ref()
+                .unwrap()
+                .started_before_mark
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let pid = fleet.state(host).unwrap().bridge_pid;
+        session.exec(&commands::kill(pid), None).await.unwrap();
+        let saved: FleetFile =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let bridge = saved.antennas[0].bridge.clone().unwrap();
+        assert!(bridge.running && !bridge.started_before_mark);
+        assert_ne!(fleet.state(host).unwrap().bridge_pid, pid);
+        assert_eq!(saved, fleet.snapshot());
+        session.close().await;
         fleet.shutdown().await;
     }
 
@@ -1737,8 +2151,17 @@ mod tests {
         let state = fleet.state(host).unwrap();
         assert!(state.commands.is_empty());
         assert_ne!(state.system_cfg, b"unms.uri=x\n");
-        // Cleared: the same session answers again.
+        // Cleared: the timed-out session is abandoned (nothing more is sent on it), a new one
+        // answers.
         fleet.set_fault(host, None);
+        assert!(matches!(
+            session.exec(commands::PS, None).await,
+            Err(SshError::SessionAbandoned { .. })
+        ));
+        session.close().await;
+        let (session, _) = Session::connect(&t, &known, HostKeyPolicy::Strict)
+            .await
+            .unwrap();
         assert_eq!(session.exec(commands::PS, None).await.unwrap().status, 0);
         session.close().await;
 
@@ -1759,7 +2182,7 @@ mod tests {
             matches!(&err, SshError::Timeout { during, .. } if during == "connecting"),
             "{err:?}"
         );
-        assert_eq!(fleet.stats().connections, 3);
+        assert_eq!(fleet.stats().connections, 4);
         // Shutdown ends the held connection too.
         fleet.shutdown().await;
     }
@@ -1953,7 +2376,7 @@ mod tests {
                 let out = session.exec(commands::READ, None).await.unwrap();
                 session.close().await;
                 let files = commands::parse_read(&out.stdout).unwrap();
-                assert!(files.get(SYSTEM_CFG).is_some(), "{host}");
+                assert!(files.files.get(SYSTEM_CFG).is_some(), "{host}");
             });
         }
         while let Some(done) = tasks.join_next().await {

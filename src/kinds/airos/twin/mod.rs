@@ -1,7 +1,12 @@
 //! The lab twin of an antenna group: a fleet of SSH servers on loopback ports running the
 //! airOS kind's fixed commands ([`fleet`]), loaded from `LAB/antennas/<group>.json` for one
-//! command and saved back after a command that writes; their host keys pinned in
-//! `LAB/airos-known-hosts` by `lab init`.
+//! command and saved back after each command that changes an antenna (and once more after a
+//! command that writes); their host keys pinned in `LAB/airos-known-hosts` by `lab init`.
+//!
+//! Each antenna's JSON entry holds what the lab models ([`fleet::AntennaFile`]): the files,
+//! the flash copy, the `udapi-bridge` process, whether `/sbin/cfgmtd` is there (`"cfgmtd":
+//! "missing"`), and a fault (`"fault": "persist_fails"`, ...); the newer fields are optional,
+//! so older lab folders load as they were.
 
 pub mod fleet;
 
@@ -77,6 +82,7 @@ pub fn seed() -> fleet::FleetFile {
         host_key: fleet::AntennaFile::new_key(seed),
         flash: None,
         fault: None,
+        ..fleet::AntennaFile::default()
     };
     fleet::FleetFile {
         antennas: vec![
@@ -167,6 +173,15 @@ impl Running for Fleets {
 }
 
 impl crate::lab::twin::Twin for Twin {
+    fn attach(
+        &self,
+        name: &str,
+        served: &serde_json::Value,
+        endpoints: &mut LabEndpoints,
+    ) -> anyhow::Result<()> {
+        endpoints.attach::<GroupEndpoints>(super::Kind::SECTION, name, served)
+    }
+
     fn seed(&self, lab: &Path) -> io::Result<()> {
         let fleet = seed();
         let mut known = String::from(
@@ -208,6 +223,9 @@ impl crate::lab::twin::Twin for Twin {
                     &file,
                     FleetOptions {
                         legacy_only: legacy,
+                        // Each change is saved at once (a crash point for the crash tests);
+                        // `save` after the command saves the same state again.
+                        save_to: Some(antennas_path(lab, name)),
                         ..FleetOptions::default()
                     },
                 )

@@ -756,7 +756,13 @@ fn a_temporary_file_left_by_a_killed_apply_is_a_cleanup_change_even_with_nothing
     );
     let item = &planned.items[0];
     assert_eq!(item.collection, crate::engine::CLEANUP);
-    assert!(item.change.reason.as_deref().unwrap().starts_with("cleanup:"));
+    assert!(
+        item.change
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("cleanup:")
+    );
     // Nothing the YAML declares: never subject to the empty-list guard.
     assert_eq!(planned.desired_counts.get(crate::engine::CLEANUP), None);
 }

@@ -185,6 +185,53 @@ fn hidden_passwords_compare_by_the_hash_of_what_was_applied() {
     }
 }
 
+/// Issue 10: a hidden password never set by wispctl and a profile change. The session is
+/// kicked for the profile; the reason must not say it is not kicked.
+#[test]
+fn a_hidden_password_with_a_profile_change_says_one_thing_about_the_kick() {
+    let d = desired(
+        vec![want("a", Some("s3cret"), &[("profile", "Morosos")], "")],
+        Prune::None,
+    );
+    let l = live(
+        vec![live_secret(
+            "*4",
+            &[("name", "a"), ("profile", "10M"), ("comment", "[wispctl]")],
+        )],
+        &[("a", "*8004")],
+        false,
+    );
+    let p = diff_router("r", &d, &l, &key()).unwrap();
+    let c = &p.items[0].change;
+    let reason = c.reason.as_deref().unwrap();
+    assert_eq!(c.side_effects.len(), 1, "{c:?}");
+    assert!(c.side_effects[0].contains("disconnects the active session"));
+    assert!(!reason.contains("not kicked"), "{reason}");
+    assert!(
+        reason.contains("hides passwords") && reason.contains("disconnected for the other changes"),
+        "{reason}"
+    );
+    match &p.items[0].op {
+        Op::Set { kick, .. } => assert_eq!(kick, &vec!["*8004".to_string()]),
+        _ => panic!(),
+    }
+    // Without another change: set, not kicked, and the reason says so.
+    let d = desired(
+        vec![want("a", Some("s3cret"), &[("profile", "10M")], "")],
+        Prune::None,
+    );
+    let p = diff_router("r", &d, &l, &key()).unwrap();
+    let c = &p.items[0].change;
+    assert!(c.side_effects.is_empty());
+    assert!(
+        c.reason
+            .as_deref()
+            .unwrap()
+            .contains("the session is not kicked")
+    );
+    assert_eq!(hidden_password_reason(false), HIDDEN_PASSWORD);
+}
+
 #[test]
 fn unowned_secrets_survive_prune_and_named_ones_are_adopted() {
     let d = desired(vec![want("named", None, &[], "")], Prune::Owned);
