@@ -350,10 +350,21 @@ impl KnownHosts {
 impl KnownHostsFile {
     /// Reads and parses the file; a missing file is an empty table.
     fn read(path: PathBuf) -> Result<KnownHostsFile, KnownHostsError> {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(KnownHostsError::Io { path, source }),
+        // A regular file of bounded size (never a FIFO or a device a pull request linked in);
+        // errors hold none of its bytes.
+        let max = crate::untrusted::file::MAX_NAMED_FILE_BYTES;
+        let text = match crate::untrusted::file::read(&path, max, None) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|_| KnownHostsError::Io {
+                path: path.clone(),
+                source: std::io::Error::other("the file is not UTF-8 text"),
+            })?,
+            Err(e) if e.is_not_found() => String::new(),
+            Err(e) => {
+                return Err(KnownHostsError::Io {
+                    path,
+                    source: std::io::Error::other(e.to_string()),
+                });
+            }
         };
         let mut lines = Vec::new();
         for (i, raw) in text.lines().enumerate() {

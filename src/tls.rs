@@ -33,9 +33,15 @@ pub fn client_config(verify: Option<&TlsVerify>) -> Result<ClientConfig, String>
     let config = match verify {
         TlsVerify::Ca(path) => {
             let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-            for cert in certs {
+            // A regular file of bounded size, read without following it into a FIFO or a
+            // device; no error quotes its content.
+            let pem = crate::untrusted::file::read(
+                path,
+                crate::untrusted::file::MAX_NAMED_FILE_BYTES,
+                None,
+            )
+            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
                 roots
                     .add(cert)

@@ -65,6 +65,11 @@ pub enum UriError {
     /// The host is empty or holds a character a host name or bracketed IPv6 address cannot.
     #[error("the connection string's host is not a host name or IP address")]
     BadHost,
+    /// Digits and dots that a resolver reads other than a reviewer (`0177.0.0.1` is 127.0.0.1).
+    #[error(
+        "the connection string's host is not an IPv4 address in canonical form (four decimal numbers 0-255 without leading zeros)"
+    )]
+    NotCanonicalIpv4,
     /// The key is not [`MASTER_KEY_LEN`] characters long (its length is not secret: it helps
     /// spot a character lost in a copy and paste, or a `+` inside the key).
     #[error("the connection string's key is {len} characters long, expected 48")]
@@ -250,6 +255,7 @@ fn split_authority(authority: &str) -> Result<(&str, u16), UriError> {
         if !ok {
             return Err(UriError::BadHost);
         }
+        crate::untrusted::addr::unambiguous(host).map_err(|_| UriError::NotCanonicalIpv4)?;
         (host, port)
     };
     if port.is_empty() {
@@ -901,6 +907,15 @@ mod tests {
             (format!("wss://[zz]:443+{k}"), UriError::BadHost),
             (format!("wss://-a:443+{k}"), UriError::BadHost),
             (
+                format!("wss://0177.0.0.1:443+{k}"),
+                UriError::NotCanonicalIpv4,
+            ),
+            (
+                format!("wss://010.147.17.1:443+{k}"),
+                UriError::NotCanonicalIpv4,
+            ),
+            (format!("wss://127.1:443+{k}"), UriError::NotCanonicalIpv4),
+            (
                 format!("wss://uisp example:443+{k}"),
                 UriError::ControlOrWhitespace,
             ),
@@ -1446,7 +1461,7 @@ mod tests {
     fn valid_conn() -> impl Strategy<Value = ConnectionString> {
         (
             prop_oneof![Just("wss"), Just("ws"), Just("WSS")],
-            "[a-z0-9]{1,10}(\\.[a-zA-Z0-9-]{1,10}){0,3}",
+            "[a-z][a-z0-9]{0,9}(\\.[a-zA-Z][a-zA-Z0-9-]{0,9}){0,3}",
             1u16..=65535,
             "[A-Za-z0-9]{48}",
             proptest::collection::vec(
