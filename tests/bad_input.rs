@@ -20,12 +20,12 @@
 //! hangs (a FIFO opened for reading) is killed and the case fails, rather than the test hanging.
 //! No error line may repeat its cause (`x: Is a directory: Is a directory`).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 /// One broken desired-state folder and the single error it must produce.
 struct Case {
@@ -174,47 +174,19 @@ fn wispctl() -> Command {
     c
 }
 
-/// Past this, a command is taken to hang (a FIFO opened for reading blocks until a writer
-/// comes): it is killed and reported. Generous, and never a measure of speed: a command that
-/// finishes is not judged by how long it took.
-const HANG: Duration = Duration::from_secs(120);
-
-/// Runs a command to its end, or kills it past [`HANG`]: `Err` says so.
-fn output_bounded(mut cmd: Command) -> Result<Output, String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wispctl");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > HANG {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-            return Err(format!(
-                "did not finish within {HANG:?} (hung?); killed. stderr so far: {stderr}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    })
+/// Runs a command to its end. With `watch` (a case's folder), every FIFO under it is watched:
+/// one the command opens (it must refuse a FIFO unopened) is an `Err`, and is unblocked rather
+/// than left to hang the run (see `common::output_watching_fifos`).
+fn output_bounded(cmd: Command, watch: Option<&Path>) -> Result<Output, String> {
+    let fifos = watch.map(common::fifos_under).unwrap_or_default();
+    let (out, opened) = common::output_watching_fifos(cmd, &fifos);
+    if opened.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "opened FIFO(s) {opened:?}, which must be refused without opening"
+        ))
+    }
 }
 
 fn command(args: &[&str], dir: &Path, state: &Path, lab: &Path) -> Command {
@@ -231,7 +203,8 @@ fn command(args: &[&str], dir: &Path, state: &Path, lab: &Path) -> Command {
 }
 
 fn run(args: &[&str], dir: &Path, state: &Path, lab: &Path) -> Output {
-    output_bounded(command(args, dir, state, lab)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    output_bounded(command(args, dir, state, lab), Some(dir))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// The cause a line of output says twice in a row, if any: `a: b: b`, or `a: b: c: b: c` (a
@@ -380,7 +353,7 @@ fn check_folder(c: &Expect<'_>) -> Vec<String> {
         let other_before = c.also_unchanged.map(snapshot);
         let mut cmd = command(args, dir, &state, &lab);
         cmd.envs(c.env.iter().copied());
-        let out = match output_bounded(cmd) {
+        let out = match output_bounded(cmd, dir.parent()) {
             Ok(out) => out,
             Err(e) => {
                 fail(e);
@@ -1122,7 +1095,7 @@ fn a_refused_import_creates_nothing() {
         let before = snapshot(&dir);
         let mut cmd = command(&args, &dir, &state, &lab);
         cmd.envs(env);
-        let out = output_bounded(cmd).unwrap();
+        let out = output_bounded(cmd, None).unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         for made in ["a", "b", "c", "d", "e"] {
@@ -1196,7 +1169,7 @@ fn errors_do_not_repeat_their_cause() {
     ] {
         let mut cmd = command(&args, &dir, &state, &lab);
         cmd.envs(env);
-        let out = output_bounded(cmd).unwrap();
+        let out = output_bounded(cmd, None).unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains("error: "), "{args:?}: {stderr}");

@@ -218,46 +218,25 @@ fn a_password_option_in_an_adopted_peer_file_is_masked() {
     clean("plan file", &std::fs::read_to_string(&plan_file).unwrap());
 }
 
-/// Runs the binary against the lab like [`scan`], but kills a run that does not finish within
-/// a generous bound (a FIFO opened for reading blocks until a writer comes): such a run fails
-/// the test instead of hanging it. Not a measure of speed.
+/// Runs the binary against the lab like [`scan`], watching every FIFO of the desired-state
+/// folder: a run that opens one (it must refuse it unopened) fails the test, and is unblocked
+/// rather than left to hang (see `common::output_watching_fifos`).
 fn scan_bounded(lab: &Lab, args: &[&str]) -> Run {
-    use std::io::Read;
-    const HANG: std::time::Duration = std::time::Duration::from_secs(120);
     let mut full = vec!["-vvv"];
     full.extend_from_slice(args);
     let mut cmd = lab.command(&full);
-    cmd.envs(env())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > HANG {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = stderr.join().unwrap();
-            clean(&format!("stderr of {args:?}"), &stderr);
-            panic!("{args:?} did not finish within {HANG:?}; killed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    cmd.envs(env());
+    let fifos = common::fifos_under(&lab.desired());
+    let (out, opened) = common::output_watching_fifos(cmd, &fifos);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    clean(&format!("stderr of {args:?}"), &stderr);
+    assert!(opened.is_empty(), "{args:?} opened {opened:?}");
+    let status = out.status;
     let r = Run {
         code: status.code().unwrap_or(-1),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
+        stdout,
+        stderr,
     };
     clean(&format!("stdout of {args:?}"), &r.stdout);
     clean(&format!("stderr of {args:?}"), &r.stderr);

@@ -68,6 +68,24 @@ impl Default for Deadline {
     }
 }
 
+/// A read outside the engine (an import) that passed its target's deadline.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no complete answer within the deadline of {} (deadline.observe_secs); the connection was closed",
+    words(*.0)
+)]
+pub struct PastDeadline(pub Duration);
+
+/// Runs `work` within `bound`: past it, `work` is dropped (its connections close).
+pub async fn within<F: std::future::Future>(
+    bound: Duration,
+    work: F,
+) -> Result<F::Output, PastDeadline> {
+    tokio::time::timeout(bound, work)
+        .await
+        .map_err(|_| PastDeadline(bound))
+}
+
 /// "2 s", "2 min", "1 h 5 min": a duration as the reports say it.
 pub fn words(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs().max(1))).to_string()

@@ -161,3 +161,70 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Every FIFO under `root` (links not followed).
+pub fn fifos_under(root: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_fifo() => found.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Runs `cmd` to its end while watching `fifos`, and returns its output and the FIFOs it
+/// opened. A FIFO opened for reading blocks its reader until a writer comes: whenever one of
+/// `fifos` has a reader (only the command can be it), it is recorded, and its write end is
+/// opened and closed at once, which lets the reader go on (to an empty read) instead of
+/// hanging. No bound on time: the loop ends when the command does.
+pub fn output_watching_fifos(mut cmd: Command, fifos: &[PathBuf]) -> (Output, Vec<PathBuf>) {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn wispctl");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let mut opened = Vec::new();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        for f in fifos {
+            // Without a reader this fails at once (ENXIO); with one it succeeds.
+            let writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(f);
+            if writer.is_ok() && !opened.contains(f) {
+                opened.push(f.clone());
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let output = Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    (output, opened)
+}

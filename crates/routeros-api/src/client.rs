@@ -679,7 +679,10 @@ impl Connection {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
-                flight.pending.retain(|_, at| *at != i);
+                // The sentence's tag is the command's (command_of found it in flight).
+                if let Some(tag) = s.tag() {
+                    flight.pending.remove(tag);
+                }
             }
             other => {
                 return Err(ApiError::Protocol(format!(

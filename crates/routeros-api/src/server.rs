@@ -2947,7 +2947,8 @@ mod tests {
                 }
                 Silent => assert!(got.is_empty(), "{mode:?}: {got:?}"),
                 Flood => {
-                    assert!(sentences.len() > 1000, "{mode:?}: {}", sentences.len());
+                    // Rows as wide as a real secret's: some 450 bytes each.
+                    assert!(sentences.len() > 300, "{mode:?}: {}", sentences.len());
                     assert!(sentences.iter().all(|s| s.starts_with("!re .tag=3")));
                 }
                 EndlessSentence => {

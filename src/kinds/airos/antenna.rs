@@ -303,6 +303,9 @@ pub struct Assessment {
     /// Some file (or the flash copy) holds a key other than the master key (a rewrite or a
     /// persist replaces it).
     pub key_differs: bool,
+    /// The flash copy could not be read (`cfgmtd`'s read mode failed) while `system.cfg` is in
+    /// step: whether the last persist took is unknown.
+    pub flash_unknown: bool,
 }
 
 /// What apply does to bring an antenna in step ([`Assessment::steps`]).
@@ -356,7 +359,9 @@ impl Assessment {
         Steps {
             system,
             running,
-            persist: system || flash,
+            // Work left half done (the bridge not on the current files) may include a persist
+            // that failed: without a flash copy to compare, persist again (it is idempotent).
+            persist: system || flash || (self.flash_unknown && self.bridge.is_some()),
             restart: system || running || self.bridge.is_some(),
         }
     }
@@ -409,6 +414,8 @@ pub fn assess(live: &Live, desired: &ConnectionString, connected: bool) -> Optio
             .and_then(|u| ConnectionString::parse_live(&u).ok())
             .is_some_and(|u| u.key.expose() != desired.key.expose())
     };
+    let flash_unknown =
+        matches!(live.flash, Flash::Unreadable { .. }) && files[0].reasons.is_empty();
     let differs = key_differs(Some(system))
         || key_differs(live.files.get(RUNNING_CFG))
         || key_differs(flash_bytes);
@@ -418,6 +425,7 @@ pub fn assess(live: &Live, desired: &ConnectionString, connected: bool) -> Optio
         bridge: live.bridge_issue(),
         key_excused: connected && differs,
         key_differs: differs,
+        flash_unknown,
     })
 }
 
@@ -1005,6 +1013,20 @@ mod tests {
         );
         assert_eq!(a.bridge, Some(BridgeIssue::Stale));
         assert!(a.steps().restart && !a.steps().persist);
+        // The same with a flash copy that cannot be read: the last persist may have failed
+        // too, and nothing shows whether it took: persist again.
+        l.flash = Flash::Unreadable { status: 1 };
+        let a = assess(&l, &desired(), false).unwrap();
+        assert!(a.flash_unknown);
+        assert!(a.steps().restart && a.steps().persist, "{:?}", a.steps());
+        // Unreadable flash alone, with everything else in step, is no change.
+        let mut l = read_out(&files, Some(&files), "XW.v6.2.0", Some(900), PS);
+        l.flash = Flash::Unreadable { status: 1 };
+        l.bridge = Bridge::Running {
+            pid: 812,
+            started: Some(901),
+        };
+        assert!(assess(&l, &desired(), false).unwrap().in_sync());
         // Started after it, or when is unknown, or no mark (rebooted since): in step.
         for (started, mark) in [(Some(901), Some(900)), (None, Some(900)), (Some(5), None)] {
             let mut l = read_out(&files, Some(&files), "XW.v6.2.0", mark, PS);

@@ -191,14 +191,17 @@ impl KindDef for Kind {
         let (name, ctx) = (target.to_string(), ctx.clone());
         Some(Box::pin(async move {
             let addr = ctx.route::<std::net::SocketAddr>(Self::SECTION, &name)?;
-            let mut conn = client::connect(&name, &router, addr).await?;
-            let (secrets, passwords_visible) =
+            // The read is bounded in all, as observe's is by the engine.
+            let read = crate::engine::deadline::within(router.deadline.observe, async {
+                let mut conn = client::connect(&name, &router, addr).await?;
                 observe::read_secrets(&mut conn)
                     .await
                     .map_err(|source| PppoeError::Api {
                         router: name.clone(),
                         source,
-                    })?;
+                    })
+            });
+            let (secrets, passwords_visible) = read.await??;
             let imported = import::render(&name, &secrets, passwords_visible);
             Ok(Imported {
                 yaml: imported.yaml,

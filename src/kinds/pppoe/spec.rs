@@ -462,6 +462,10 @@ pub struct LimitsSpec {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_reply_bytes: Option<usize>,
+    /// Words one sentence may hold (default 4,096; a secret row has about 20).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_words: Option<usize>,
 }
 
 impl LimitsSpec {
@@ -471,6 +475,7 @@ impl LimitsSpec {
         Limits {
             max_reply_rows: self.max_rows.unwrap_or(default.max_reply_rows),
             max_reply_bytes: self.max_reply_bytes.unwrap_or(default.max_reply_bytes),
+            max_sentence_words: self.max_words.unwrap_or(default.max_sentence_words),
             ..default
         }
     }
@@ -480,6 +485,7 @@ impl LimitsSpec {
         [
             ("max_rows", self.max_rows),
             ("max_reply_bytes", self.max_reply_bytes),
+            ("max_words", self.max_words),
         ]
         .into_iter()
         .filter(|(_, v)| *v == Some(0))
@@ -708,9 +714,11 @@ mod tests {
         let spec = super::LimitsSpec {
             max_rows: Some(10),
             max_reply_bytes: None,
+            max_words: Some(30),
         };
         let limits = spec.limits();
         assert_eq!(limits.max_reply_rows, 10);
+        assert_eq!(limits.max_sentence_words, 30);
         assert_eq!(
             limits.max_reply_bytes,
             routeros_api::client::Limits::default().max_reply_bytes
