@@ -266,3 +266,63 @@ fn the_report_says_the_hostile_change_is_unknown() {
     assert_eq!(hostile.active.len(), 1, "kicked on a broken connection");
     assert_eq!(hostile.received.commands.get("/ppp/active/remove"), None);
 }
+
+/// A batched remove whose answer is lost is reported unknown, never applied, and the next
+/// plan settles it from what the router really did.
+#[test]
+fn a_remove_whose_answer_is_lost_is_unknown_and_settled_by_the_next_plan() {
+    let t = TwoRouters::new(from_first_write("unknown_tag"), json!({}));
+    // The hostile router's only change is a prune: its first write is the remove.
+    write(
+        &t.desired().join("pppoe/hostile.yaml"),
+        &json!({ "router": "hostile", "prune": "owned", "allow_empty_prune": true, "secrets": [] }),
+    );
+    let run = t.apply();
+    assert_eq!(run.code, 1, "{}", run.all());
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("pppoe.hostile.secret[\"h1\"]") && l.contains("failed"))
+        .unwrap_or_else(|| panic!("no failed outcome for h1:\n{}", run.all()));
+    assert!(
+        line.contains("unknown (sent, no answer)"),
+        "{line}"
+    );
+    assert!(t.router("hostile").secrets.is_empty(), "the remove ran");
+    // Reading is left alone by this router: the next plan sees the secret gone.
+    let plan = Command::new(env!("CARGO_BIN_EXE_wispctl"))
+        .arg("-C")
+        .arg(t.desired())
+        .arg("--lab")
+        .arg(t.lab())
+        .args(["plan", "--detailed-exitcode", "--target", "pppoe.hostile"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let plan = Run::from(plan);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+}
+
+/// `import` reads outside the engine: it is bounded by the router's deadline too.
+#[test]
+fn an_import_from_a_dripping_router_ends_at_its_deadline() {
+    let t = TwoRouters::new(json!("drip"), json!({ "deadline": { "observe_secs": 2 } }));
+    let (yaml, env) = (t.tmp.path().join("out.yaml"), t.tmp.path().join("out.env"));
+    let out = Command::new(env!("CARGO_BIN_EXE_wispctl"))
+        .arg("-C")
+        .arg(t.desired())
+        .arg("--lab")
+        .arg(t.lab())
+        .args(["import", "pppoe", "hostile", "--out"])
+        .arg(&yaml)
+        .arg("--secrets-file")
+        .arg(&env)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("within the deadline of 2s"), "{}", run.all());
+    assert!(!yaml.exists() && !env.exists(), "nothing written");
+}

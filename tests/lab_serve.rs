@@ -99,3 +99,68 @@ fn a_second_server_of_one_lab_is_refused() {
         "{second:?}"
     );
 }
+
+/// Real clients reach a served lab with what `serve.json` says: the Python librouteros client
+/// logs in to the router and prints, curl reads UISP's sites with the lab's certificate and
+/// token; a fault set in the router's lab file (a `!trap` on one secret's `set`) reaches
+/// `wispctl apply` through the served router.
+#[test]
+fn real_clients_and_lab_file_faults_reach_a_served_lab() {
+    let lab = Lab::new();
+    let router_file = lab.lab().join("routers/balanceador.json");
+    let mut router: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&router_file).unwrap()).unwrap();
+    router["faults"] = serde_json::json!({ "traps": [
+        { "command": "/ppp/secret/set", "name": "maria.lopez", "message": "failure: lab fault" }
+    ] });
+    std::fs::write(&router_file, router.to_string()).unwrap();
+    let (_server, _) = serve(&lab);
+    let served: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.lab().join("serve.json")).unwrap())
+            .unwrap();
+    let endpoint = |section: &str| {
+        served["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["section"] == section)
+            .unwrap()["endpoint"]
+            .clone()
+    };
+
+    let addr: std::net::SocketAddr = endpoint("routers").as_str().unwrap().parse().unwrap();
+    let script = common::repo().join("tests/routeros_librouteros.py");
+    let py = Command::new("python3")
+        .arg(&script)
+        .args([&addr.ip().to_string(), &addr.port().to_string()])
+        .args(["wispctl", "lab-router-pw", "plain", "first-command"])
+        .output()
+        .expect("python3 runs (tests/setup.sh installs librouteros)");
+    assert!(py.status.success(), "{py:?}");
+    let seen: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(seen["first_command_error"], serde_json::Value::Null, "{seen}");
+
+    let uisp = endpoint("uisp");
+    let ca = lab.tmp.path().join("uisp-ca.pem");
+    std::fs::write(&ca, uisp["ca_pem"].as_str().unwrap()).unwrap();
+    let curl = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--cacert"])
+        .arg(&ca)
+        .args(["-H", "x-auth-token: lab-uisp-nms-token"])
+        .arg(format!("{}/sites", uisp["api"].as_str().unwrap()))
+        .output()
+        .expect("curl runs (tests/setup.sh installs it)");
+    assert!(curl.status.success(), "{curl:?}");
+    assert!(String::from_utf8_lossy(&curl.stdout).contains("Tomatlan"), "{curl:?}");
+
+    let apply = lab.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.all());
+    assert!(
+        apply
+            .stdout
+            .lines()
+            .any(|l| l.contains("maria.lopez") && l.contains("failure: lab fault")),
+        "{}",
+        apply.all()
+    );
+}

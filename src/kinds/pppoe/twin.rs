@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use routeros_api::server::{
+    DropFault, Faults, TrapFault,
     ActiveSession, Hostile, HostileFrom, HostileMode, RouterConfig, RouterLab, RouterSnapshot,
     Secret, Stats, Version,
 };
@@ -57,6 +58,9 @@ pub struct RouterFile {
     /// Delay of every answer, in milliseconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub latency_ms: u64,
+    /// Faults the router injects (a dropped connection, a `!trap` on a command).
+    #[serde(default, skip_serializing_if = "FaultsFile::is_empty")]
+    pub faults: FaultsFile,
     /// What the router received, added up over the runs.
     #[serde(default, skip_serializing_if = "Received::is_empty")]
     pub received: Received,
@@ -331,6 +335,7 @@ pub fn seed() -> RouterFile {
         ],
         hostile: None,
         latency_ms: 0,
+        faults: FaultsFile::default(),
         received: Received::default(),
         active: vec![
             ("juan.perez".into(), "10.10.1.45".into()),
@@ -398,6 +403,62 @@ pub async fn start_router(lab: &Path, name: &str) -> anyhow::Result<LabRouter> {
 }
 
 /// The lab router's settings from its file.
+/// A lab router's `faults` in its file: `{ "drop_after_sentences": 5, "drop_times": 1,
+/// "traps": [ { "command": "/ppp/secret/set", "name": "juan", "message": "failure: ..." } ] }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsFile {
+    /// Close a connection once it has received this many sentences (login included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_after_sentences: Option<u64>,
+    /// How many connections to drop so; unset: every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_times: Option<u32>,
+    /// Commands answered with a `!trap` instead of being run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traps: Vec<TrapFile>,
+}
+
+/// One `!trap` fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapFile {
+    /// The command word (`/ppp/secret/set`).
+    pub command: String,
+    /// Only for this secret or session name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The trap's message.
+    pub message: String,
+    /// How many times; unset: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u32>,
+}
+
+impl FaultsFile {
+    fn is_empty(&self) -> bool {
+        self.drop_after_sentences.is_none() && self.traps.is_empty()
+    }
+
+    fn faults(&self) -> Faults {
+        Faults {
+            drop: self.drop_after_sentences.map(|after_sentences| DropFault {
+                after_sentences,
+                times: self.drop_times,
+            }),
+            traps: self
+                .traps
+                .iter()
+                .map(|t| {
+                    let mut trap = TrapFault::new(&t.command, t.name.as_deref(), &t.message);
+                    trap.times = t.times;
+                    trap
+                })
+                .collect(),
+        }
+    }
+}
+
 fn config_of(name: &str, file: &RouterFile) -> anyhow::Result<RouterConfig> {
     let version = match file.version.as_str() {
         "v6" => Version::V6,
@@ -411,6 +472,7 @@ fn config_of(name: &str, file: &RouterFile) -> anyhow::Result<RouterConfig> {
         profiles: file.profiles.clone(),
         latency: std::time::Duration::from_millis(file.latency_ms),
         hostile: file.hostile.map(HostileSpec::hostile),
+        faults: file.faults.faults(),
         ..RouterConfig::default()
     })
 }
