@@ -284,10 +284,7 @@ fn a_remove_whose_answer_is_lost_is_unknown_and_settled_by_the_next_plan() {
         .lines()
         .find(|l| l.contains("pppoe.hostile.secret[\"h1\"]") && l.contains("failed"))
         .unwrap_or_else(|| panic!("no failed outcome for h1:\n{}", run.all()));
-    assert!(
-        line.contains("unknown (sent, no answer)"),
-        "{line}"
-    );
+    assert!(line.contains("unknown (sent, no answer)"), "{line}");
     assert!(t.router("hostile").secrets.is_empty(), "the remove ran");
     // Reading is left alone by this router: the next plan sees the secret gone.
     let plan = Command::new(env!("CARGO_BIN_EXE_wispctl"))
@@ -323,6 +320,10 @@ fn an_import_from_a_dripping_router_ends_at_its_deadline() {
         .unwrap();
     let run = Run::from(out);
     assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.stderr.contains("within the deadline of 2s"), "{}", run.all());
+    assert!(
+        run.stderr.contains("within the deadline of 2s"),
+        "{}",
+        run.all()
+    );
     assert!(!yaml.exists() && !env.exists(), "nothing written");
 }

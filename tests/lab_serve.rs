@@ -138,7 +138,11 @@ fn real_clients_and_lab_file_faults_reach_a_served_lab() {
         .expect("python3 runs (tests/setup.sh installs librouteros)");
     assert!(py.status.success(), "{py:?}");
     let seen: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
-    assert_eq!(seen["first_command_error"], serde_json::Value::Null, "{seen}");
+    assert_eq!(
+        seen["first_command_error"],
+        serde_json::Value::Null,
+        "{seen}"
+    );
 
     let uisp = endpoint("uisp");
     let ca = lab.tmp.path().join("uisp-ca.pem");
@@ -151,7 +155,10 @@ fn real_clients_and_lab_file_faults_reach_a_served_lab() {
         .output()
         .expect("curl runs (tests/setup.sh installs it)");
     assert!(curl.status.success(), "{curl:?}");
-    assert!(String::from_utf8_lossy(&curl.stdout).contains("Tomatlan"), "{curl:?}");
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("Tomatlan"),
+        "{curl:?}"
+    );
 
     let apply = lab.run(&["apply", "--auto-approve"]);
     assert_eq!(apply.code, 1, "{}", apply.all());

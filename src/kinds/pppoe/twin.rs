@@ -19,9 +19,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use routeros_api::server::{
-    DropFault, Faults, TrapFault,
-    ActiveSession, Hostile, HostileFrom, HostileMode, RouterConfig, RouterLab, RouterSnapshot,
-    Secret, Stats, Version,
+    ActiveSession, DropFault, Faults, Hostile, HostileFrom, HostileMode, RouterConfig, RouterLab,
+    RouterSnapshot, Secret, Stats, TrapFault, Version,
 };
 use serde::{Deserialize, Serialize};
 

@@ -181,9 +181,10 @@ impl KindDef for Kind {
             };
             let client = uisp_api::client(&ctx, &name, &server).map_err(api)?;
             // The read is bounded in all, as observe's is by the engine.
-            let live = crate::engine::deadline::within(server.deadline.observe, observe::read(&client))
-                .await?
-                .map_err(api)?;
+            let live =
+                crate::engine::deadline::within(server.deadline.observe, observe::read(&client))
+                    .await?
+                    .map_err(api)?;
             let imported = import::render(&name, &live.sites, &live.devices);
             Ok(Imported {
                 yaml: imported.yaml,
