@@ -53,6 +53,8 @@ const PASS: &str = "lab-only-api-pw";
 const PROFILES: [&str; 5] = ["5M", "10M", "20M", "50M", "Morosos"];
 const WISPCTL_RUNS: usize = 5;
 const ANSIBLE_RUNS: usize = 3;
+/// Turns of the floor and the whole command, side by side.
+const P1_RUNS: usize = 9;
 const ANSIBLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn main() {
@@ -527,6 +529,77 @@ impl Bench {
         }
     }
 
+    /// The desired state again, with each router at its lab's real address: what the whole
+    /// `wispctl plan` command reads, as on a VPS (the labs are out of its process).
+    fn write_cli_desired_state(&self) -> std::path::PathBuf {
+        let dir = self.tmp.path().join("desired-cli");
+        common_copy(&self.tmp.path().join("desired-state"), &dir);
+        let mut inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
+        for r in &self.routers {
+            let from = format!(
+                "  {}:\n    address: 192.0.2.1\n    port: 8728\n",
+                r.name
+            );
+            let to = format!(
+                "  {}:\n    address: 127.0.0.1\n    port: {}\n",
+                r.name,
+                r.lab.addr().port()
+            );
+            assert!(inv.contains(&from));
+            inv = inv.replace(&from, &to);
+        }
+        std::fs::write(dir.join("inventory.yaml"), inv).unwrap();
+        dir
+    }
+
+    /// One whole `wispctl plan` (the binary: start, load, observe, diff, render), its secret
+    /// values in its environment as on a VPS.
+    fn wispctl_cli(&self, dir: &Path) -> Duration {
+        let start = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wispctl"))
+            .arg("-C")
+            .arg(dir)
+            .arg("--state-dir")
+            .arg(self.tmp.path().join("cli-state"))
+            .args(["plan", "--detailed-exitcode"])
+            .envs(&self.resolver_values)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "wispctl plan (CLI):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    }
+
+    /// The floor: what any client must do, at the least: connect, log in and one print per
+    /// router, both routers at once.
+    fn floor(&self) -> Duration {
+        let addrs: Vec<SocketAddr> = self.routers.iter().map(|r| r.lab.addr()).collect();
+        let start = Instant::now();
+        self.client_rt.block_on(async {
+            let reads = addrs.into_iter().map(|addr| async move {
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let mut conn =
+                    routeros_api::client::Connection::new(stream, Duration::from_secs(60));
+                conn.login(USER, PASS).await.unwrap();
+                let reply = conn
+                    .call(routeros_api::client::Command::new(["/ppp/secret/print"]))
+                    .await
+                    .unwrap();
+                assert!(!reply.rows.is_empty());
+            });
+            futures::future::join_all(reads).await;
+        });
+        start.elapsed()
+    }
+
     fn reset(&self) {
         for r in &self.routers {
             r.lab.reset_stats();
@@ -655,6 +728,18 @@ impl Bench {
         assert_eq!(self.ansible_changes(), expected, "api_modify's changes");
         let ansible_turns = self.traffic().turns;
 
+        // P1: the whole command against the floor, turn by turn (floor, CLI, floor, CLI...).
+        let cli_dir = self.write_cli_desired_state();
+        let (mut floor_times, mut cli_times) = (Vec::new(), Vec::new());
+        self.wispctl_cli(&cli_dir); // warm the page cache
+        for i in 0..P1_RUNS {
+            let f = self.floor();
+            let c = self.wispctl_cli(&cli_dir);
+            eprintln!("  P1 run {}: floor {f:.3?}, wispctl plan (CLI) {c:.3?}", i + 1);
+            floor_times.push(f);
+            cli_times.push(c);
+        }
+
         // Timed runs, straight to the labs.
         let mut w_times = Vec::new();
         let mut w_phases: [Vec<Duration>; 3] = Default::default();
@@ -713,6 +798,18 @@ impl Bench {
         }
         w_traffic.turns = wispctl_turns;
         a_traffic.turns = ansible_turns;
+        let (fm, cm, am) = (median(&floor_times), median(&cli_times), median(&a_times));
+        println!();
+        println!(
+            "P1: floor (connect, login, one print per router, both at once) median {} (min {}, max {}); whole `wispctl plan` median {} (min {}, max {}); ansible api_modify --check --diff median {}",
+            fmt(fm),
+            fmt(*floor_times.iter().min().unwrap()),
+            fmt(*floor_times.iter().max().unwrap()),
+            fmt(cm),
+            fmt(*cli_times.iter().min().unwrap()),
+            fmt(*cli_times.iter().max().unwrap()),
+            fmt(am)
+        );
         self.report(
             (&w_times, &w_phases, &w_traffic),
             (&a_times, &a_traffic),
@@ -722,6 +819,11 @@ impl Bench {
         println!(
             "Load average (1, 5, 15 min) before: {load_before}; after: {}.",
             loadavg()
+        );
+        println!(
+            "P1 wispctl_over_floor={:.2} ansible_over_wispctl={:.1}",
+            cm.as_secs_f64() / fm.as_secs_f64(),
+            am.as_secs_f64() / cm.as_secs_f64()
         );
     }
 
@@ -841,4 +943,18 @@ fn machine_facts(ws: &ansible::Workspace) -> String {
         ws.version(),
         ws.collection_version(),
     )
+}
+
+/// Copies a folder of files (the generated desired state).
+fn common_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            common_copy(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
