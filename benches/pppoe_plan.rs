@@ -536,10 +536,7 @@ impl Bench {
         common_copy(&self.tmp.path().join("desired-state"), &dir);
         let mut inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
         for r in &self.routers {
-            let from = format!(
-                "  {}:\n    address: 192.0.2.1\n    port: 8728\n",
-                r.name
-            );
+            let from = format!("  {}:\n    address: 192.0.2.1\n    port: 8728\n", r.name);
             let to = format!(
                 "  {}:\n    address: 127.0.0.1\n    port: {}\n",
                 r.name,
@@ -735,7 +732,10 @@ impl Bench {
         for i in 0..P1_RUNS {
             let f = self.floor();
             let c = self.wispctl_cli(&cli_dir);
-            eprintln!("  P1 run {}: floor {f:.3?}, wispctl plan (CLI) {c:.3?}", i + 1);
+            eprintln!(
+                "  P1 run {}: floor {f:.3?}, wispctl plan (CLI) {c:.3?}",
+                i + 1
+            );
             floor_times.push(f);
             cli_times.push(c);
         }

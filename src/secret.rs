@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -475,9 +476,15 @@ impl fmt::Debug for SecretRef {
 
 /// Resolves [`SecretRef`]s. In lab mode, environment references that are unset fall back to
 /// the lab's own `secrets.env`, so the demo runs with no setup.
+///
+/// The process environment is read once, at the first `{ env: NAME }` reference, into a map:
+/// each reference is then one lookup, however many variables the environment holds (a
+/// `getenv` scans the whole environment every time).
 #[derive(Clone, Default)]
 pub struct SecretResolver {
     fallback_env: HashMap<String, String>,
+    /// The process environment, read once when first needed.
+    env: std::sync::OnceLock<HashMap<OsString, OsString>>,
 }
 
 impl SecretResolver {
@@ -492,6 +499,26 @@ impl SecretResolver {
         self
     }
 
+    /// The variable `name` of the process environment, as `std::env::var_os` reads it, from
+    /// the map read once. A name holding `=` or NUL, which no map key can equal, is asked of
+    /// the environment itself, as before.
+    fn env_var(&self, name: &str) -> Option<OsString> {
+        if name.contains(['=', '\0']) {
+            return std::env::var_os(name);
+        }
+        self.env
+            .get_or_init(|| {
+                // A name listed twice: the first, as `getenv` finds it.
+                let mut env = HashMap::new();
+                for (k, v) in std::env::vars_os() {
+                    env.entry(k).or_insert(v);
+                }
+                env
+            })
+            .get(OsStr::new(name))
+            .cloned()
+    }
+
     /// Resolves one reference. `base` is the folder of the YAML file that holds it. A value
     /// that resolves empty is refused (a variable a failed `. /etc/wispctl.env` left empty, an
     /// empty file): no device is ever sent an empty credential. A file is read only when it
@@ -500,12 +527,11 @@ impl SecretResolver {
     /// value.
     pub fn resolve(&self, reference: &SecretRef, base: &Path) -> Result<Secret, ResolveError> {
         let value = match reference {
-            SecretRef::Env(name) => match std::env::var(name) {
-                Ok(v) => v,
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    return Err(ResolveError::EnvNotUtf8(name.clone()));
-                }
-                Err(std::env::VarError::NotPresent) => match self.fallback_env.get(name) {
+            SecretRef::Env(name) => match self.env_var(name) {
+                Some(v) => v
+                    .into_string()
+                    .map_err(|_| ResolveError::EnvNotUtf8(name.clone()))?,
+                None => match self.fallback_env.get(name) {
                     Some(v) => v.clone(),
                     None => return Err(ResolveError::EnvNotSet(name.clone())),
                 },
@@ -973,6 +999,51 @@ mod tests {
             parse_env_file("K='n3w \"clave\" \\ 2026'\n")["K"],
             "n3w \"clave\" \\ 2026"
         );
+    }
+
+    #[test]
+    fn env_references_read_the_environment_once_and_agree_with_var() {
+        // Every variable of this process, through one resolver (one read of the environment).
+        let r = SecretResolver::new();
+        let mut checked = 0;
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let got = r.resolve(&SecretRef::Env(name.into()), Path::new("."));
+            match (std::env::var(name), got) {
+                (Ok(want), Ok(got)) => assert_eq!(got.expose(), want, "{name}"),
+                (Ok(want), Err(ResolveError::Empty(_))) => assert!(want.is_empty(), "{name}"),
+                (Err(std::env::VarError::NotUnicode(_)), Err(ResolveError::EnvNotUtf8(n))) => {
+                    assert_eq!(n, name);
+                }
+                // Never the values: the environment may hold real secrets.
+                (want, got) => panic!(
+                    "{name}: var says {:?}, the resolver {:?}",
+                    want.map(|_| ()),
+                    got.map(|_| ())
+                ),
+            }
+            checked += 1;
+        }
+        assert!(checked > 0);
+        assert!(r.env.get().is_some());
+        // Unset: the fallback, then not set. A name no variable can have is not set either.
+        let r = SecretResolver::new().with_fallback_env(HashMap::from([(
+            "WISPCTL_TEST_UNSET_VAR_Y".to_string(),
+            "v".to_string(),
+        )]));
+        for (name, want) in [
+            ("WISPCTL_TEST_UNSET_VAR_Y", Some("v")),
+            ("WISPCTL_TEST_UNSET_VAR_Z", None),
+            ("PATH=X", None),
+        ] {
+            let got = r.resolve(&SecretRef::Env(name.into()), Path::new("."));
+            match want {
+                Some(v) => assert_eq!(got.unwrap().expose(), v),
+                None => assert!(matches!(got, Err(ResolveError::EnvNotSet(n)) if n == name)),
+            }
+        }
     }
 
     #[test]

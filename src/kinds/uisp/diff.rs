@@ -192,6 +192,42 @@ pub fn depth(parents: &HashMap<&str, &str>, from: &str) -> usize {
     d
 }
 
+/// [`depth`] of each of `sites`, every parent step walked once in all (a site's depth is its
+/// parent's plus one, remembered), so a deep tree costs no more than a flat one. The same
+/// answers as [`depth`]: a site whose parents run into a loop is `parents.len() + 1`.
+pub fn depths<'a>(
+    parents: &HashMap<&'a str, &'a str>,
+    sites: impl IntoIterator<Item = &'a str>,
+) -> HashMap<&'a str, usize> {
+    let beyond = parents.len() + 1;
+    let mut known: HashMap<&'a str, usize> = HashMap::new();
+    for from in sites {
+        let mut path: Vec<&str> = Vec::new();
+        let mut on_path: HashSet<&str> = HashSet::new();
+        let mut cur = from;
+        let base = loop {
+            if let Some(&d) = known.get(cur) {
+                break d;
+            }
+            let Some(&p) = parents.get(cur) else {
+                break 0;
+            };
+            if !on_path.insert(cur) {
+                break beyond;
+            }
+            path.push(cur);
+            cur = p;
+        };
+        if path.is_empty() {
+            known.insert(cur, base);
+        }
+        for (up, site) in path.into_iter().rev().enumerate() {
+            known.insert(site, (base + up + 1).min(beyond));
+        }
+    }
+    known
+}
+
 /// The declared sites, each after its declared parent (by depth in the declared tree; the
 /// YAML's order among equals).
 pub fn parents_first(sites: &[SiteSpec]) -> Vec<&SiteSpec> {
@@ -199,8 +235,9 @@ pub fn parents_first(sites: &[SiteSpec]) -> Vec<&SiteSpec> {
         .iter()
         .filter_map(|s| s.parent.as_deref().map(|p| (s.name.as_str(), p)))
         .collect();
+    let depth = depths(&parents, sites.iter().map(|s| s.name.as_str()));
     let mut sorted: Vec<&SiteSpec> = sites.iter().collect();
-    sorted.sort_by_cached_key(|s| depth(&parents, &s.name));
+    sorted.sort_by_key(|s| depth[s.name.as_str()]);
     sorted
 }
 
@@ -561,21 +598,28 @@ fn settle_candidates<'a>(
     children: &HashMap<&'a str, Vec<&'a str>>,
     name_of_id: &HashMap<&'a str, &'a str>,
 ) -> Vec<String> {
-    let mut notes = Vec::new();
-    loop {
-        let blocked: Vec<&str> = candidates
-            .iter()
-            .copied()
-            .filter(|id| {
-                children
-                    .get(id)
-                    .is_some_and(|c| c.iter().any(|c| !candidates.contains(c)))
-            })
-            .collect();
-        if blocked.is_empty() {
-            return notes;
+    // Each site's parents after the plan (one, unless UISP listed an id twice).
+    let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (&parent, kids) in children {
+        for &kid in kids {
+            parents.entry(kid).or_default().push(parent);
         }
-        for id in blocked {
+    }
+    let mut notes = Vec::new();
+    // In rounds, each in id order: first every candidate holding a site that stays; then
+    // every candidate holding one just dropped (the only ones a round can newly block), so
+    // each site is looked at once per child, not once per round.
+    let mut blocked: BTreeSet<&str> = candidates
+        .iter()
+        .copied()
+        .filter(|id| {
+            children
+                .get(id)
+                .is_some_and(|c| c.iter().any(|c| !candidates.contains(c)))
+        })
+        .collect();
+    while !blocked.is_empty() {
+        for &id in &blocked {
             candidates.remove(id);
             if let Some(name) = name_of_id.get(id) {
                 notes.push(format!(
@@ -583,18 +627,27 @@ fn settle_candidates<'a>(
                 ));
             }
         }
+        blocked = blocked
+            .iter()
+            .filter_map(|id| parents.get(id))
+            .flatten()
+            .copied()
+            .filter(|p| candidates.contains(p))
+            .collect();
     }
+    notes
 }
 
 /// Sites in delete order: children before parents (deepest in UISP's tree first; UISP's order
 /// among equals).
-fn deepest_first<'a>(sites: Vec<&'a LiveSite>, all: &[LiveSite]) -> Vec<&'a LiveSite> {
+fn deepest_first<'a>(sites: Vec<&'a LiveSite>, all: &'a [LiveSite]) -> Vec<&'a LiveSite> {
     let parent: HashMap<&str, &str> = all
         .iter()
         .filter_map(|s| s.parent_id.as_deref().map(|p| (s.id.as_str(), p)))
         .collect();
+    let depth = depths(&parent, sites.iter().map(|s| s.id.as_str()));
     let mut sorted = sites;
-    sorted.sort_by_cached_key(|s| std::cmp::Reverse(depth(&parent, &s.id)));
+    sorted.sort_by_key(|s| std::cmp::Reverse(depth[s.id.as_str()]));
     sorted
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::diff::depth;
+use super::diff::depths;
 use crate::ownership::untagged;
 use crate::uisp_api::client::{LiveDevice, LiveSite};
 
@@ -43,8 +43,9 @@ pub fn render(server: &str, sites: &[LiveSite], devices: &[LiveDevice]) -> Impor
         .iter()
         .filter_map(|s| s.parent_id.as_deref().map(|p| (s.id.as_str(), p)))
         .collect();
+    let depth = depths(&parent_of, sites.iter().map(|s| s.id.as_str()));
     let mut ordered: Vec<&LiveSite> = sites.iter().collect();
-    ordered.sort_by_cached_key(|s| (depth(&parent_of, &s.id), s.name.clone()));
+    ordered.sort_by_cached_key(|s| (depth[s.id.as_str()], s.name.clone()));
     let mut site_lines = String::new();
     for s in ordered {
         if seen[s.name.as_str()] > 1 {

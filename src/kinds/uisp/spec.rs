@@ -3,7 +3,7 @@
 //! Devices are named by MAC address (normalised to `AA:BB:CC:DD:EE:FF`), sites by name. A site
 //! the YAML names but does not declare must exist in UISP (checked at plan).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use schemars::JsonSchema;
@@ -131,6 +131,36 @@ pub struct UispDesired {
     pub devices: BTreeMap<String, Assignment>,
 }
 
+/// Whether the chain of parents up from `from` comes back to a site it passed (a loop, on it
+/// or above it). `known` remembers the answer for every site walked, so each parent step is
+/// taken once over all the sites.
+fn reaches_loop<'a>(
+    parent_of: &HashMap<&'a str, &'a str>,
+    from: &'a str,
+    known: &mut HashMap<&'a str, bool>,
+) -> bool {
+    let mut path: Vec<&str> = Vec::new();
+    let mut on_path: HashSet<&str> = HashSet::new();
+    let mut cur = from;
+    let looped = loop {
+        if let Some(&l) = known.get(cur) {
+            break l;
+        }
+        if !on_path.insert(cur) {
+            break true;
+        }
+        path.push(cur);
+        match parent_of.get(cur) {
+            Some(&p) => cur = p,
+            None => break false,
+        }
+    };
+    for site in path {
+        known.insert(site, looped);
+    }
+    looped
+}
+
 /// Validates a parsed file. `None` when any error was found.
 pub(crate) fn validate(file: UispFile, check: &mut FileCheck<'_>) -> Option<UispDesired> {
     let before = check.error_count();
@@ -175,19 +205,13 @@ pub(crate) fn validate(file: UispFile, check: &mut FileCheck<'_>) -> Option<Uisp
         .iter()
         .filter_map(|s| s.parent.as_deref().map(|p| (s.name.as_str(), p)))
         .collect();
+    let mut looped: HashMap<&str, bool> = HashMap::with_capacity(file.sites.len());
     for (i, s) in file.sites.iter().enumerate() {
-        let mut seen = vec![s.name.as_str()];
-        let mut cur = s.name.as_str();
-        while let Some(&p) = parent_of.get(cur) {
-            if seen.contains(&p) {
-                check.error(
-                    &format!("sites[{i}].parent"),
-                    format!("site {:?} is its own ancestor (a parent loop)", s.name),
-                );
-                break;
-            }
-            seen.push(p);
-            cur = p;
+        if reaches_loop(&parent_of, &s.name, &mut looped) {
+            check.error(
+                &format!("sites[{i}].parent"),
+                format!("site {:?} is its own ancestor (a parent loop)", s.name),
+            );
         }
     }
     let mut devices = BTreeMap::new();
@@ -242,4 +266,44 @@ pub(crate) fn validate(file: UispFile, check: &mut FileCheck<'_>) -> Option<Uisp
         sites: file.sites,
         devices,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_site_on_or_under_a_loop_reaches_it_and_each_is_walked_once() {
+        // a <- b <- c; x <-> y; z under x; a long chain down to a.
+        let names: Vec<String> = (0..20_000).map(|i| format!("n{i}")).collect();
+        let mut parent_of: HashMap<&str, &str> =
+            [("b", "a"), ("c", "b"), ("x", "y"), ("y", "x"), ("z", "x")]
+                .into_iter()
+                .collect();
+        parent_of.insert(&names[0], "c");
+        for w in names.windows(2) {
+            parent_of.insert(&w[1], &w[0]);
+        }
+        let mut known = HashMap::new();
+        for n in names.iter().rev() {
+            assert!(!reaches_loop(&parent_of, n, &mut known), "{n}");
+        }
+        for (site, looped) in [
+            ("a", false),
+            ("c", false),
+            ("z", true),
+            ("x", true),
+            ("y", true),
+            ("q", false),
+        ] {
+            assert_eq!(reaches_loop(&parent_of, site, &mut known), looped, "{site}");
+            // The same answer from a fresh memo.
+            assert_eq!(
+                reaches_loop(&parent_of, site, &mut HashMap::new()),
+                looped,
+                "{site}"
+            );
+        }
+        assert!(known.len() >= names.len());
+    }
 }

@@ -766,3 +766,62 @@ fn a_temporary_file_left_by_a_killed_apply_is_a_cleanup_change_even_with_nothing
     // Nothing the YAML declares: never subject to the empty-list guard.
     assert_eq!(planned.desired_counts.get(crate::engine::CLEANUP), None);
 }
+
+/// Issue 11: a host with 20,000 peers and entries, half of them no longer declared, is
+/// diffed by name and pair (sets and maps, one pass each side).
+#[test]
+fn twenty_thousand_peers_and_entries_prune_the_undeclared_half() {
+    const N: usize = 20_000;
+    let names: Vec<String> = (0..N).map(|i| format!("p{i:05}")).collect();
+    let declared_names: Vec<&str> = names.iter().step_by(2).map(String::as_str).collect();
+    let peers: Vec<(String, String)> = names.iter().map(|n| (n.clone(), owned_text(n))).collect();
+    let peer_refs: Vec<(&str, &str, u32)> = peers
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str(), 0o600))
+        .collect();
+    let mut chap = format!("{BEGIN}\n");
+    for n in &names {
+        chap.push_str(&chap::render_entry(&entry(n, "pptpd", "pw")));
+        chap.push('\n');
+    }
+    chap.push_str(&format!("{END}\n"));
+    let live = host(&peer_refs, Some(&chap));
+    let entries: Vec<ChapEntry> = declared_names
+        .iter()
+        .map(|n| entry(n, "pptpd", "pw"))
+        .collect();
+    let d = desired(Prune::Owned, &declared_names, entries);
+
+    let found = undeclared_owned_peers(&d.peers, &live.peers);
+    assert_eq!(found.len(), N / 2);
+    assert!(
+        found
+            .iter()
+            .all(|(n, _)| n[1..].parse::<usize>().unwrap() % 2 == 1)
+    );
+    let file = live.chap_file();
+    let pairs = file.pairs();
+    let gone = undeclared_owned_entries(file, &pairs, &declared_pairs(&d.chap));
+    assert_eq!(gone.len(), N / 2);
+    assert!(gone.iter().all(|(c, _, line)| {
+        let i: usize = c[1..].parse().unwrap();
+        i % 2 == 1 && *line == i + 1
+    }));
+
+    let planned = plan(&d, &live);
+    let deletes = planned
+        .items
+        .iter()
+        .filter(|i| i.change.action == Action::Delete)
+        .count();
+    assert_eq!(deletes, N, "half the peers and half the entries");
+    // The declared half is as the YAML says: peers are rewritten from their placeholder
+    // text, entries are already in line.
+    assert!(
+        planned
+            .items
+            .iter()
+            .filter(|i| i.change.action == Action::Update)
+            .all(|i| i.collection == "peer")
+    );
+}

@@ -841,3 +841,159 @@ fn the_whole_diff_refuses_what_it_must_not_plan() {
         other => panic!("{other}"),
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Size: every lookup by name, MAC or id (issue 11)
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn depths_agree_with_depth_on_chains_forks_and_loops() {
+    // a <- b <- c <- d, e under b; x <-> y loop, z into it; r a root with no entry.
+    let parents: HashMap<&str, &str> = [
+        ("b", "a"),
+        ("c", "b"),
+        ("d", "c"),
+        ("e", "b"),
+        ("x", "y"),
+        ("y", "x"),
+        ("z", "x"),
+        ("w", "z"),
+    ]
+    .into_iter()
+    .collect();
+    let names = ["d", "a", "e", "c", "b", "w", "x", "z", "y", "r"];
+    // In any order of first visit, the memo gives what the walk gives.
+    for start in 0..names.len() {
+        let mut order = names.to_vec();
+        order.rotate_left(start);
+        let got = depths(&parents, order.iter().copied());
+        for n in names {
+            assert_eq!(got[n], depth(&parents, n), "{n} from {order:?}");
+        }
+    }
+    assert_eq!(depth(&parents, "d"), 3);
+    assert_eq!(depth(&parents, "w"), parents.len() + 1);
+}
+
+/// `AA:BB:CC:xx:xx:xx` for a device number.
+fn big_mac(i: u32) -> String {
+    let b = i.to_be_bytes();
+    format!("AA:BB:CC:{:02X}:{:02X}:{:02X}", b[1], b[2], b[3])
+}
+
+#[test]
+fn a_server_with_twenty_thousand_devices_is_matched_by_mac_and_id() {
+    const N: u32 = 20_000;
+    let mut sites: Vec<LiveSite> = (0..100)
+        .map(|i| endpoint(&format!("e{i}"), &format!("Casa {i}"), None, TAG))
+        .collect();
+    sites.push(owned("old", "Vieja", None));
+    let devices: Vec<LiveDevice> = (0..N)
+        .map(|i| LiveDevice {
+            id: format!("dev{i}"),
+            mac: big_mac(i),
+            name: Some(format!("cpe {i}")),
+            ip: None,
+            authorized: i % 4 != 3,
+            site_id: (i % 4 != 3).then(|| format!("e{}", i % 100)),
+            status: "active".into(),
+            failed_decryption: false,
+        })
+        .collect();
+    // Every device declared: 0 stays, 1 moves to the next endpoint, 2 is unassigned, 3 is
+    // authorized; and 10 MACs UISP does not have.
+    let assignments: Vec<(String, Assignment)> = (0..N)
+        .map(|i| {
+            let a = match i % 4 {
+                0 | 3 => to(&format!("Casa {}", i % 100)),
+                1 => to(&format!("Casa {}", (i + 1) % 100)),
+                _ => Assignment::Unassigned,
+            };
+            (big_mac(i), a)
+        })
+        .chain((N..N + 10).map(|i| (big_mac(i), to("Casa 0"))))
+        .collect();
+    let mut d = pruning(desired(vec![], &assignments));
+    d.sites = (0..100)
+        .map(|i| SiteSpec {
+            kind: SiteKind::Endpoint,
+            ..site(&format!("Casa {i}"))
+        })
+        .collect();
+    let l = live(sites, devices);
+    let planned = diff_server(S, &d, &l).unwrap();
+    let count = |action: Action| {
+        planned
+            .items
+            .iter()
+            .filter(|i| i.change.action == action)
+            .count()
+    };
+    assert_eq!(count(Action::Update), 3 * N as usize / 4);
+    assert_eq!(count(Action::Create), 0);
+    assert_eq!(count(Action::Delete), 1, "the empty owned site");
+    assert!(planned.notes[0].starts_with("10 device(s) in the YAML are not in UISP yet"));
+    for item in &planned.items {
+        if let Op::Authorize { device, site } = &item.op {
+            let i: u32 = device["dev".len()..].parse().unwrap();
+            assert!(i % 4 == 1 || i % 4 == 3, "{device}");
+            let want = if i % 4 == 1 { i + 1 } else { i } % 100;
+            assert_eq!(site, &format!("Casa {want}"));
+        }
+    }
+
+    let key = crate::secret::HashKey::from_bytes([3; 32]);
+    let fp = super::super::observe::fingerprints(S, &d, &l, &key);
+    assert_eq!(fp.len(), N as usize + 10 + 100 + 1);
+    assert_eq!(fp[&device_address(S, &big_mac(N))], "absent");
+    assert_ne!(fp[&device_address(S, &big_mac(N - 1))], "absent");
+
+    // Verification of every write, against the same lists: the moves and authorizations are
+    // not there yet, the rest are.
+    let after = super::super::apply::AfterApply::new(&l.sites, &l.devices);
+    let problems = planned
+        .items
+        .iter()
+        .filter(|i| after.problem(&i.op).is_some())
+        .count();
+    assert_eq!(problems, N as usize / 2 + N as usize / 4 + 1);
+}
+
+#[test]
+fn a_deep_chain_of_owned_sites_is_settled_round_by_round() {
+    const N: usize = 5_000;
+    let id = |i: usize| format!("s{i:05}");
+    let chain = |n: usize| -> Vec<LiveSite> {
+        (0..n)
+            .map(|i| {
+                let parent = i.checked_sub(1).map(id);
+                owned(&id(i), &format!("n{i}"), parent.as_deref())
+            })
+            .collect()
+    };
+    let d = pruning(desired(vec![], &[]));
+    // The deepest holds a device: every site above it stays, one round per level.
+    let mut devices = vec![live_device(1, None)];
+    devices[0].authorized = true;
+    devices[0].site_id = Some(id(N - 1));
+    let (items, notes) = prune(&d, chain(N), devices);
+    assert!(items.is_empty(), "{:?}", &items[..3]);
+    assert_eq!(notes.len(), N);
+    assert!(notes[0].starts_with(&format!(
+        "site \"n{}\" is no longer declared but still holds devices",
+        N - 1
+    )));
+    for (k, note) in notes[1..].iter().enumerate() {
+        let want = format!(
+            "site \"n{}\" is no longer declared but still holds sites that stay: kept until it is empty",
+            N - 2 - k
+        );
+        assert_eq!(note, &want);
+    }
+    // Empty: all deleted, deepest first.
+    let (items, notes) = prune(&d, chain(N), vec![]);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(items.len(), N);
+    assert_eq!(items[0], format!("Delete uisp.main.site[\"n{}\"]", N - 1));
+    assert_eq!(items[N - 1], "Delete uisp.main.site[\"n0\"]");
+}

@@ -1226,8 +1226,10 @@ fn device_by_mac(mac: &str, state: &UispState) -> Result<Value, Fail> {
 /// Authorizes (and assigns, or moves) every device of `ids` to `site_id`, all or nothing.
 fn authorize(state: &mut UispState, site_id: &str, ids: &[String]) -> Result<(), Fail> {
     state.site(site_id)?;
-    for id in ids {
-        state.device(id)?;
+    // One pass over the devices, not one per id: a move sends thousands of ids.
+    let known: HashSet<&str> = state.devices.iter().map(|d| d.id.as_str()).collect();
+    if let Some(id) = ids.iter().find(|id| !known.contains(id.as_str())) {
+        return Err(Fail::not_found(format!("Device {id} not found")));
     }
     let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
     for d in state
@@ -1253,7 +1255,7 @@ fn list_sites(req: &Incoming, fixed: &Fixed, state: &UispState) -> Result<Value,
         &req.query,
         &["id", "ip", "deviceId", "type", "ucrm", "ucrmDetails"],
     )?;
-    let ids: HashSet<&str> = all_query(&req.query, "id").into_iter().collect();
+    let ids = all_query(&req.query, "id");
     if let Some(bad) = ids.iter().find(|i| !is_guid(i)) {
         return Err(Fail::invalid(
             "query",
@@ -1261,6 +1263,7 @@ fn list_sites(req: &Incoming, fixed: &Fixed, state: &UispState) -> Result<Value,
             format!("\"id\" with value \"{bad}\" must be a valid GUID"),
         ));
     }
+    let ids: HashSet<&str> = ids.into_iter().collect();
     let kinds = enum_query(&req.query, "type", &["site", "endpoint", "client"])?;
     let ucrm = bool_query(&req.query, "ucrm")?;
     bool_query(&req.query, "ucrmDetails")?;
@@ -1420,6 +1423,12 @@ fn put_site(req: &Incoming, state: &mut UispState, id: &str) -> Result<(), Fail>
     state.site(id)?;
     if let Some(Some(pid)) = parent {
         state.site(pid)?;
+        // Each site's parent, indexed once: the walk up is one lookup per step.
+        let parents: HashMap<&str, Option<&str>> = state
+            .sites
+            .iter()
+            .map(|s| (s.id.as_str(), s.parent_id.as_deref()))
+            .collect();
         let mut up = Some(pid);
         while let Some(cur) = up {
             if cur == id {
@@ -1429,7 +1438,9 @@ fn put_site(req: &Incoming, state: &mut UispState, id: &str) -> Result<(), Fail>
                     "\"parent\" cannot be the site itself or one of its descendants",
                 ));
             }
-            up = state.site(cur)?.parent_id.as_deref();
+            up = *parents
+                .get(cur)
+                .ok_or_else(|| Fail::not_found(format!("Site {cur} not found")))?;
         }
     }
     let site = state.site_mut(id)?;
@@ -3337,5 +3348,42 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("still listening after 500 looks");
+    }
+
+    #[test]
+    fn one_authorize_of_twenty_thousand_devices_checks_each_id_once() {
+        let mut state = UispState {
+            sites: vec![site(TOWER, "Torre", "site", None)],
+            devices: (0..20_000u32)
+                .map(|i| {
+                    let b = i.to_be_bytes();
+                    LabDevice::new(
+                        &new_uuid(),
+                        &format!("AA:BB:CC:{:02X}:{:02X}:{:02X}", b[1], b[2], b[3]),
+                        None,
+                        None,
+                        None,
+                    )
+                })
+                .collect(),
+        };
+        let mut ids: Vec<String> = state.devices.iter().map(|d| d.id.clone()).collect();
+        // One unknown id among them: all or nothing, the first unknown named.
+        ids.insert(10_000, NOBODY.into());
+        let e = authorize(&mut state, TOWER, &ids).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (404, &*format!("Device {NOBODY} not found"))
+        );
+        assert!(state.devices.iter().all(|d| !d.authorized));
+        ids.remove(10_000);
+        authorize(&mut state, TOWER, &ids[..15_000]).unwrap();
+        let placed = state
+            .devices
+            .iter()
+            .filter(|d| d.authorized && d.site_id.as_deref() == Some(TOWER))
+            .count();
+        assert_eq!(placed, 15_000);
+        assert!(state.devices[15_000..].iter().all(|d| !d.authorized));
     }
 }
