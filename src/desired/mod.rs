@@ -68,6 +68,10 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         .map(|k| (k.name(), k.begin_files()))
         .collect();
     let inventory_loaded = !targets.is_empty();
+    // Read and hash every file in order first; then each kind loads its files as one batch
+    // (parsed on every core, validated in order). The files come sorted by path, so a kind's
+    // files are together and diagnostics keep that order.
+    let mut texts: Vec<(&'static str, PathBuf, String)> = Vec::new();
     for (rel, path) in resource_files(dir, &mut diags) {
         let text = match read_source(&path, dir, "cannot read: ") {
             Ok(t) => t,
@@ -80,19 +84,39 @@ pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadE
         hasher.update([0]);
         hasher.update(text.as_bytes());
         let folder = rel.split('/').next().unwrap_or_default();
-        let Some(kind) = crate::kinds::by_name(folder) else {
+        if let Some(kind) = crate::kinds::by_name(folder) {
+            texts.push((kind.name(), path, text));
+        }
+    }
+    let mut order: Vec<&'static str> = Vec::new();
+    for (k, _, _) in &texts {
+        if !order.contains(k) {
+            order.push(k);
+        }
+    }
+    for kind in order.iter().filter_map(|k| crate::kinds::by_name(k)) {
+        let mut batch: Vec<ResourceFile<'_>> = Vec::new();
+        let mut kind_diags: Vec<Vec<Diagnostic>> = Vec::new();
+        let mine: Vec<&(&'static str, PathBuf, String)> =
+            texts.iter().filter(|(k, _, _)| *k == kind.name()).collect();
+        if mine.is_empty() {
             continue;
-        };
-        let mut file = ResourceFile {
-            path: &path,
-            text: &text,
-            diags: &mut diags,
-            dir,
-            resolver,
-            names: inventory_loaded.then_some(&names),
-        };
+        }
+        kind_diags.resize_with(mine.len(), Vec::new);
+        for ((_, path, text), d) in mine.iter().zip(kind_diags.iter_mut()) {
+            batch.push(ResourceFile {
+                path,
+                text,
+                diags: d,
+                dir,
+                resolver,
+                names: inventory_loaded.then_some(&names),
+            });
+        }
         let acc = files.get_mut(kind.name()).expect("every kind began");
-        kind.load_file(acc.as_mut(), &mut file);
+        kind.load_files(acc.as_mut(), &mut batch);
+        drop(batch);
+        diags.extend(kind_diags.into_iter().flatten());
     }
 
     let (errors, warnings): (Vec<_>, Vec<_>) = diags

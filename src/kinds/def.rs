@@ -49,7 +49,7 @@ pub trait KindDef: Send + Sync + Sized + 'static {
     /// One target after validation (credentials resolved, defaults applied).
     type Target: Clone + Send + Sync + 'static;
     /// One resource file, as written.
-    type File: DeserializeOwned + JsonSchema;
+    type File: DeserializeOwned + JsonSchema + Send;
     /// One target's desired state after validation.
     type Desired: Clone + Send + Sync + 'static;
     /// What the checks of one file carry to the next file of the kind in one load (rules that
@@ -178,6 +178,10 @@ pub trait AnyKind: Send + Sync {
     fn begin_files(&self) -> Box<dyn Any>;
     /// Parses, checks the target of, and validates one resource file.
     fn load_file(&self, files: &mut dyn Any, file: &mut ResourceFile<'_>);
+    /// [`Self::load_file`] for several files of this kind, in order: the parses (most of the
+    /// time a large folder takes) run on every core; checks and validation then run in file
+    /// order, so diagnostics and results are those of one file after the other.
+    fn load_files(&self, files: &mut dyn Any, batch: &mut [ResourceFile<'_>]);
     /// The validated set: targets from [`Self::validate_section`], desired from the files.
     fn finish(
         &self,
@@ -270,6 +274,20 @@ impl<K: KindDef> AnyKind for K {
             .downcast_mut::<KindFiles<K>>()
             .expect("begin_files made it")
             .load(file);
+    }
+
+    fn load_files(&self, files: &mut dyn Any, batch: &mut [ResourceFile<'_>]) {
+        let files = files
+            .downcast_mut::<KindFiles<K>>()
+            .expect("begin_files made it");
+        let inputs: Vec<(&Path, &str)> = batch.iter().map(|f| (f.path, f.text)).collect();
+        let parsed = parse_all::<K::File>(&inputs);
+        for (file, (result, diags)) in batch.iter_mut().zip(parsed) {
+            file.diags.extend(diags);
+            if let Some(parsed) = result {
+                files.accept(parsed, file);
+            }
+        }
     }
 
     fn finish(
@@ -407,6 +425,52 @@ pub struct ResourceFile<'a> {
     pub(crate) names: Option<&'a InventoryNames>,
 }
 
+/// Below this many bytes in all, files are parsed one after the other: threads cost more than
+/// they save.
+const PARALLEL_PARSE_BYTES: usize = 256 * 1024;
+
+/// Parses files on up to every core, each file wholly on one thread; results in input order,
+/// each with the diagnostics of its parse.
+#[allow(clippy::type_complexity)]
+fn parse_all<'t, T: DeserializeOwned + Send>(
+    inputs: &[(&Path, &'t str)],
+) -> Vec<(
+    Option<(T, crate::yaml::locate::LocationIndex<'t>)>,
+    Vec<Diagnostic>,
+)> {
+    let one = |(path, text): &(&Path, &'t str)| {
+        let mut diags = Vec::new();
+        let parsed = crate::yaml::parse::parse::<T>(path, text, &mut diags);
+        (parsed, diags)
+    };
+    let bytes: usize = inputs.iter().map(|(_, t)| t.len()).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if inputs.len() < 2 || cores < 2 || bytes < PARALLEL_PARSE_BYTES {
+        return inputs.iter().map(one).collect();
+    }
+    // Contiguous chunks of about equal bytes, one per thread.
+    let per = bytes.div_ceil(cores);
+    let mut chunks: Vec<&[(&Path, &'t str)]> = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, (_, t)) in inputs.iter().enumerate() {
+        size += t.len();
+        if size >= per || i + 1 == inputs.len() {
+            chunks.push(&inputs[start..=i]);
+            (start, size) = (i + 1, 0);
+        }
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| s.spawn(move || chunk.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a YAML parse panicked"))
+            .collect()
+    })
+}
+
 /// The files of one kind in one load: every file names one target of the inventory, and a
 /// target has one file.
 pub struct KindFiles<K: KindDef> {
@@ -428,11 +492,18 @@ impl<K: KindDef> Default for KindFiles<K> {
 impl<K: KindDef> KindFiles<K> {
     /// Parses one file, checks that its target exists and has no other file, and validates it.
     pub(crate) fn load(&mut self, file: &mut ResourceFile<'_>) {
-        let Some((parsed, index)) =
-            crate::yaml::parse::parse::<K::File>(file.path, file.text, file.diags)
-        else {
-            return;
-        };
+        if let Some(parsed) = crate::yaml::parse::parse::<K::File>(file.path, file.text, file.diags)
+        {
+            self.accept(parsed, file);
+        }
+    }
+
+    /// Checks the target of one parsed file and validates it.
+    fn accept(
+        &mut self,
+        (parsed, index): (K::File, crate::yaml::locate::LocationIndex<'_>),
+        file: &mut ResourceFile<'_>,
+    ) {
         let name = K::file_target(&parsed).to_string();
         let field = K::TARGET_FIELD;
         let mut check = FileCheck::new(file.path, &index, file.dir, file.resolver, file.diags);
@@ -472,6 +543,61 @@ impl<K: KindDef> KindFiles<K> {
         }
         if let Some(d) = K::validate_file(parsed, &mut check, &mut self.checks, names) {
             self.desired.insert(name, d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod parse_all_tests {
+    use std::path::PathBuf;
+
+    use super::parse_all;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct File {
+        router: String,
+        secrets: Vec<String>,
+    }
+
+    /// Large enough to be parsed on several threads: the results, and each file's
+    /// diagnostics, are those of one parse after the other, in input order.
+    #[test]
+    fn files_parsed_on_several_threads_come_back_in_order_with_their_own_diagnostics() {
+        let paths: Vec<PathBuf> = (0..7)
+            .map(|i| PathBuf::from(format!("r{i}.yaml")))
+            .collect();
+        let texts: Vec<String> = (0..7)
+            .map(|i| {
+                let mut t = format!("router: r{i}\nsecrets:\n");
+                for j in 0..6_000 {
+                    t.push_str(&format!("  - customer-{i}-{j}\n"));
+                }
+                if i == 3 {
+                    t.push_str("unknown: 1\n");
+                }
+                t
+            })
+            .collect();
+        let inputs: Vec<(&std::path::Path, &str)> = paths
+            .iter()
+            .map(PathBuf::as_path)
+            .zip(texts.iter().map(String::as_str))
+            .collect();
+        assert!(texts.iter().map(String::len).sum::<usize>() > super::PARALLEL_PARSE_BYTES);
+        let parsed = parse_all::<File>(&inputs);
+        assert_eq!(parsed.len(), 7);
+        for (i, (result, diags)) in parsed.iter().enumerate() {
+            let mut alone = Vec::new();
+            let expected = crate::yaml::parse::parse::<File>(inputs[i].0, inputs[i].1, &mut alone);
+            assert_eq!(
+                result.as_ref().map(|(f, _)| f),
+                expected.as_ref().map(|(f, _)| f),
+                "file {i}"
+            );
+            assert_eq!(diags.len(), alone.len(), "file {i}");
+            if i != 3 {
+                assert_eq!(result.as_ref().unwrap().0.router, format!("r{i}"));
+            }
         }
     }
 }
