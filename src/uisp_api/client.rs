@@ -199,6 +199,81 @@ where
         .map_err(|f| f.error)
 }
 
+/// An answer's JSON: `null` when empty, the text as a string when it is not JSON.
+fn json_of(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    }
+}
+
+/// The items of a list answer; anything else means the key is not an NMS token.
+fn list_of(answer: Value, path: &str) -> Result<Vec<Value>, UispError> {
+    match answer {
+        Value::Array(items) => Ok(items),
+        other => Err(UispError::NotNms(format!(
+            "GET {path} answered {} instead of a list: the key is not an NMS API token (a CRM app key?)",
+            match other {
+                Value::Object(_) => "an object",
+                _ => "something else",
+            }
+        ))),
+    }
+}
+
+/// The parts of a `GET /devices` item a device is read for; the rest of the item (most of
+/// it: interfaces, statistics, firmware) is skipped while decoding.
+#[derive(serde::Deserialize)]
+#[allow(non_snake_case)]
+struct DeviceFields {
+    #[serde(default)]
+    identification: Option<Value>,
+    #[serde(default)]
+    ipAddress: Option<Value>,
+    #[serde(default)]
+    overview: Option<StatusField>,
+    #[serde(default)]
+    meta: Option<MetaFields>,
+}
+
+#[derive(serde::Deserialize)]
+struct StatusField {
+    #[serde(default)]
+    status: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(non_snake_case)]
+struct MetaFields {
+    #[serde(default)]
+    failedMessageDecryption: Option<Value>,
+}
+
+impl DeviceFields {
+    /// The item as a small JSON object with only those parts, for [`device_from`].
+    fn into_value(self) -> Value {
+        let mut v = serde_json::Map::new();
+        if let Some(i) = self.identification {
+            v.insert("identification".into(), i);
+        }
+        if let Some(ip) = self.ipAddress {
+            v.insert("ipAddress".into(), ip);
+        }
+        if let Some(s) = self.overview.and_then(|o| o.status) {
+            v.insert("overview".into(), serde_json::json!({ "status": s }));
+        }
+        if let Some(f) = self.meta.and_then(|m| m.failedMessageDecryption) {
+            v.insert(
+                "meta".into(),
+                serde_json::json!({ "failedMessageDecryption": f }),
+            );
+        }
+        Value::Object(v)
+    }
+}
+
 fn text(v: &Value, ptr: &str) -> Option<String> {
     v.pointer(ptr).and_then(Value::as_str).map(str::to_string)
 }
@@ -233,6 +308,17 @@ impl UispClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, UispError> {
+        Ok(json_of(&self.request_bytes(method, path, body).await?))
+    }
+
+    /// A request whose successful answer is returned as it came (bounded in size), for a
+    /// caller that decodes it itself.
+    async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, UispError> {
         if method == Method::GET {
             let method = &method;
             retried(path, move || self.once(method, path, body)).await
@@ -241,13 +327,13 @@ impl UispClient {
         }
     }
 
-    /// One try of a request.
+    /// One try of a request: the answer's bytes when it succeeded.
     async fn once(
         &self,
         method: &Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, Failed> {
+    ) -> Result<Vec<u8>, Failed> {
         let mut token =
             reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
                 Failed::permanent(UispError::NotNms(
@@ -288,15 +374,10 @@ impl UispClient {
                     ),
                 }),
             })?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
         if status.is_success() {
-            return Ok(value);
+            return Ok(bytes);
         }
+        let value = json_of(&bytes);
         let error = self.status_error(method, path, status, &value);
         Err(Failed {
             error,
@@ -349,16 +430,7 @@ impl UispClient {
     }
 
     async fn list(&self, path: &str) -> Result<Vec<Value>, UispError> {
-        match self.request(Method::GET, path, None).await? {
-            Value::Array(items) => Ok(items),
-            other => Err(UispError::NotNms(format!(
-                "GET {path} answered {} instead of a list: the key is not an NMS API token (a CRM app key?)",
-                match other {
-                    Value::Object(_) => "an object",
-                    _ => "something else",
-                }
-            ))),
-        }
+        list_of(self.request(Method::GET, path, None).await?, path)
     }
 
     /// One device, read now.
@@ -369,8 +441,21 @@ impl UispClient {
     }
 
     /// Every device, in one request.
+    ///
+    /// `GET /devices` is one unpaginated list (about 2 KiB of JSON a device): it is decoded
+    /// straight into the few fields a device is read for, not into a whole JSON tree first
+    /// (which took about 16 KiB a device). An answer that does not fit that shape is decoded
+    /// the general way, for the same errors.
     pub async fn devices(&self) -> Result<Vec<LiveDevice>, UispError> {
-        let items = self.list("/devices").await?;
+        let bytes = self.request_bytes(Method::GET, "/devices", None).await?;
+        if let Ok(items) = serde_json::from_slice::<Vec<DeviceFields>>(&bytes) {
+            return items
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| device_from(&d.into_value(), "/devices", Some(i)))
+                .collect();
+        }
+        let items = list_of(json_of(&bytes), "/devices")?;
         items
             .iter()
             .enumerate()
@@ -860,5 +945,50 @@ mod tests {
             read_bounded(answer("[1,2,3,4]"), 7).await,
             Err(Bounded::TooLarge)
         ));
+    }
+}
+
+#[cfg(test)]
+mod device_fields_tests {
+    use serde_json::{Value, json};
+
+    use super::{DeviceFields, device_from};
+
+    /// Decoding `GET /devices` straight into the fields read gives what decoding the whole
+    /// tree gives, device by device, for complete, partial and odd items alike.
+    #[test]
+    fn typed_decoding_reads_devices_as_the_whole_tree_does() {
+        let items = json!([
+            {
+                "identification": {
+                    "id": "d1", "mac": "28:70:4e:a8:16:99", "name": "Juan LB5",
+                    "authorized": true, "site": { "id": "s1", "name": "x" },
+                    "status": "active", "model": "LB5", "firmwareVersion": "6.2.0"
+                },
+                "ipAddress": "10.10.1.45/24",
+                "overview": { "status": "active", "signal": -61, "cpu": 3 },
+                "meta": { "failedMessageDecryption": false, "alias": null },
+                "interfaces": [ { "id": "eth0", "statistics": { "rxbytes": 1 } } ]
+            },
+            {
+                "identification": { "id": "d2", "mac": "287004EA8170", "authorized": false,
+                                    "site": null, "name": null },
+                "overview": { "status": "unauthorized" },
+                "meta": { "failedMessageDecryption": true }
+            },
+            { "identification": { "id": "d3", "mac": "28:70:4E:A8:17:02", "name": 5 },
+              "ipAddress": null, "overview": null }
+        ]);
+        let bytes = serde_json::to_vec(&items).unwrap();
+        let typed: Vec<DeviceFields> = serde_json::from_slice(&bytes).unwrap();
+        let whole: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(typed.len(), whole.len());
+        for (i, (t, w)) in typed.into_iter().zip(&whole).enumerate() {
+            let a = device_from(&t.into_value(), "/devices", Some(i)).map_err(|e| e.to_string());
+            let b = device_from(w, "/devices", Some(i)).map_err(|e| e.to_string());
+            assert_eq!(a, b, "device {i}");
+        }
+        // An item that is not an object does not fit: the general decoding takes over.
+        assert!(serde_json::from_slice::<Vec<DeviceFields>>(br#"[1, "x"]"#).is_err());
     }
 }
