@@ -44,13 +44,7 @@ fn plan_and_drift_write_nothing_anywhere() {
             "{args:?} created the state folder {}",
             fresh_state.display()
         );
-        let after = snapshot(lab.tmp.path());
-        let changed: Vec<_> = before
-            .keys()
-            .chain(after.keys())
-            .filter(|p| before.get(*p) != after.get(*p))
-            .collect();
-        assert!(changed.is_empty(), "{args:?} wrote {changed:?}");
+        assert_unchanged(&args, &before, &snapshot(lab.tmp.path()));
     }
 }
 
@@ -147,12 +141,21 @@ fn refused_commands_create_nothing() {
             "{args:?} created {}",
             fresh_state.display()
         );
-        let after = snapshot(lab.tmp.path());
-        let changed: Vec<_> = before
-            .keys()
-            .chain(after.keys())
-            .filter(|p| before.get(*p) != after.get(*p))
-            .collect();
-        assert!(changed.is_empty(), "{args:?} wrote {changed:?}");
+        assert_unchanged(&args, &before, &snapshot(lab.tmp.path()));
     }
+}
+
+/// Nothing under the lab's folder differs between two snapshots.
+#[track_caller]
+fn assert_unchanged<K: Ord + std::fmt::Debug, V: PartialEq>(
+    args: &[&str],
+    before: &std::collections::BTreeMap<K, V>,
+    after: &std::collections::BTreeMap<K, V>,
+) {
+    let changed: Vec<&K> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|p| before.get(*p) != after.get(*p))
+        .collect();
+    assert!(changed.is_empty(), "{args:?} wrote {changed:?}");
 }

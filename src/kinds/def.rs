@@ -176,11 +176,9 @@ pub trait AnyKind: Send + Sync {
     ) -> Box<dyn Any + Send + Sync>;
     /// A fresh accumulator for this kind's resource files in one load.
     fn begin_files(&self) -> Box<dyn Any>;
-    /// Parses, checks the target of, and validates one resource file.
-    fn load_file(&self, files: &mut dyn Any, file: &mut ResourceFile<'_>);
-    /// [`Self::load_file`] for several files of this kind, in order: the parses (most of the
-    /// time a large folder takes) run on every core; checks and validation then run in file
-    /// order, so diagnostics and results are those of one file after the other.
+    /// Parses, checks the target of, and validates this kind's resource files: the parses
+    /// (most of the time a large folder takes) run on every core; checks and validation then
+    /// run in file order, so diagnostics and results are those of one file after the other.
     fn load_files(&self, files: &mut dyn Any, batch: &mut [ResourceFile<'_>]);
     /// The validated set: targets from [`Self::validate_section`], desired from the files.
     fn finish(
@@ -267,13 +265,6 @@ impl<K: KindDef> AnyKind for K {
 
     fn begin_files(&self) -> Box<dyn Any> {
         Box::new(KindFiles::<K>::default())
-    }
-
-    fn load_file(&self, files: &mut dyn Any, file: &mut ResourceFile<'_>) {
-        files
-            .downcast_mut::<KindFiles<K>>()
-            .expect("begin_files made it")
-            .load(file);
     }
 
     fn load_files(&self, files: &mut dyn Any, batch: &mut [ResourceFile<'_>]) {
@@ -490,14 +481,6 @@ impl<K: KindDef> Default for KindFiles<K> {
 }
 
 impl<K: KindDef> KindFiles<K> {
-    /// Parses one file, checks that its target exists and has no other file, and validates it.
-    pub(crate) fn load(&mut self, file: &mut ResourceFile<'_>) {
-        if let Some(parsed) = crate::yaml::parse::parse::<K::File>(file.path, file.text, file.diags)
-        {
-            self.accept(parsed, file);
-        }
-    }
-
     /// Checks the target of one parsed file and validates it.
     fn accept(
         &mut self,
