@@ -92,6 +92,10 @@ struct Measured {
     walls: Vec<Duration>,
     peak_kb: i64,
     serve_start: Duration,
+    /// CPU of one plan process (user + system, mean of the runs): the client's alone.
+    cpu: Duration,
+    /// CPU the `lab serve` process spent while the plans ran, per plan: the twins' side.
+    lab_cpu: Duration,
 }
 
 impl Measured {
@@ -121,12 +125,17 @@ fn main() {
         common::cpu_model(),
         common::loadavg(),
     );
+    // WISPCTL_SCALE_KEEP=DIR: the labs and desired states are made in DIR and kept (to
+    // profile a case by hand: `wispctl -C DIR/p4/desired-p4-all lab serve DIR/p4/lab`, then
+    // `wispctl -C DIR/p4/desired-p4-all --lab DIR/p4/lab plan --trust-new-host-keys`).
+    let kept = std::env::var_os("WISPCTL_SCALE_KEEP").map(std::path::PathBuf::from);
     let tmp = tempfile::tempdir().unwrap();
+    let base = kept.as_deref().unwrap_or(tmp.path());
 
     if knob("WISPCTL_SCALE_P4", 1) != 0 {
         let mut size = Size::p4();
         size.antennas = size.antennas.min(antennas_max);
-        let root = tmp.path().join("p4");
+        let root = base.join("p4");
         let lab = make_lab(&root, size);
         let m = measure(&root, &lab, size, &KINDS, runs, "p4-all");
         println!(
@@ -145,6 +154,11 @@ fn main() {
             );
         }
         println!(
+            "P4 plan CPU {} (the plan process), lab CPU {} per plan (the `lab serve` process)",
+            common::fmt(m.cpu),
+            common::fmt(m.lab_cpu)
+        );
+        println!(
             "P4 wall_s={:.3} peak_mb={:.0}",
             m.wall().as_secs_f64(),
             m.peak_mb()
@@ -157,20 +171,24 @@ fn main() {
     let scales: Vec<usize> = [1, 10, 100].into_iter().filter(|&m| m <= max).collect();
     let mut table: BTreeMap<(&str, usize), (usize, Measured)> = BTreeMap::new();
     let mut whole = None;
-    println!("| scale | kind | objects | plan wall (median) | peak memory | serve start |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| scale | kind | objects | plan wall (median) | peak memory | plan CPU | lab CPU per plan | serve start |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for &m in &scales {
         let mut size = Size::base(m);
         size.antennas = size.antennas.min(antennas_max);
-        let root = tmp.path().join(format!("p5-{m}"));
+        let root = base.join(format!("p5-{m}"));
         let lab = make_lab(&root, size);
         for kind in KINDS {
             let r = measure(&root, &lab, size, &[kind], runs, &format!("{kind}-only"));
             println!(
-                "| {m}x | {kind} | {} | {} | {:.0} MiB | {} |",
+                "| {m}x | {kind} | {} | {} | {:.0} MiB | {} | {} | {} |",
                 size.count(kind),
                 common::fmt(r.wall()),
                 r.peak_mb(),
+                common::fmt(r.cpu),
+                common::fmt(r.lab_cpu),
                 common::fmt(r.serve_start)
             );
             table.insert((kind, m), (size.count(kind), r));
@@ -178,10 +196,12 @@ fn main() {
         if m == *scales.last().unwrap() {
             let r = measure(&root, &lab, size, &KINDS, runs, "all");
             println!(
-                "| {m}x | all | {} | {} | {:.0} MiB | {} |",
+                "| {m}x | all | {} | {} | {:.0} MiB | {} | {} | {} |",
                 KINDS.iter().map(|k| size.count(k)).sum::<usize>(),
                 common::fmt(r.wall()),
                 r.peak_mb(),
+                common::fmt(r.cpu),
+                common::fmt(r.lab_cpu),
                 common::fmt(r.serve_start)
             );
             whole = Some((m, size, r));
@@ -202,6 +222,18 @@ fn main() {
         if !parts.is_empty() {
             println!("P5 growth {kind}: {}", parts.join(", "));
         }
+    }
+    // The airOS plan's cost per antenna (one SSH session each, legacy key exchange), the
+    // client's side alone: the plan process's CPU over the antennas it read; the lab's side
+    // is the `lab serve` process's, out of the plan's process.
+    for &m in &scales {
+        let (n, r) = &table[&("airos", m)];
+        let per = |d: Duration| d.as_secs_f64() * 1000.0 / *n as f64;
+        println!(
+            "AIROS scale={m}x antennas={n} client_cpu_ms_per_handshake={:.2} lab_cpu_ms_per_handshake={:.2}",
+            per(r.cpu),
+            per(r.lab_cpu)
+        );
     }
     if let Some((m, size, r)) = whole {
         if size.antennas < Size::base(m).antennas {
@@ -252,6 +284,7 @@ fn measure(
     let started = Instant::now();
     let (mut server, _stdout) = serve(&desired, lab);
     let serve_start = started.elapsed();
+    let lab_cpu_before = proc_cpu(server.id());
     let out = Command::new(std::env::current_exe().unwrap())
         .env(
             "WISPCTL_SCALE_ONE",
@@ -259,6 +292,7 @@ fn measure(
         )
         .output()
         .unwrap();
+    let lab_cpu = proc_cpu(server.id()).saturating_sub(lab_cpu_before) / runs as u32;
     stop(&mut server);
     if std::env::var_os("WISPCTL_SCALE_SHOW").is_some() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
@@ -275,6 +309,7 @@ fn measure(
         });
     let mut walls = Vec::new();
     let mut peak_kb = 0;
+    let mut cpu = Duration::ZERO;
     for kv in line.split_whitespace().skip(1) {
         let (k, v) = kv.split_once('=').unwrap();
         match k {
@@ -283,6 +318,7 @@ fn measure(
                     .map(|x| Duration::from_micros(x.parse().unwrap())),
             ),
             "peak_kb" => peak_kb = v.parse().unwrap(),
+            "cpu_us" => cpu = Duration::from_micros(v.parse().unwrap()),
             _ => {}
         }
     }
@@ -294,7 +330,23 @@ fn measure(
         walls,
         peak_kb,
         serve_start,
+        cpu,
+        lab_cpu,
     }
+}
+
+/// User + system CPU of process `pid` so far, from `/proc/PID/stat` (in USER_HZ ticks, 100 per
+/// second in the proc ABI).
+fn proc_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 /// `wispctl -C DESIRED lab serve LAB`, once it prints `serving `. The stdout pipe is kept open
@@ -361,10 +413,12 @@ fn one(args: &str) {
     }
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
         .expect("getrusage");
+    let cpu = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
     println!(
-        "one code={code} wall_ms={} peak_kb={}",
+        "one code={code} wall_ms={} peak_kb={} cpu_us={}",
         walls.join(","),
-        usage.max_rss()
+        usage.max_rss(),
+        (cpu(usage.user_time()) + cpu(usage.system_time())) / runs as u64
     );
 }
 

@@ -110,23 +110,86 @@ fn resolver(g: &Globals) -> anyhow::Result<SecretResolver> {
 
 /// Loads and validates; prints warnings and errors to stderr. `None` on errors.
 fn load(g: &Globals) -> anyhow::Result<Option<DesiredState>> {
-    match desired::load(&g.dir, &resolver(g)?) {
+    Ok(loaded(g, desired::load(&g.dir, &resolver(g)?), false))
+}
+
+/// Prints a load's warnings, or its errors and that nothing was written (nor read, unless
+/// reads had begun early: see [`load_reading_early`]).
+fn loaded(
+    g: &Globals,
+    result: Result<DesiredState, desired::LoadErrors>,
+    read_early: bool,
+) -> Option<DesiredState> {
+    match result {
         Ok(d) => {
             for w in &d.warnings {
                 eprintln!("{w}");
             }
-            Ok(Some(d))
+            Some(d)
         }
         Err(errors) => {
             eprintln!("{errors}");
+            let what = if read_early {
+                "nothing was written to any target (the reads begun meanwhile were abandoned)"
+            } else {
+                "nothing was read from or written to any target"
+            };
             eprintln!(
-                "error: {} problem(s) in {}; nothing was read from or written to any target",
+                "error: {} problem(s) in {}; {what}",
                 errors.0.len(),
                 g.dir.display()
             );
-            Ok(None)
+            None
         }
     }
+}
+
+/// Loads the desired state for a command that changes nothing on a target (`plan`, `drift`),
+/// reading its targets meanwhile: once the inventory is loaded, each kind begins reading the
+/// targets `filter` covers that have a resource file named after them, while the resource
+/// files are parsed on the blocking pool ([`crate::engine::early`]). Not with an in-process
+/// lab (its twins start from the desired state), nor when the command writes state (`plan
+/// --out`). `None` when the folder does not load (the reads begun are abandoned: their
+/// connections close).
+async fn load_reading_early(
+    g: &Globals,
+    writes: Writes,
+    trust_new_host_keys: bool,
+    reporter: &Reporter,
+    filter: &TargetFilter,
+) -> anyhow::Result<Option<(DesiredState, Targets)>> {
+    let inventory = desired::Inventory::begin(&g.dir, resolver(g)?);
+    // `plan --out` creates the hash key: not before the folder is known to load (a refused
+    // command creates nothing), so it reads after loading, as apply does.
+    let early = if inventory.is_valid() && writes == Writes::Nothing {
+        Targets::before_load(g, writes, trust_new_host_keys, reporter)?
+    } else {
+        None
+    };
+    let mut begun = 0;
+    if let Some(t) = &early {
+        for kind in crate::kinds::ALL {
+            let Some(section) = inventory.section(kind.name()) else {
+                continue;
+            };
+            let wanted = |name: &str| {
+                filter.matches(&crate::plan::target_address(kind.name(), name))
+                    && inventory.has_file_named(kind.name(), name)
+            };
+            begun += kind.read_early(section, &wanted, &t.ctx);
+        }
+    }
+    let result = tokio::task::spawn_blocking(move || inventory.finish())
+        .await
+        .context("loading the desired state")?;
+    let Some(d) = loaded(g, result, begun > 0) else {
+        return Ok(None);
+    };
+    let t = match early {
+        Some(t) => t,
+        None => Targets::start(g, &d, writes, trust_new_host_keys, reporter).await?,
+    };
+    Ok(Some((d, t)))
 }
 
 /// Whether a command may write state (the hash key, remembered state): `plan` and `drift`
@@ -152,18 +215,8 @@ impl Targets {
         trust_new_host_keys: bool,
         reporter: &Reporter,
     ) -> anyhow::Result<Targets> {
-        let key = match writes {
-            Writes::Nothing => HashKey::load_or_ephemeral(&g.state_dir)?,
-            Writes::State => {
-                std::fs::create_dir_all(&g.state_dir).with_context(|| {
-                    format!("cannot create state directory {}", g.state_dir.display())
-                })?;
-                HashKey::load_or_create(&g.state_dir)?
-            }
-        };
-        let mut ctx = Context::new(Arc::new(key), g.state_dir.clone());
-        ctx.trust_new_host_keys = trust_new_host_keys;
-        ctx.events = reporter.events();
+        #[cfg_attr(not(feature = "lab"), allow(unused_mut))]
+        let mut ctx = Targets::context(g, writes, trust_new_host_keys, reporter)?;
         #[cfg(feature = "lab")]
         {
             let lab = match &g.lab {
@@ -181,6 +234,58 @@ impl Targets {
             let _ = d;
             Ok(Targets { ctx })
         }
+    }
+
+    /// Targets reached without the desired state, so before it is loaded: the inventory's
+    /// addresses, or the twins a `lab serve` process runs. `None` when the lab's twins would
+    /// start in this process (they start from the desired state).
+    fn before_load(
+        g: &Globals,
+        writes: Writes,
+        trust_new_host_keys: bool,
+        reporter: &Reporter,
+    ) -> anyhow::Result<Option<Targets>> {
+        #[cfg(feature = "lab")]
+        let lab = match &g.lab {
+            Some(dir) => match crate::lab::Runtime::served(dir)? {
+                Some(rt) => Some(rt),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        #[cfg_attr(not(feature = "lab"), allow(unused_mut))]
+        let mut ctx = Targets::context(g, writes, trust_new_host_keys, reporter)?;
+        #[cfg(feature = "lab")]
+        {
+            if let Some(rt) = &lab {
+                ctx = ctx.with_endpoints(rt.endpoints());
+            }
+            Ok(Some(Targets { ctx, lab }))
+        }
+        #[cfg(not(feature = "lab"))]
+        Ok(Some(Targets { ctx }))
+    }
+
+    /// The hash key (created only by a command that may write state) and the context.
+    fn context(
+        g: &Globals,
+        writes: Writes,
+        trust_new_host_keys: bool,
+        reporter: &Reporter,
+    ) -> anyhow::Result<Context> {
+        let key = match writes {
+            Writes::Nothing => HashKey::load_or_ephemeral(&g.state_dir)?,
+            Writes::State => {
+                std::fs::create_dir_all(&g.state_dir).with_context(|| {
+                    format!("cannot create state directory {}", g.state_dir.display())
+                })?;
+                HashKey::load_or_create(&g.state_dir)?
+            }
+        };
+        let mut ctx = Context::new(Arc::new(key), g.state_dir.clone());
+        ctx.trust_new_host_keys = trust_new_host_keys;
+        ctx.events = reporter.events();
+        Ok(ctx)
     }
 
     /// After a command that wrote: the lab's twins keep what was written.
@@ -237,9 +342,6 @@ async fn lab_serve(g: &Globals, dir: &Path, out: &mut dyn Write) -> anyhow::Resu
 
 /// `plan`: observe, diff, render; optionally save. Writes nothing but the plan file.
 pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let Some(d) = load(g)? else {
-        return Ok(exit::ERROR);
-    };
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     // A saved plan is applied elsewhere with the same key: it needs one that lasts.
     let writes = if o.out.is_some() {
@@ -248,8 +350,15 @@ pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::
         Writes::Nothing
     };
     let reporter = Reporter::for_output(o.format);
-    let t = Targets::start(g, &d, writes, o.trust_new_host_keys, &reporter).await?;
+    let Some((d, t)) =
+        load_reading_early(g, writes, o.trust_new_host_keys, &reporter, &filter).await?
+    else {
+        return Ok(exit::ERROR);
+    };
     let run = engine_for(&d, o, &t, filter).plan().await;
+    // Reads begun early that no target took (a file named after one router names another)
+    // are aborted now.
+    t.ctx.early.clear();
     reporter.finish();
     write!(
         out,
@@ -268,7 +377,27 @@ pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::
             )?;
         }
     }
-    Ok(read_exit(&run.plan, o.detailed_exitcode))
+    let code = read_exit(&run.plan, o.detailed_exitcode);
+    free_later((run, d));
+    Ok(code)
+}
+
+/// Set by [`main`]: the process ends when the command returns.
+static PROCESS_ENDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What a command no longer needs once its output is written: left to the process's exit
+/// when the command ends the process (run through [`main`], the binary, `lab demo` included:
+/// a few small plans): freeing the maps of a plan of thousands of objects one by one took
+/// longer than rendering it (bench/README.md, P1), and the exit returns the memory at once.
+/// Dropped as usual when the library runs the command otherwise (tests, another program).
+/// Only memory is left: connections and files are closed by then (the engine's reads are
+/// done, and reads begun early and never taken were aborted).
+fn free_later<T>(v: T) {
+    if PROCESS_ENDS.load(std::sync::atomic::Ordering::Relaxed) {
+        std::mem::forget(v);
+    } else {
+        drop(v);
+    }
 }
 
 fn read_exit(plan: &Plan, detailed: bool) -> u8 {
@@ -284,17 +413,32 @@ fn read_exit(plan: &Plan, detailed: bool) -> u8 {
 /// `drift`: like plan, read-only by construction (it never holds the apply path, and writes
 /// nothing anywhere), exit 2 when anything differs.
 pub async fn drift(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let Some(d) = load(g)? else {
-        return Ok(exit::ERROR);
-    };
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     let reporter = Reporter::for_output(o.format);
-    let t = Targets::start(g, &d, Writes::Nothing, o.trust_new_host_keys, &reporter).await?;
+    let Some((d, t)) = load_reading_early(
+        g,
+        Writes::Nothing,
+        o.trust_new_host_keys,
+        &reporter,
+        &filter,
+    )
+    .await?
+    else {
+        return Ok(exit::ERROR);
+    };
     let run = engine_for(&d, o, &t, filter).plan().await;
+    // Reads begun early that no target took (a file named after one router names another)
+    // are aborted now.
+    t.ctx.early.clear();
     reporter.finish();
-    let plan = run.plan; // the apply half of the run is dropped here, unused
-    write!(out, "{}", render(&plan, Purpose::Drift, o.format, g.color))?;
-    Ok(read_exit(&plan, true))
+    write!(
+        out,
+        "{}",
+        render(&run.plan, Purpose::Drift, o.format, g.color)
+    )?;
+    let code = read_exit(&run.plan, true);
+    free_later((run, d)); // the apply half of the run is never used
+    Ok(code)
 }
 
 /// `apply [FILE]`: under the lock, plan (or re-check a saved plan), ask, apply, report.
@@ -613,6 +757,7 @@ pub async fn accept_host_key(
 /// error with its context, and maps the outcome to an exit code ([`crate::exit`]).
 pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
     use crate::cli::Invocation;
+    PROCESS_ENDS.store(true, std::sync::atomic::Ordering::Relaxed);
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -655,6 +800,9 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
             } => accept_host_key(&g, &group, &host, &fingerprint, &mut out).await,
         }
     });
+    // Nothing is left to wait for: every write was awaited by its command. A blocking task
+    // still running (a DNS lookup of a read abandoned early) must not hold the exit.
+    runtime.shutdown_background();
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {

@@ -653,7 +653,26 @@ fn shell_unquote(v: &str) -> String {
 /// Taken from `WISPCTL_HASH_KEY` (64 hex characters) when set, so that CI and the apply host can
 /// share one; otherwise from `hash.key` in the state directory, created on first use (0600).
 #[derive(Clone)]
-pub struct HashKey([u8; 32]);
+pub struct HashKey {
+    /// The HMAC state after the key: cloned for each hash, so that the key's two blocks are
+    /// hashed once per run instead of once per hash (thousands of fingerprints per router).
+    keyed: Hmac<Sha256>,
+}
+
+/// One keyed hash being computed ([`HashKey::hasher`]).
+pub struct KeyedHasher(Hmac<Sha256>);
+
+impl KeyedHasher {
+    /// Adds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The hash, as 32 hex characters.
+    pub fn finish(self) -> String {
+        hex::encode(&self.0.finalize().into_bytes()[..16])
+    }
+}
 
 /// A keyed hash could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -675,7 +694,9 @@ pub enum HashKeyError {
 impl HashKey {
     /// A key from fixed bytes (tests).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        HashKey(bytes)
+        HashKey {
+            keyed: Hmac::<Sha256>::new_from_slice(&bytes).expect("any key length"),
+        }
     }
 
     /// Loads the key from the environment or the state directory, creating it if needed.
@@ -692,7 +713,7 @@ impl HashKey {
         getrandom::fill(&mut arr).map_err(|e| io(std::io::Error::other(e.to_string())))?;
         std::fs::create_dir_all(state_dir).map_err(io)?;
         crate::files::write_atomic(&path, &arr, 0o600).map_err(io)?;
-        Ok(HashKey(arr))
+        Ok(HashKey::from_bytes(arr))
     }
 
     /// The key for a run that writes nothing (`plan`, `drift`): the environment's or the
@@ -707,7 +728,7 @@ impl HashKey {
             path: state_dir.join("hash.key"),
             error: std::io::Error::other(e.to_string()),
         })?;
-        Ok(HashKey(arr))
+        Ok(HashKey::from_bytes(arr))
     }
 
     /// The key from `WISPCTL_HASH_KEY` or `STATE_DIR/hash.key`, if either exists.
@@ -715,7 +736,7 @@ impl HashKey {
         if let Ok(hexkey) = std::env::var("WISPCTL_HASH_KEY") {
             let bytes = hex::decode(hexkey.trim()).map_err(|_| HashKeyError::BadEnv)?;
             let arr: [u8; 32] = bytes.try_into().map_err(|_| HashKeyError::BadEnv)?;
-            return Ok(Some(HashKey(arr)));
+            return Ok(Some(HashKey::from_bytes(arr)));
         }
         let path = state_dir.join("hash.key");
         let io = |error| HashKeyError::Io {
@@ -726,7 +747,7 @@ impl HashKey {
             Ok(bytes) if bytes.len() == 32 => {
                 let mut arr = [0u8; 32];
                 arr.copy_from_slice(&bytes);
-                Ok(Some(HashKey(arr)))
+                Ok(Some(HashKey::from_bytes(arr)))
             }
             Ok(_) => Err(io(std::io::Error::other("expected 32 bytes"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -736,11 +757,18 @@ impl HashKey {
 
     /// HMAC-SHA256 of `data` under this key, separated by `domain`, as 32 hex characters.
     pub fn digest(&self, domain: &str, data: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        let mut h = self.hasher(domain);
+        h.update(data);
+        h.finish()
+    }
+
+    /// The same hash as [`HashKey::digest`] of the bytes given to the hasher, one part after
+    /// the other, with no buffer for them.
+    pub fn hasher(&self, domain: &str) -> KeyedHasher {
+        let mut mac = self.keyed.clone();
         mac.update(domain.as_bytes());
         mac.update(&[0]);
-        mac.update(data);
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        KeyedHasher(mac)
     }
 
     /// Names the key without revealing it, so a plan made under another key is recognised.

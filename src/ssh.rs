@@ -998,6 +998,10 @@ async fn open(
                     host: host.clone(),
                     reason: e.to_string(),
                 })?;
+                // russh's `nodelay` applies only to the sockets it opens itself: without it,
+                // Nagle's algorithm held each small SSH message until the peer's delayed ACK
+                // (40 ms on Linux), several times per session.
+                let _ = tcp.set_nodelay(true);
                 client::connect_stream(config, tcp, handler).await
             }
             Some(j) => {

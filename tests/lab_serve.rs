@@ -171,3 +171,100 @@ fn real_clients_and_lab_file_faults_reach_a_served_lab() {
         apply.all()
     );
 }
+
+/// What the served lab router received so far, by command word (read from its file after the
+/// server saved it).
+fn router_received(lab: &Lab) -> std::collections::BTreeMap<String, u64> {
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.lab().join("routers/balanceador.json")).unwrap(),
+    )
+    .unwrap();
+    serde_json::from_value(file["received"]["commands"].clone()).unwrap_or_default()
+}
+
+fn stop(mut server: Server) {
+    kill(Pid::from_raw(server.0.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(server.0.wait().unwrap().success());
+}
+
+/// `plan` begins reading the routers it can reach before its resource files are loaded (the
+/// served lab's, here, as on a VPS): the plan is the same as one made the usual way and the
+/// router is read once, a router `--target` leaves out is not contacted, a file not named after
+/// its router is read the usual way, and a folder that fails to load abandons the reads: exit
+/// 1, its errors at their place, nothing written, the state folder untouched.
+#[test]
+fn plan_reads_early_with_the_same_result_and_writes_nothing_on_bad_input() {
+    const TAKEN: &str = "taking the read begun while the desired state loaded";
+    let debug = [("RUST_LOG", "wispctl=debug")];
+    let lab = Lab::new();
+    let in_process = lab.run_env(&["plan", "--detailed-exitcode"], &debug);
+    in_process.expect(2);
+    assert!(
+        !in_process.stderr.contains(TAKEN),
+        "an in-process lab reads after loading"
+    );
+
+    let (server, _) = serve(&lab);
+    let early = lab.run_env(&["plan", "--detailed-exitcode"], &debug);
+    early.expect(2);
+    assert!(early.stderr.contains(TAKEN), "{}", early.all());
+    assert_eq!(early.stdout, in_process.stdout, "the same plan");
+    lab.run(&["plan", "--target", "uisp.*", "--detailed-exitcode"])
+        .expect(2);
+    stop(server);
+    assert_eq!(
+        router_received(&lab)["/login"],
+        1,
+        "the plan read the router once (early), the uisp-only plan not at all"
+    );
+
+    // A file named otherwise: read when the engine observes the router, once, same plan.
+    let pppoe = lab.desired().join("pppoe");
+    std::fs::rename(pppoe.join("balanceador.yaml"), pppoe.join("main.yaml")).unwrap();
+    let (server, _) = serve(&lab);
+    let renamed = lab.run_env(&["plan", "--detailed-exitcode"], &debug);
+    renamed.expect(2);
+    assert!(!renamed.stderr.contains(TAKEN), "{}", renamed.all());
+    assert_eq!(renamed.stdout, in_process.stdout);
+    stop(server);
+    assert_eq!(router_received(&lab)["/login"], 2);
+
+    // A folder that does not load: the reads begun are abandoned, nothing is written, the
+    // state folder is untouched. (With the file named otherwise, no read begins early: the
+    // message says nothing was read.)
+    std::fs::rename(pppoe.join("main.yaml"), pppoe.join("balanceador.yaml")).unwrap();
+    let (server, _) = serve(&lab); // lab serve itself needs a folder that loads
+    let text = std::fs::read_to_string(pppoe.join("balanceador.yaml")).unwrap();
+    std::fs::write(
+        pppoe.join("balanceador.yaml"),
+        text.replace("remote_address: 10.10.1.47", "remote_address: 10.10.1.477"),
+    )
+    .unwrap();
+    let state = common::snapshot(&lab.lab().join("state"));
+    let bad = lab.run(&["plan"]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.stderr.contains("pppoe/balanceador.yaml:26:21: error: "),
+        "{}",
+        bad.all()
+    );
+    assert!(
+        bad.stderr.contains(
+            "nothing was written to any target (the reads begun meanwhile were abandoned)"
+        ),
+        "{}",
+        bad.all()
+    );
+    assert!(bad.stdout.is_empty(), "no plan: {}", bad.all());
+    stop(server);
+    assert_eq!(common::snapshot(&lab.lab().join("state")), state);
+    let received = router_received(&lab);
+    assert_eq!(
+        received
+            .keys()
+            .filter(|c| !c.ends_with("/print") && *c != "/login")
+            .count(),
+        0,
+        "only logins and prints: {received:?}"
+    );
+}

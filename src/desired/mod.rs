@@ -5,7 +5,8 @@
 //! target. The loader knows no kind: it iterates the registry ([`crate::kinds::ALL`]); each
 //! kind parses and validates its own section and files through [`crate::yaml::FileCheck`].
 //!
-//! Loading never touches the network. Every problem is reported with `file:line:column`, all of
+//! Loading never touches the network (`plan` and `drift` may read targets meanwhile, from
+//! what [`Inventory::begin`] validated: see [`crate::engine::early`]). Every problem is reported with `file:line:column`, all of
 //! them at once. Secrets are resolved here (environment, files) so that `validate` catches a
 //! missing or empty one before any device is contacted.
 //!
@@ -23,6 +24,8 @@ use sha2::{Digest, Sha256};
 
 use inventory::{Guards, InventoryFile};
 
+use crate::kinds::def::InventoryNames;
+
 pub use crate::kinds::def::DesiredState;
 use crate::kinds::def::ResourceFile;
 use crate::secret::SecretResolver;
@@ -31,117 +34,193 @@ pub use crate::yaml::{Diagnostic, LoadErrors, Severity};
 
 /// Loads and validates a desired-state folder.
 pub fn load(dir: &Path, resolver: &SecretResolver) -> Result<DesiredState, LoadErrors> {
-    let mut diags = Vec::new();
-    let mut hasher = Sha256::new();
-    let inv_path = dir.join("inventory.yaml");
-    let inv_text = match read_source(&inv_path, dir, "cannot read inventory: ") {
-        Ok(text) => text,
-        Err(d) => {
-            diags.push(d);
-            return Err(LoadErrors(diags));
-        }
-    };
-    hasher.update(b"inventory.yaml\0");
-    hasher.update(inv_text.as_bytes());
-    let inventory = crate::yaml::parse::parse::<InventoryFile>(&inv_path, &inv_text, &mut diags);
-    let names = inventory
-        .as_ref()
-        .map(|(inv, _)| inv.sections.names())
-        .unwrap_or_default();
+    Inventory::begin(dir, resolver.clone()).finish()
+}
 
-    // Each kind validates its inventory section; an unloadable inventory leaves them empty.
-    let mut targets: BTreeMap<&'static str, Box<dyn Any + Send + Sync>> = BTreeMap::new();
-    let mut guards = Guards::default();
-    if let Some((inv, index)) = inventory {
-        guards = inv.guards;
-        let mut check = crate::yaml::FileCheck::new(&inv_path, &index, dir, resolver, &mut diags);
-        for (kind, section) in inv.sections.into_parts() {
-            targets.insert(
-                kind.name(),
-                kind.validate_section(section, inv.allow_inline_secrets, &mut check),
-            );
-        }
-    }
+/// A desired-state folder halfway loaded: its inventory read, parsed and validated (the
+/// secrets it references resolved) and its resource files listed, but not yet read. The
+/// first half of [`load`]: what the inventory names is known, so a read-only command can
+/// begin reading its targets while the resource files load ([`Inventory::finish`], which
+/// gives the same result and the same diagnostics, in the same order, as [`load`]).
+pub struct Inventory {
+    dir: PathBuf,
+    resolver: SecretResolver,
+    diags: Vec<Diagnostic>,
+    hasher: Sha256,
+    guards: Guards,
+    names: InventoryNames,
+    /// Each kind's validated inventory section; empty when the inventory did not load.
+    targets: BTreeMap<&'static str, Box<dyn Any + Send + Sync>>,
+    /// The resource files, sorted: relative path (`pppoe/balanceador.yaml`) and path.
+    files: Vec<(String, PathBuf)>,
+    /// The inventory file could not be read: nothing else is looked at.
+    unreadable: bool,
+}
 
-    let mut files: BTreeMap<&'static str, Box<dyn Any>> = crate::kinds::ALL
-        .iter()
-        .map(|k| (k.name(), k.begin_files()))
-        .collect();
-    let inventory_loaded = !targets.is_empty();
-    // Read and hash every file in order first; then each kind loads its files as one batch
-    // (parsed on every core, validated in order). The files come sorted by path, so a kind's
-    // files are together and diagnostics keep that order.
-    let mut texts: Vec<(&'static str, PathBuf, String)> = Vec::new();
-    for (rel, path) in resource_files(dir, &mut diags) {
-        let text = match read_source(&path, dir, "cannot read: ") {
-            Ok(t) => t,
+impl Inventory {
+    /// Reads, parses and validates `dir/inventory.yaml` and lists the resource files.
+    pub fn begin(dir: &Path, resolver: SecretResolver) -> Inventory {
+        let mut inv = Inventory {
+            dir: dir.to_path_buf(),
+            resolver,
+            diags: Vec::new(),
+            hasher: Sha256::new(),
+            guards: Guards::default(),
+            names: InventoryNames::default(),
+            targets: BTreeMap::new(),
+            files: Vec::new(),
+            unreadable: false,
+        };
+        let inv_path = dir.join("inventory.yaml");
+        let inv_text = match read_source(&inv_path, dir, "cannot read inventory: ") {
+            Ok(text) => text,
             Err(d) => {
-                diags.push(d);
-                continue;
+                inv.diags.push(d);
+                inv.unreadable = true;
+                return inv;
             }
         };
-        hasher.update(rel.as_bytes());
-        hasher.update([0]);
-        hasher.update(text.as_bytes());
-        let folder = rel.split('/').next().unwrap_or_default();
-        if let Some(kind) = crate::kinds::by_name(folder) {
-            texts.push((kind.name(), path, text));
+        inv.hasher.update(b"inventory.yaml\0");
+        inv.hasher.update(inv_text.as_bytes());
+        let parsed =
+            crate::yaml::parse::parse::<InventoryFile>(&inv_path, &inv_text, &mut inv.diags);
+        // Each kind validates its inventory section; an unloadable inventory leaves them empty.
+        if let Some((file, index)) = parsed {
+            inv.names = file.sections.names();
+            inv.guards = file.guards;
+            let mut check =
+                crate::yaml::FileCheck::new(&inv_path, &index, dir, &inv.resolver, &mut inv.diags);
+            for (kind, section) in file.sections.into_parts() {
+                inv.targets.insert(
+                    kind.name(),
+                    kind.validate_section(section, file.allow_inline_secrets, &mut check),
+                );
+            }
         }
-    }
-    let mut order: Vec<&'static str> = Vec::new();
-    for (k, _, _) in &texts {
-        if !order.contains(k) {
-            order.push(k);
-        }
-    }
-    for kind in order.iter().filter_map(|k| crate::kinds::by_name(k)) {
-        let mut batch: Vec<ResourceFile<'_>> = Vec::new();
-        let mut kind_diags: Vec<Vec<Diagnostic>> = Vec::new();
-        let mine: Vec<&(&'static str, PathBuf, String)> =
-            texts.iter().filter(|(k, _, _)| *k == kind.name()).collect();
-        if mine.is_empty() {
-            continue;
-        }
-        kind_diags.resize_with(mine.len(), Vec::new);
-        for ((_, path, text), d) in mine.iter().zip(kind_diags.iter_mut()) {
-            batch.push(ResourceFile {
-                path,
-                text,
-                diags: d,
-                dir,
-                resolver,
-                names: inventory_loaded.then_some(&names),
-            });
-        }
-        let acc = files.get_mut(kind.name()).expect("every kind began");
-        kind.load_files(acc.as_mut(), &mut batch);
-        drop(batch);
-        diags.extend(kind_diags.into_iter().flatten());
+        inv.files = resource_files(dir, &mut inv.diags);
+        inv
     }
 
-    let (errors, warnings): (Vec<_>, Vec<_>) = diags
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
+    /// Whether the inventory loaded with no error (its targets can be reached).
+    pub fn is_valid(&self) -> bool {
+        !self.targets.is_empty() && !self.diags.iter().any(|d| d.severity == Severity::Error)
     }
-    let kinds = crate::kinds::ALL
-        .iter()
-        .map(|k| {
-            let t = targets
-                .remove(k.name())
-                .expect("no errors means the inventory loaded");
-            let f = files.remove(k.name()).expect("every kind began");
-            (k.name(), k.finish(t, f))
+
+    /// Kind `kind`'s validated inventory section (what [`crate::kinds::AnyKind`] validated
+    /// it into), when the inventory loaded.
+    pub fn section(&self, kind: &str) -> Option<&(dyn Any + Send + Sync)> {
+        self.targets.get(kind).map(|t| t.as_ref())
+    }
+
+    /// Whether the folder holds a resource file named after target `name` of kind `kind`
+    /// (`pppoe/balanceador.yaml` or `.yml`): the usual layout, not a rule (the file names
+    /// its target inside).
+    pub fn has_file_named(&self, kind: &str, name: &str) -> bool {
+        self.files.iter().any(|(rel, _)| {
+            rel.strip_prefix(kind)
+                .and_then(|r| r.strip_prefix('/'))
+                .and_then(|f| f.strip_suffix(".yaml").or_else(|| f.strip_suffix(".yml")))
+                == Some(name)
         })
-        .collect();
-    Ok(DesiredState {
-        root: dir.to_path_buf(),
-        guards,
-        digest: hex::encode(hasher.finalize()),
-        warnings,
-        kinds,
-    })
+    }
+
+    /// Reads, parses and validates every resource file: the rest of [`load`].
+    pub fn finish(self) -> Result<DesiredState, LoadErrors> {
+        let Inventory {
+            dir,
+            resolver,
+            mut diags,
+            mut hasher,
+            guards,
+            names,
+            mut targets,
+            files: listed,
+            unreadable,
+        } = self;
+        let dir = dir.as_path();
+        if unreadable {
+            return Err(LoadErrors(diags));
+        }
+        let mut files: BTreeMap<&'static str, Box<dyn Any>> = crate::kinds::ALL
+            .iter()
+            .map(|k| (k.name(), k.begin_files()))
+            .collect();
+        let inventory_loaded = !targets.is_empty();
+        // Read and hash every file in order first; then each kind loads its files as one
+        // batch (parsed on every core, validated in order). The files come sorted by path, so
+        // a kind's files are together and diagnostics keep that order.
+        let mut texts: Vec<(&'static str, PathBuf, String)> = Vec::new();
+        for (rel, path) in listed {
+            let text = match read_source(&path, dir, "cannot read: ") {
+                Ok(t) => t,
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            hasher.update(rel.as_bytes());
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            let folder = rel.split('/').next().unwrap_or_default();
+            if let Some(kind) = crate::kinds::by_name(folder) {
+                texts.push((kind.name(), path, text));
+            }
+        }
+        let mut order: Vec<&'static str> = Vec::new();
+        for (k, _, _) in &texts {
+            if !order.contains(k) {
+                order.push(k);
+            }
+        }
+        for kind in order.iter().filter_map(|k| crate::kinds::by_name(k)) {
+            let mut batch: Vec<ResourceFile<'_>> = Vec::new();
+            let mut kind_diags: Vec<Vec<Diagnostic>> = Vec::new();
+            let mine: Vec<&(&'static str, PathBuf, String)> =
+                texts.iter().filter(|(k, _, _)| *k == kind.name()).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            kind_diags.resize_with(mine.len(), Vec::new);
+            for ((_, path, text), d) in mine.iter().zip(kind_diags.iter_mut()) {
+                batch.push(ResourceFile {
+                    path,
+                    text,
+                    diags: d,
+                    dir,
+                    resolver: &resolver,
+                    names: inventory_loaded.then_some(&names),
+                });
+            }
+            let acc = files.get_mut(kind.name()).expect("every kind began");
+            kind.load_files(acc.as_mut(), &mut batch);
+            drop(batch);
+            diags.extend(kind_diags.into_iter().flatten());
+        }
+
+        let (errors, warnings): (Vec<_>, Vec<_>) = diags
+            .into_iter()
+            .partition(|d| d.severity == Severity::Error);
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        let kinds = crate::kinds::ALL
+            .iter()
+            .map(|k| {
+                let t = targets
+                    .remove(k.name())
+                    .expect("no errors means the inventory loaded");
+                let f = files.remove(k.name()).expect("every kind began");
+                (k.name(), k.finish(t, f))
+            })
+            .collect();
+        Ok(DesiredState {
+            root: dir.to_path_buf(),
+            guards,
+            digest: hex::encode(hasher.finalize()),
+            warnings,
+            kinds,
+        })
+    }
 }
 
 /// Reads a desired-state file whole, as the text of a YAML file, or says why not at its place

@@ -5,6 +5,7 @@ use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::early::EarlyReads;
 use super::events::Events;
 use crate::secret::HashKey;
 
@@ -22,6 +23,8 @@ pub struct Context {
     pub trust_new_host_keys: bool,
     /// Where progress goes (a reporter draws it; nothing reads it in JSON mode).
     pub events: Events,
+    /// Reads begun before the desired state finished loading (`plan`, `drift`).
+    pub early: Arc<EarlyReads>,
 }
 
 impl Context {
@@ -33,6 +36,7 @@ impl Context {
             endpoints: Arc::new(RealNetwork),
             trust_new_host_keys: false,
             events: Events::none(),
+            early: Arc::default(),
         }
     }
 

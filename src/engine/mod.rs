@@ -13,6 +13,7 @@
 
 pub mod context;
 pub mod deadline;
+pub mod early;
 pub mod events;
 pub mod lock;
 
@@ -359,7 +360,7 @@ impl<P: Provider> DynProvider for Runner<P> {
 
 fn empty_target(kind: &str, name: &str) -> TargetPlan {
     TargetPlan {
-        address: format!("{kind}.{name}"),
+        address: crate::plan::target_address(kind, name),
         kind: kind.into(),
         name: name.into(),
         error: None,
@@ -398,8 +399,25 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
             };
         }
     };
-    tp.fingerprints = observed.fingerprints.clone();
-    let planned = match p.diff(&target, &observed) {
+    // The diff is pure CPU work (thousands of objects for a large router or UISP): on the
+    // blocking pool, so that several targets' diffs run on several cores instead of queueing
+    // behind each other on the worker that woke them.
+    let (diffed, mut observed) = {
+        let (p, target) = (p.clone(), target.clone());
+        match tokio::task::spawn_blocking(move || (p.diff(&target, &observed), observed)).await {
+            Ok(done) => done,
+            Err(e) => {
+                tp.error = Some(format!("internal error while planning: {e}"));
+                return PlannedTarget {
+                    plan: tp,
+                    pending: None,
+                };
+            }
+        }
+    };
+    // Apply never reads the fingerprints: the plan keeps them.
+    tp.fingerprints = std::mem::take(&mut observed.fingerprints);
+    let planned = match diffed {
         Ok(x) => x,
         Err(e) => {
             tp.error = Some(e.to_string());

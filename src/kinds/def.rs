@@ -84,6 +84,15 @@ pub trait KindDef: Send + Sync + Sized + 'static {
     fn provider(set: &KindSet<Self>, desired: &DesiredState, ctx: &Context)
     -> Arc<dyn DynProvider>;
 
+    /// Begins reading target `name` before the resource files are loaded, for a command that
+    /// changes nothing (`plan`, `drift`): the read goes to [`Context::early`] under the
+    /// target's address, and the provider's `observe` takes it from there
+    /// ([`crate::engine::early`]). Only what `observe` reads without the desired state may be
+    /// read here. Returns whether a read began; the default reads nothing early.
+    fn read_early(_name: &str, _target: &Self::Target, _ctx: &Context) -> bool {
+        false
+    }
+
     /// `import KIND TARGET`: reads the target once and renders YAML that plans to no changes.
     /// `None` when the kind has no import.
     fn import(
@@ -176,6 +185,15 @@ pub trait AnyKind: Send + Sync {
     ) -> Box<dyn Any + Send + Sync>;
     /// A fresh accumulator for this kind's resource files in one load.
     fn begin_files(&self) -> Box<dyn Any>;
+    /// Begins early reads ([`KindDef::read_early`]) of the targets of `section` (what
+    /// `validate_section` made) that `wanted` accepts by name, at most
+    /// [`crate::engine::early::MAX_PER_KIND`]; returns how many began.
+    fn read_early(
+        &self,
+        section: &(dyn Any + Send + Sync),
+        wanted: &dyn Fn(&str) -> bool,
+        ctx: &Context,
+    ) -> usize;
     /// Parses, checks the target of, and validates this kind's resource files: the parses
     /// (most of the time a large folder takes) run on every core; checks and validation then
     /// run in file order, so diagnostics and results are those of one file after the other.
@@ -265,6 +283,27 @@ impl<K: KindDef> AnyKind for K {
 
     fn begin_files(&self) -> Box<dyn Any> {
         Box::new(KindFiles::<K>::default())
+    }
+
+    fn read_early(
+        &self,
+        section: &(dyn Any + Send + Sync),
+        wanted: &dyn Fn(&str) -> bool,
+        ctx: &Context,
+    ) -> usize {
+        let Some(targets) = section.downcast_ref::<BTreeMap<String, K::Target>>() else {
+            return 0;
+        };
+        let mut begun = 0;
+        for (name, target) in targets {
+            if begun == crate::engine::early::MAX_PER_KIND {
+                break;
+            }
+            if wanted(name) && K::read_early(name, target, ctx) {
+                begun += 1;
+            }
+        }
+        begun
     }
 
     fn load_files(&self, files: &mut dyn Any, batch: &mut [ResourceFile<'_>]) {

@@ -47,6 +47,14 @@ impl Runtime {
         Runtime::start_here(lab, desired).await
     }
 
+    /// The twins of a `lab serve` process, when one serves `lab`: reached without the desired
+    /// state, so before it is loaded.
+    pub fn served(lab: &Path) -> anyhow::Result<Option<Runtime>> {
+        Served::read(lab)?
+            .map(|served| Runtime::attach(lab, &served))
+            .transpose()
+    }
+
     /// Reaches the twins a `lab serve` process runs.
     fn attach(lab: &Path, served: &Served) -> anyhow::Result<Runtime> {
         let mut endpoints = LabEndpoints::default();

@@ -209,24 +209,47 @@ impl Plan {
 
 /// Quotes a key inside an address: `"name"` with `\` and `"` escaped.
 pub fn quote_key(key: &str) -> String {
-    let mut s = String::from("\"");
-    for c in key.chars() {
-        match c {
-            '"' | '\\' => {
-                s.push('\\');
-                s.push(c);
+    let mut s = String::with_capacity(key.len() + 2);
+    push_quoted(&mut s, key);
+    s
+}
+
+fn push_quoted(s: &mut String, key: &str) {
+    s.push('"');
+    if !key
+        .chars()
+        .any(|c| matches!(c, '"' | '\\') || c.is_control())
+    {
+        s.push_str(key);
+    } else {
+        for c in key.chars() {
+            match c {
+                '"' | '\\' => {
+                    s.push('\\');
+                    s.push(c);
+                }
+                c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => s.push(c),
             }
-            c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => s.push(c),
         }
     }
     s.push('"');
-    s
+}
+
+/// The address of a target: `kind.target`.
+pub fn target_address(kind: &str, target: &str) -> String {
+    format!("{kind}.{target}")
 }
 
 /// The address of a resource: `kind.target.collection["key"]`.
 pub fn address(kind: &str, target: &str, collection: &str, key: &str) -> String {
-    format!("{kind}.{target}.{collection}[{}]", quote_key(key))
+    let mut s = String::with_capacity(kind.len() + target.len() + collection.len() + key.len() + 6);
+    for part in [kind, ".", target, ".", collection, "["] {
+        s.push_str(part);
+    }
+    push_quoted(&mut s, key);
+    s.push(']');
+    s
 }
 
 #[cfg(test)]

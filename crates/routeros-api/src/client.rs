@@ -225,7 +225,11 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Row {
         let mut attrs: Vec<(K, V)> = iter.into_iter().collect();
         // Stable: of equal names the last received stays last, and is the one kept.
         attrs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        let mut text = String::new();
+        let bytes = attrs
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+            .sum();
+        let mut text = String::with_capacity(bytes);
         let mut ends: Vec<(u32, u32)> = Vec::with_capacity(attrs.len());
         for (i, (k, v)) in attrs.iter().enumerate() {
             let k = k.as_ref();

@@ -501,7 +501,7 @@ pub fn verify(
         return Some(format!("secret {:?} is not on the router", d.name));
     };
     for (k, v) in &d.fields {
-        let now = l.fields.get(*k).map_or("", String::as_str);
+        let now = l.fields.get(k).unwrap_or("");
         if now != v {
             return Some(format!("{k} reads back {now:?}, not {v:?}"));
         }

@@ -11,7 +11,10 @@
 //! shares (the delete cap, the empty-list guard): the engine applies those, from the
 //! `desired_counts` and `allow_empty_prune` a diff returns.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use routeros_api::client::Row;
 
 use super::observe::{LiveSecret, RouterLive};
 use super::spec::{DesiredSecret, Kick, PppoeDesired};
@@ -103,15 +106,12 @@ impl Op {
 
 /// A value in the one form the diff compares: RouterOS 6 prints `disabled` as `yes`/`no`, 7 as
 /// `true`/`false`; a `caller-id` MAC address may be written in any case and separator.
-pub fn normalise(key: &str, value: &str) -> String {
-    match key {
-        "disabled" => match value {
-            "yes" | "true" => "true".into(),
-            "no" | "false" => "false".into(),
-            other => other.into(),
-        },
-        "caller-id" => normalise_mac(value).unwrap_or_else(|| value.to_string()),
-        _ => value.to_string(),
+pub fn normalise<'a>(key: &str, value: &'a str) -> Cow<'a, str> {
+    match (key, value) {
+        ("disabled", "yes") => Cow::Borrowed("true"),
+        ("disabled", "no") => Cow::Borrowed("false"),
+        ("caller-id", v) if !v.is_empty() => normalise_mac(v).map_or(Cow::Borrowed(v), Cow::Owned),
+        (_, v) => Cow::Borrowed(v),
     }
 }
 
@@ -134,14 +134,11 @@ pub struct FieldChange {
 
 /// The managed fields (the YAML's, comment and password apart) whose router value differs. A
 /// field the router does not print reads as empty; fields the YAML leaves out are not managed.
-pub fn changed_fields(
-    desired: &BTreeMap<&'static str, String>,
-    live: &BTreeMap<String, String>,
-) -> Vec<FieldChange> {
+pub fn changed_fields(desired: &BTreeMap<&'static str, String>, live: &Row) -> Vec<FieldChange> {
     desired
         .iter()
         .filter_map(|(field, want)| {
-            let now = live.get(*field).map_or("", String::as_str);
+            let now = live.get(field).unwrap_or("");
             (now != want).then(|| FieldChange {
                 field,
                 live: now.to_string(),
@@ -291,14 +288,14 @@ pub fn missing_profiles(
 /// router that does not leaves wispctl unable to tell which one the YAML means), sorted.
 pub fn named_twice(desired: &[DesiredSecret], live: &[LiveSecret]) -> Vec<String> {
     let wanted: HashSet<&str> = desired.iter().map(|s| s.name.as_str()).collect();
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(live.len());
+    let mut twice: BTreeSet<&str> = BTreeSet::new();
     for s in live.iter().filter(|s| wanted.contains(s.name())) {
-        *seen.entry(s.name()).or_default() += 1;
+        if !seen.insert(s.name()) {
+            twice.insert(s.name());
+        }
     }
-    seen.into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(name, _)| name.to_string())
-        .collect()
+    twice.into_iter().map(str::to_string).collect()
 }
 
 /// The plan of one router: creates, updates (only the changed fields, with the kicks they
@@ -449,7 +446,7 @@ fn update(
     let mut reason = None;
     let mut unverifiable = false;
     if let Some(p) = &d.password {
-        let shows = l.fields.get("password").map(String::as_str);
+        let shows = l.fields.get("password");
         let check = compare_password(p, shows, live.applied.get(&d.name), key);
         if check != PasswordCheck::Same {
             fields.push(FieldDiff::sensitive("password"));

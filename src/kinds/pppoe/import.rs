@@ -77,7 +77,7 @@ pub fn render(router: &str, secrets: &[LiveSecret], passwords_visible: bool) -> 
                 env.push_str(&format!("{var}={}\n", crate::secret::shell_quote(p)));
             }
         }
-        let get = |k: &str| s.fields.get(k).map(String::as_str).unwrap_or("");
+        let get = |k: &str| s.fields.get(k).unwrap_or("");
         for (k, yk) in [
             ("service", "service"),
             ("profile", "profile"),

@@ -99,6 +99,23 @@ pub enum PppoeError {
     /// A lab run and no lab router.
     #[error(transparent)]
     NoTwin(#[from] NoTwin),
+    /// The read begun while the desired state loaded gave nothing (its deadline passed, or
+    /// it failed as a bug).
+    #[error("router {router}: {failure}")]
+    Early {
+        /// The router.
+        router: String,
+        /// Why.
+        failure: crate::engine::early::EarlyFailure,
+    },
+    /// Work on the blocking pool did not complete (a bug, or the run shutting down).
+    #[error("router {router}: internal error: {reason}")]
+    Internal {
+        /// The router.
+        router: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// A profile a secret names that the router does not have.
@@ -180,6 +197,11 @@ impl KindDef for Kind {
             &set.desired,
             ctx,
         ))
+    }
+
+    fn read_early(name: &str, router: &spec::Router, ctx: &Context) -> bool {
+        provider::begin_early_read(name, router, ctx);
+        true
     }
 
     fn import(

@@ -6,9 +6,9 @@
 //! Not here: connecting (`client`), what differs (`diff`), what wispctl remembers between
 //! runs (`state`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use routeros_api::client::{ApiError, Command, Connection, Reply};
+use routeros_api::client::{ApiError, Command, Connection, Reply, Row};
 
 use super::diff::normalise;
 use super::secret_address;
@@ -20,8 +20,9 @@ use crate::secret::{HashKey, SecretHash};
 pub struct LiveSecret {
     /// `.id`, sent back exactly as received.
     pub id: String,
-    /// Fields by RouterOS name, `last-*` dropped.
-    pub fields: BTreeMap<String, String>,
+    /// Fields by RouterOS name, in name order, `last-*` dropped: a compact [`Row`] (one text
+    /// buffer for them all), not a string pair and a tree node per field.
+    pub fields: Row,
     /// Fields whose bytes were not UTF-8 (typed in Winbox), decoded as Windows-1252.
     pub not_utf8: BTreeSet<String>,
 }
@@ -39,12 +40,12 @@ impl std::fmt::Debug for LiveSecret {
 impl LiveSecret {
     /// The user name.
     pub fn name(&self) -> &str {
-        self.fields.get("name").map_or("", String::as_str)
+        self.fields.get("name").unwrap_or("")
     }
 
     /// The comment as read, tag included.
     pub fn comment(&self) -> &str {
-        self.fields.get("comment").map_or("", String::as_str)
+        self.fields.get("comment").unwrap_or("")
     }
 
     /// Whether the comment carries wispctl's tag.
@@ -130,7 +131,7 @@ pub fn secrets_of(reply: Reply) -> (Vec<LiveSecret>, bool) {
             let fields = row
                 .iter()
                 .filter(|(k, _)| !k.starts_with("last-") && !k.starts_with('.'))
-                .map(|(k, v)| (k.to_string(), normalise(k, v)))
+                .map(|(k, v)| (k, normalise(k, v)))
                 .collect();
             LiveSecret {
                 id,
@@ -165,6 +166,23 @@ fn sessions_of(reply: Reply) -> BTreeMap<String, Vec<String>> {
     sessions
 }
 
+/// The keyed hash of one secret: its id, NUL, then `field=value` for every field, separated by
+/// NUL.
+fn secret_digest(s: &LiveSecret, key: &HashKey) -> String {
+    let mut h = key.hasher("pppoe-secret");
+    h.update(s.id.as_bytes());
+    h.update(b"\0");
+    for (i, (k, v)) in s.fields.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\0");
+        }
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+    }
+    h.finish()
+}
+
 /// The fingerprint of every secret the plan of `router` concerns: each secret the YAML names
 /// (`absent` when the router has none), and each secret wispctl owns. A keyed hash of the
 /// id and every field, so that a saved plan holds no password.
@@ -174,14 +192,8 @@ pub fn fingerprints(
     secrets: &[LiveSecret],
     key: &HashKey,
 ) -> BTreeMap<String, String> {
-    let by_name: BTreeMap<&str, &LiveSecret> = secrets.iter().map(|s| (s.name(), s)).collect();
-    let digest = |s: &LiveSecret| {
-        let text: Vec<String> = s.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        key.digest(
-            "pppoe-secret",
-            format!("{}\0{}", s.id, text.join("\0")).as_bytes(),
-        )
-    };
+    let by_name: HashMap<&str, &LiveSecret> = secrets.iter().map(|s| (s.name(), s)).collect();
+    let digest = |s: &LiveSecret| secret_digest(s, key);
     let mut fp = BTreeMap::new();
     for d in &desired.secrets {
         let v = by_name
@@ -230,16 +242,14 @@ mod tests {
         let (secrets, visible) = secrets_of(reply);
         assert!(visible);
         assert_eq!(secrets[0].id, "*1");
-        assert_eq!(
-            secrets[0].fields,
-            row(&[
-                ("name", "juan"),
-                ("password", "pw"),
-                ("disabled", "true"),
-                ("caller-id", "AA:BB:CC:DD:EE:FF"),
-                ("comment", "Tomatlán"),
-            ])
-        );
+        let expected: Row = row(&[
+            ("name", "juan"),
+            ("password", "pw"),
+            ("disabled", "true"),
+            ("caller-id", "AA:BB:CC:DD:EE:FF"),
+            ("comment", "Tomatlán"),
+        ]);
+        assert!(secrets[0].fields == expected, "normalised, last-* dropped");
         assert!(secrets[0].not_utf8.contains("comment"));
         assert!(secrets[1].not_utf8.is_empty());
         let (_, visible) = secrets_of(Reply {
@@ -262,6 +272,28 @@ mod tests {
         let sessions = sessions_of(reply);
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions["juan"], ["*80000001", "*80000002"]);
+    }
+
+    #[test]
+    fn a_secret_is_hashed_as_its_id_and_fields_joined() {
+        let key = HashKey::from_bytes([7; 32]);
+        for fields in [
+            vec![],
+            vec![("name", "a")],
+            vec![("name", "a"), ("profile", "10M")],
+        ] {
+            let s = LiveSecret {
+                id: "*1".into(),
+                fields: row(&fields),
+                not_utf8: BTreeSet::new(),
+            };
+            let text: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let joined = format!("*1\0{}", text.join("\0"));
+            assert_eq!(
+                secret_digest(&s, &key),
+                key.digest("pppoe-secret", joined.as_bytes())
+            );
+        }
     }
 
     #[test]

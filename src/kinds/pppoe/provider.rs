@@ -12,9 +12,11 @@ use super::diff::{Op, diff_router};
 use super::observe::{RouterLive, fingerprints, read_router};
 use super::spec::{PppoeDesired, Router};
 use super::state::{RouterState, StateDir};
+use crate::engine::early::EarlyReads;
 use crate::engine::{Context, Item, NoTwin, Observation, Planned, Provider};
 use crate::kinds::def::KindDef;
 use crate::plan::report::Outcome;
+use crate::plan::target_address;
 use crate::secret::HashKey;
 
 /// Where a router is reached: its own address (`None`), a stand-in's, or nowhere.
@@ -23,7 +25,7 @@ type Route = Result<Option<SocketAddr>, NoTwin>;
 /// One router: its settings, its desired state, and where it is reached.
 struct Target {
     router: Router,
-    desired: PppoeDesired,
+    desired: Arc<PppoeDesired>,
     route: Route,
 }
 
@@ -32,6 +34,7 @@ pub struct PppoeProvider {
     routers: BTreeMap<String, Target>,
     key: Arc<HashKey>,
     state: StateDir,
+    early: Arc<EarlyReads>,
 }
 
 impl PppoeProvider {
@@ -47,7 +50,7 @@ impl PppoeProvider {
             .map(|(name, d)| {
                 let target = Target {
                     router: routers[name].clone(),
-                    desired: d.clone(),
+                    desired: Arc::new(d.clone()),
                     route: ctx.route::<SocketAddr>(super::Kind::SECTION, name),
                 };
                 (name.clone(), target)
@@ -57,8 +60,43 @@ impl PppoeProvider {
             routers,
             key: ctx.key.clone(),
             state: StateDir::new(ctx.state_dir.join(super::Kind::NAME)),
+            early: ctx.early.clone(),
         }
     }
+}
+
+/// Connects to a router, logs in and reads it (see [`read_router`]): what `observe` needs
+/// besides the desired state and the state folder, so it may begin before the desired state
+/// is loaded ([`begin_early_read`]).
+async fn read_live(name: &str, router: &Router, route: Route) -> Result<RouterLive, PppoeError> {
+    let mut conn = connect(name, router, route?).await?;
+    let live = read_router(&mut conn)
+        .await
+        .map_err(|source| PppoeError::Api {
+            router: name.to_string(),
+            source,
+        })?;
+    tracing::debug!(
+        router = name,
+        secrets = live.secrets.len(),
+        round_trips = conn.round_trips(),
+        "observed router"
+    );
+    Ok(live)
+}
+
+/// Begins reading router `name` for `plan` or `drift` before the desired state is loaded,
+/// within the router's observe deadline from now; the provider's `observe` takes the read
+/// ([`crate::engine::early`]).
+pub fn begin_early_read(name: &str, router: &Router, ctx: &Context) {
+    let route = ctx.route::<SocketAddr>(super::Kind::SECTION, name);
+    let (name, router) = (name.to_string(), router.clone());
+    let deadline = router.deadline.observe;
+    ctx.early.begin(
+        target_address(super::Kind::NAME, &name),
+        deadline,
+        async move { read_live(&name, &router, route).await },
+    );
 }
 
 impl Provider for PppoeProvider {
@@ -82,28 +120,41 @@ impl Provider for PppoeProvider {
 
     async fn observe(&self, router: &str) -> Result<Observation<RouterLive>, PppoeError> {
         let t = &self.routers[router];
-        let addr = t.route.clone()?;
-        let mut conn = connect(router, &t.router, addr).await?;
-        let mut live = read_router(&mut conn)
-            .await
-            .map_err(|source| PppoeError::Api {
-                router: router.to_string(),
-                source,
-            })?;
-        tracing::debug!(
-            router,
-            secrets = live.secrets.len(),
-            round_trips = conn.round_trips(),
-            "observed router"
-        );
+        let early = self
+            .early
+            .take::<Result<RouterLive, PppoeError>>(&target_address(super::Kind::NAME, router));
+        let mut live = match early {
+            Some(read) => {
+                tracing::debug!(
+                    router,
+                    "taking the read begun while the desired state loaded"
+                );
+                read.await.map_err(|failure| PppoeError::Early {
+                    router: router.to_string(),
+                    failure,
+                })??
+            }
+            None => read_live(router, &t.router, t.route.clone()).await?,
+        };
         let RouterState {
             passwords,
             pending_kicks,
         } = self.state.read(router);
         live.applied = passwords;
         live.pending_kicks = pending_kicks;
+        // Thousands of keyed hashes: on the blocking pool, so that routers read at once are
+        // fingerprinted on several cores.
+        let (desired, key, name) = (t.desired.clone(), self.key.clone(), router.to_string());
+        let (fingerprints, live) = tokio::task::spawn_blocking(move || {
+            (fingerprints(&name, &desired, &live.secrets, &key), live)
+        })
+        .await
+        .map_err(|e| PppoeError::Internal {
+            router: router.to_string(),
+            reason: format!("fingerprints: {e}"),
+        })?;
         Ok(Observation {
-            fingerprints: fingerprints(router, &t.desired, &live.secrets, &self.key),
+            fingerprints,
             state: live,
         })
     }

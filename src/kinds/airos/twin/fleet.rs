@@ -1213,7 +1213,13 @@ async fn next_connection(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((tcp, _)) => return Some(tcp),
+            Ok((tcp, _)) => {
+                // `server::run_stream` leaves Nagle's algorithm on (its `nodelay` applies to
+                // the sockets russh accepts itself): each small answer would wait for the
+                // client's delayed ACK.
+                let _ = tcp.set_nodelay(true);
+                return Some(tcp);
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }

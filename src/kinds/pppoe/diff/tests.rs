@@ -793,7 +793,7 @@ fn only_fields_the_yaml_manages_and_that_differ_are_changes() {
         ("routes", String::new()),
     ]
     .into();
-    let live: BTreeMap<String, String> = [
+    let live: Row = [
         ("profile", "10M"),
         ("local-address", "10.0.0.1"),
         ("last-caller-id", "x"),
