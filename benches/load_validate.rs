@@ -162,7 +162,8 @@ fn q(s: &str) -> String {
 /// Writes the folder; returns the environment its references resolve in.
 fn write_desired_state(dir: &Path, per_router: usize) -> Vec<(String, String)> {
     let mut env = Vec::new();
-    let mut inv = String::from("guards:\n  max_deletes: 1000\nrouters:\n");
+    let mut inv =
+        String::from("guards:\n  max_deletes: 1000\n  max_disconnects: 100000\nrouters:\n");
     for router in ROUTERS {
         let var = format!(
             "ROUTER_{}_PASSWORD",

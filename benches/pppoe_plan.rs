@@ -287,7 +287,8 @@ fn write_desired_state(
     desired: &[(String, Vec<Customer>)],
 ) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
-    let mut inv = String::from("guards:\n  max_deletes: 1000\nrouters:\n");
+    let mut inv =
+        String::from("guards:\n  max_deletes: 1000\n  max_disconnects: 100000\nrouters:\n");
     for (router, _) in desired {
         let pw = format!(
             "ROUTER_{}_PASSWORD",

@@ -668,7 +668,7 @@ fn write_desired(dir: &Path, size: Size, kinds: &[&str], changes: bool) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
     let has = |k: &str| kinds.contains(&k);
-    let mut inv = json!({ "guards": { "max_deletes": 1_000_000 } });
+    let mut inv = json!({ "guards": { "max_deletes": 1_000_000, "max_disconnects": 1_000_000 } });
     if has("pppd") {
         inv["hosts"] = json!({ "vps": { "access": "local", "root": "/" } });
         let peers: Vec<Value> = (0..size.peers)

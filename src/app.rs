@@ -49,6 +49,8 @@ pub struct ReadOptions {
     pub detailed_exitcode: bool,
     /// Overrides `guards.max_deletes`.
     pub max_deletes: Option<usize>,
+    /// Overrides `guards.max_disconnects`.
+    pub max_disconnects: Option<usize>,
     /// Trust-on-first-use for SSH host keys.
     pub trust_new_host_keys: bool,
 }
@@ -305,6 +307,7 @@ fn engine_for(d: &DesiredState, o: &ReadOptions, t: &Targets, filter: TargetFilt
         filter,
         o.max_deletes.unwrap_or(d.guards.max_deletes),
     )
+    .with_max_disconnects(o.max_disconnects.unwrap_or(d.guards.max_disconnects))
 }
 
 fn render(plan: &Plan, purpose: Purpose, format: Format, color: bool) -> String {

@@ -118,6 +118,9 @@ pub struct Selection {
     /// Most deletes allowed in this run (overrides guards.max_deletes).
     #[arg(long)]
     pub max_deletes: Option<usize>,
+    /// Most active sessions this run may disconnect (overrides guards.max_disconnects).
+    #[arg(long)]
+    pub max_disconnects: Option<usize>,
     /// Trust the SSH host key of an antenna (or jump host) the known-hosts file does not list
     /// yet, for this run; `apply` records it, `plan` and `drift` write nothing. A key that
     /// differs from the recorded one is refused regardless.
@@ -285,6 +288,7 @@ impl Cli {
             targets: s.targets,
             detailed_exitcode,
             max_deletes: s.max_deletes,
+            max_disconnects: s.max_disconnects,
             trust_new_host_keys: s.trust_new_host_keys,
         };
         match self.command {

@@ -63,16 +63,27 @@ pub struct Guards {
     /// is refused as a whole; raise it here or with `--max-deletes` when the deletes are meant.
     #[serde(default = "default_max_deletes")]
     pub max_deletes: usize,
+    /// The most active sessions one run may disconnect across all routers (default 50): a
+    /// change of a shared default or a bulk password rotation kicks every session it touches
+    /// at once. A plan over the cap is refused as a whole and names the customers beyond it;
+    /// raise it here or with `--max-disconnects` when the disconnects are meant.
+    #[serde(default = "default_max_disconnects")]
+    pub max_disconnects: usize,
 }
 
 fn default_max_deletes() -> usize {
     10
 }
 
+fn default_max_disconnects() -> usize {
+    50
+}
+
 impl Default for Guards {
     fn default() -> Self {
         Guards {
             max_deletes: default_max_deletes(),
+            max_disconnects: default_max_disconnects(),
         }
     }
 }

@@ -297,7 +297,7 @@ fn drift_is_read_only() {
     let r = lab.run(&["drift", "--format", "json"]);
     r.expect(2);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["format_version"], wispctl::plan::FORMAT_VERSION);
     assert_eq!(before, lab.snapshot(), "drift wrote something");
     lab.run(&["drift", "--format", "markdown"]).expect(2);
     assert_eq!(before, lab.snapshot());

@@ -59,6 +59,7 @@ fn coloured_text_marks_actions() {
 fn huge_plan(lines: usize) -> Plan {
     let after: String = (0..lines).map(|i| format!("option-{i} value\n")).collect();
     let change = Change {
+        impact: Default::default(),
         address: "pppd.vps.peer[\"big\"]".into(),
         action: Action::Create,
         reason: None,
@@ -83,7 +84,7 @@ fn huge_plan(lines: usize) -> Plan {
         object_errors: Default::default(),
     };
     Plan {
-        format_version: 1,
+        format_version: wispctl::plan::FORMAT_VERSION,
         wispctl_version: "test".into(),
         created_at: "now".into(),
         desired_digest: "d".into(),

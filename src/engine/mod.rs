@@ -448,6 +448,34 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     PlannedTarget { plan: tp, pending }
 }
 
+/// The disconnect guard: more active sessions disconnected than `cap` refuses the run, naming
+/// the customers beyond the cap (in plan order, the first ten).
+fn disconnect_refusal(targets: &[TargetPlan], total: usize, cap: usize) -> Option<String> {
+    if total <= cap {
+        return None;
+    }
+    let mut counted = 0;
+    let mut beyond: Vec<&str> = Vec::new();
+    for c in targets.iter().flat_map(|t| &t.changes) {
+        if c.impact.disconnects == 0 {
+            continue;
+        }
+        counted += c.impact.disconnects;
+        if counted > cap {
+            beyond.push(c.impact.customer.as_deref().unwrap_or(&c.address));
+        }
+    }
+    let shown = beyond.len().min(10);
+    let more = match beyond.len() - shown {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    Some(format!(
+        "guard: {total} active sessions would be disconnected, over the cap of {cap} per run; nothing will be applied. Beyond the cap: {}{more}. Raise guards.max_disconnects in inventory.yaml or pass --max-disconnects if the disconnects are meant",
+        beyond[..shown].join(", ")
+    ))
+}
+
 /// The empty-set guard: deletes in a collection the YAML lists nothing in (a truncated file)
 /// refuse the target.
 fn empty_prune_refusal<Op>(
@@ -533,6 +561,7 @@ pub struct Engine {
     providers: Vec<Arc<dyn DynProvider>>,
     filter: Arc<TargetFilter>,
     max_deletes: usize,
+    max_disconnects: usize,
     desired_digest: String,
     hash_key_id: String,
     events: Events,
@@ -552,10 +581,18 @@ impl Engine {
             providers,
             filter: Arc::new(filter),
             max_deletes,
+            max_disconnects: usize::MAX,
             desired_digest,
             hash_key_id,
             events: Events::none(),
         }
+    }
+
+    /// At most `cap` active sessions disconnected per run (`guards.max_disconnects`); none by
+    /// default.
+    pub fn with_max_disconnects(mut self, cap: usize) -> Self {
+        self.max_disconnects = cap;
+        self
     }
 
     /// Progress goes to `events`.
@@ -607,12 +644,17 @@ impl Engine {
             targets.push(pt.plan);
         }
         let summary = Summary::of(&targets);
-        let refusal = (summary.destroy > self.max_deletes).then(|| {
+        let deletes = (summary.destroy > self.max_deletes).then(|| {
             format!(
                 "guard: {} deletes exceed the cap of {} per run; nothing will be applied. Raise guards.max_deletes in inventory.yaml or pass --max-deletes if the deletes are meant",
                 summary.destroy, self.max_deletes
             )
         });
+        let disconnects = disconnect_refusal(&targets, summary.disconnects, self.max_disconnects);
+        let refusal = match (deletes, disconnects) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         let plan = Plan {
             format_version: FORMAT_VERSION,
             wispctl_version: env!("CARGO_PKG_VERSION").into(),

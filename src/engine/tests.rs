@@ -99,6 +99,7 @@ impl Provider for Fake {
         let items = (0..self.changes)
             .map(|i| Item {
                 change: Change {
+                    impact: Default::default(),
                     address: format!("fake.{target}.thing[\"{i}\"]"),
                     action: self.action,
                     reason: None,

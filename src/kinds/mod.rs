@@ -32,7 +32,8 @@ pub use def::{AnyKind, DesiredState, Imported, InventoryNames, KindDef, KindFail
 
 use crate::engine::{Context, Engine, TargetFilter};
 
-/// An engine over every registered kind that has desired state.
+/// An engine over every registered kind that has desired state, with the inventory's
+/// disconnect cap (`guards.max_disconnects`; [`Engine::with_max_disconnects`] overrides it).
 pub fn engine(
     desired: &DesiredState,
     ctx: &Context,
@@ -50,6 +51,7 @@ pub fn engine(
         desired.digest.clone(),
         ctx.key.id(),
     )
+    .with_max_disconnects(desired.guards.max_disconnects)
     .with_events(ctx.events.clone())
 }
 

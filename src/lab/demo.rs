@@ -44,6 +44,7 @@ async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyh
         targets: Vec::new(),
         detailed_exitcode: true,
         max_deletes: None,
+        max_disconnects: None,
         trust_new_host_keys: false,
     };
     writeln!(

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretHash;
 
-/// Version of the plan file and plan JSON. Bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the plan file and plan JSON. Bumped on any incompatible change (2: each change
+/// carries its customer impact, which a saved plan is compared on).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Everything one run would change, per target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -81,6 +82,40 @@ pub struct Change {
     pub content: Option<ContentDiff>,
     /// Consequences the operator must see (a session kicked, a tunnel to restart).
     pub side_effects: Vec<String>,
+    /// What it does to customers, counted in the summary.
+    #[serde(default, skip_serializing_if = "Impact::is_none")]
+    pub impact: Impact,
+}
+
+/// What one change does to customers: who, and how many of their sessions, antennas and
+/// tunnels it interrupts. The plan's summary adds them up; the disconnect guard counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Impact {
+    /// The customer it touches, as the operator knows them (a secret's name and comment, an
+    /// antenna's name, a tunnel's peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// Active PPPoE sessions it disconnects (the CPE redials).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disconnects: usize,
+    /// Antennas it restarts (their UISP connection drops while the bridge restarts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub antenna_restarts: usize,
+    /// Tunnels that take it only once restarted (wispctl does not restart them).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tunnel_restarts: usize,
+}
+
+impl Impact {
+    /// Names no customer and touches no connection.
+    pub fn is_none(&self) -> bool {
+        self.customer.is_none()
+            && self.disconnects + self.antenna_restarts + self.tunnel_restarts == 0
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The kind of change.
@@ -151,6 +186,15 @@ pub struct Summary {
     pub change: usize,
     /// Deletes.
     pub destroy: usize,
+    /// Active sessions the changes disconnect.
+    #[serde(default)]
+    pub disconnects: usize,
+    /// Antennas the changes restart.
+    #[serde(default)]
+    pub antenna_restarts: usize,
+    /// Tunnels that need a restart to take the changes.
+    #[serde(default)]
+    pub tunnel_restarts: usize,
 }
 
 impl Summary {
@@ -163,8 +207,20 @@ impl Summary {
                 Action::Update => s.change += 1,
                 Action::Delete => s.destroy += 1,
             }
+            s.disconnects += c.impact.disconnects;
+            s.antenna_restarts += c.impact.antenna_restarts;
+            s.tunnel_restarts += c.impact.tunnel_restarts;
         }
         s
+    }
+
+    /// The customer-impact line: `Impact: 3 session(s) disconnected, 0 antenna(s)
+    /// restarted, 1 tunnel(s) to restart.`
+    pub fn impact_line(&self) -> String {
+        format!(
+            "Impact: {} session(s) disconnected, {} antenna(s) restarted, {} tunnel(s) to restart.",
+            self.disconnects, self.antenna_restarts, self.tunnel_restarts
+        )
     }
 
     /// Whether anything changes.

@@ -225,6 +225,7 @@ mod tests {
         (0..n)
             .map(|i| Item {
                 change: Change {
+                    impact: Default::default(),
                     address: format!("airos.g[\"10.0.0.{i}\"]"),
                     action: Action::Update,
                     reason: None,

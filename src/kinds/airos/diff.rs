@@ -22,7 +22,7 @@ use super::observe::{GroupLive, UispView};
 use super::spec::Antenna;
 use crate::engine::{Item, Planned};
 use crate::kinds::def::KindDef;
-use crate::plan::{Action, Change, FieldDiff, quote_key};
+use crate::plan::{Action, Change, FieldDiff, Impact, quote_key};
 use crate::secret::{HashKey, SecretHash};
 
 /// Apply one antenna: its position in the group's file.
@@ -92,6 +92,8 @@ pub struct AntennaChange {
     pub side_effects: Vec<String>,
     /// What is out of step, per file.
     pub reason: String,
+    /// Whose antenna, and whether the update restarts its bridge (its UISP link drops).
+    pub impact: Impact,
 }
 
 /// How one antenna that was read stands against `desired`. `seen` is what UISP says of it
@@ -125,6 +127,11 @@ pub fn antenna(
         fields: fields(&verdict, desired),
         side_effects: side_effects(a.name.as_deref(), &verdict),
         reason: reason(&verdict, seen, uisp),
+        impact: Impact {
+            customer: Some(a.name.clone().unwrap_or_else(|| a.host.clone())),
+            antenna_restarts: usize::from(verdict.steps().restart),
+            ..Impact::default()
+        },
     }))
 }
 
@@ -296,6 +303,7 @@ pub fn group(target: &str, antennas: &[Antenna], live: &GroupLive, key: &HashKey
                 tally.changes += 1;
                 items.push(Item {
                     change: Change {
+                        impact: c.impact,
                         address: addr,
                         action: Action::Update,
                         reason: Some(c.reason),

@@ -172,6 +172,7 @@ mod tests {
     fn write_item(name: &str, content: &str) -> Item<Op> {
         Item {
             change: Change {
+                impact: Default::default(),
                 address: crate::kinds::pppd::peer_address("vps", name),
                 action: Action::Create,
                 reason: None,

@@ -17,7 +17,7 @@ use super::spec::{ChapEntry, PeerSpec, PppdDesired};
 use super::{Op, PppdError, chap_address, chap_file_address, leftover_address, peer, peer_address};
 use crate::engine::{CLEANUP, Item, Planned};
 use crate::ownership::Prune;
-use crate::plan::{Action, Change, ContentDiff, FieldDiff};
+use crate::plan::{Action, Change, ContentDiff, FieldDiff, Impact};
 use crate::secret::{HashKey, SecretHash};
 
 /// The reason every prune shows.
@@ -93,6 +93,7 @@ pub fn diff_host(
 pub fn leftover_removal(host: &str, file: &HostFile) -> Item<Op> {
     Item {
         change: Change {
+            impact: Default::default(),
             address: leftover_address(host, file),
             action: Action::Delete,
             reason: Some(
@@ -133,6 +134,7 @@ pub fn peer_change(host: &str, spec: &PeerSpec, live: Option<&LivePeer>) -> Opti
     let file = HostFile::Peer(spec.name.clone()).to_string();
     let change = match live {
         None => Change {
+            impact: Default::default(),
             address,
             action: Action::Create,
             reason: None,
@@ -154,6 +156,11 @@ pub fn peer_change(host: &str, spec: &PeerSpec, live: Option<&LivePeer>) -> Opti
                 return None;
             }
             Change {
+                impact: Impact {
+                    customer: Some(spec.name.clone()),
+                    tunnel_restarts: usize::from(differs),
+                    ..Impact::default()
+                },
                 address,
                 action: Action::Update,
                 reason: (!peer::is_owned(&l.content)).then(|| {
@@ -231,6 +238,7 @@ pub fn prune_or_keep<T>(prune: Prune, undeclared: Vec<T>) -> (Vec<T>, usize) {
 pub fn peer_delete(host: &str, name: &str, live: &LivePeer) -> Item<Op> {
     Item {
         change: Change {
+            impact: Default::default(),
             address: peer_address(host, name),
             action: Action::Delete,
             reason: Some(PRUNE_REASON.into()),
@@ -289,6 +297,7 @@ pub fn chap_change(
     let Some(&line) = lines.and_then(|l| l.first()) else {
         return Ok(Some(Item {
             change: Change {
+                impact: Default::default(),
                 address,
                 action: Action::Create,
                 reason: None,
@@ -319,6 +328,7 @@ pub fn chap_change(
     }
     Ok(Some(Item {
         change: Change {
+            impact: Default::default(),
             address,
             action: Action::Update,
             reason: (!file.in_block(line)).then(|| {
@@ -399,6 +409,7 @@ pub fn undeclared_owned_entries<'a>(
 pub fn chap_delete(host: &str, client: &str, server: &str, line: usize) -> Item<Op> {
     Item {
         change: Change {
+            impact: Default::default(),
             address: chap_address(host, client, server),
             action: Action::Delete,
             reason: Some(PRUNE_REASON.into()),
@@ -421,6 +432,7 @@ pub fn chap_mode_change(
     let field = mode_field(live_mode?).filter(|_| declares_entries)?;
     Some(Item {
         change: Change {
+            impact: Default::default(),
             address: chap_file_address(host),
             action: Action::Update,
             reason: Some("chap-secrets holds secrets: only root may read it".into()),

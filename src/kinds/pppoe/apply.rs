@@ -1,9 +1,11 @@
 //! Apply: the writes of one router's plan, verified, with exactly one outcome per change.
 //!
 //! Minimal and batched: every `add` and `set` (only the changed fields) in one round trip, one
-//! batched `remove`, one batched `/ppp/active/remove` for the sessions to kick, then one print
-//! to verify what was written. The kicks an apply owes are written to the state file before
-//! anything is sent, so a connection lost between a write and its kick is kicked next run.
+//! batched `remove`, one print to verify what was written, then one batched
+//! `/ppp/active/remove` for the sessions to kick (one per wave with `kick_rollout`). The kicks
+//! an apply owes are written to the state file before anything is sent, and what was done is
+//! recorded again before the kicks and after each wave, so a connection lost (or a deadline
+//! passed) between a write and its kick leaves it to the next run, and nobody is kicked twice.
 //!
 //! A connection whose reply stream broke (see `routeros_api::client`) sends nothing more: the
 //! changes not answered yet fail, each saying whether it was **not attempted** (never sent:
@@ -24,7 +26,7 @@ use super::PppoeError;
 use super::client::connect;
 use super::diff::Op;
 use super::observe::{LiveSecret, read_router};
-use super::spec::{DesiredSecret, Router};
+use super::spec::{DesiredSecret, KickRollout, Router};
 use super::state::{RouterState, StateDir};
 use crate::engine::{Item, NoTwin};
 use crate::ownership::tagged;
@@ -38,6 +40,7 @@ pub async fn apply(
     settings: &Router,
     route: &Result<Option<SocketAddr>, NoTwin>,
     items: Vec<Item<Op>>,
+    rollout: Option<KickRollout>,
     key: &HashKey,
     state: &StateDir,
 ) -> Vec<Outcome> {
@@ -56,10 +59,15 @@ pub async fn apply(
         s.pending_kicks.extend(owed);
         state.save(router, &s);
     }
-    let (outcomes, done) = apply_router(&mut conn, items, key).await;
-    let mut s = state.read(router);
-    done.record(&mut s, &owed_before);
-    state.save(router, &s);
+    // Progress is recorded before the kicks and after each wave of them: a deadline that cuts
+    // the waves short leaves the state saying which customers were kicked (never twice).
+    let mut checkpoint = |done: &Done| {
+        let mut s = state.read(router);
+        done.record(&mut s, &owed_before);
+        state.save(router, &s);
+    };
+    let (outcomes, done) = apply_router(&mut conn, items, rollout, key, &mut checkpoint).await;
+    checkpoint(&done);
     outcomes
 }
 
@@ -119,11 +127,13 @@ pub struct Done {
 impl Done {
     /// Brings the router's state up to date with this apply; `owed_before` is the kicks owed
     /// before it began.
-    pub fn record(self, state: &mut RouterState, owed_before: &BTreeSet<String>) {
-        for (name, hash) in self.hashes {
+    /// Recording the same `Done` again, or a later one of the same apply, is harmless: an
+    /// apply records its progress after each wave of kicks ([`apply`]).
+    pub fn record(&self, state: &mut RouterState, owed_before: &BTreeSet<String>) {
+        for (name, hash) in &self.hashes {
             match hash {
-                Some(h) => state.passwords.insert(name, h),
-                None => state.passwords.remove(&name),
+                Some(h) => state.passwords.insert(name.clone(), h.clone()),
+                None => state.passwords.remove(name),
             };
         }
         for name in self.kicked.iter().chain(&self.refused) {
@@ -132,7 +142,7 @@ impl Done {
         for name in self.not_sent.iter().filter(|n| !owed_before.contains(*n)) {
             state.pending_kicks.remove(name);
         }
-        state.pending_kicks.extend(self.kicks_lost);
+        state.pending_kicks.extend(self.kicks_lost.iter().cloned());
     }
 }
 
@@ -278,7 +288,9 @@ impl Batches {
 async fn apply_router(
     conn: &mut Connection,
     items: Vec<Item<Op>>,
+    rollout: Option<KickRollout>,
     key: &HashKey,
+    checkpoint: &mut (dyn FnMut(&Done) + Send),
 ) -> (Vec<Outcome>, Done) {
     let mut p = Progress::new(&items);
     let Batches {
@@ -292,7 +304,8 @@ async fn apply_router(
     let written: Vec<usize> = writes.iter().map(|(i, _)| *i).collect();
     send_writes(conn, &mut p, writes).await;
     send_removes(conn, &mut p, &removes).await;
-    send_kicks(conn, &mut p).await;
+    // Verified before the kicks: what was written is known (and recorded) before the waves,
+    // which may take long; a write that does not read back is not worth a kick.
     verify_writes(conn, &mut p, &written, key).await;
     for &i in &removes {
         if let Op::Remove { name, .. } = &items[i].op
@@ -301,6 +314,8 @@ async fn apply_router(
             p.done.hashes.push((name.clone(), None));
         }
     }
+    checkpoint(&p.done);
+    send_kicks(conn, &mut p, rollout, checkpoint).await;
     p.finish()
 }
 
@@ -359,44 +374,94 @@ async fn send_removes(conn: &mut Connection, p: &mut Progress<'_>, removes: &[us
 }
 
 /// Kicks, for what was applied, in one command.
-async fn send_kicks(conn: &mut Connection, p: &mut Progress<'_>) {
-    let mut ids = Vec::new();
-    let mut kicked = Vec::new();
-    for (i, item) in p.items.iter().enumerate() {
-        if p.is_applied(i) && !item.op.kick().is_empty() {
-            ids.extend(item.op.kick().iter().cloned());
-            kicked.push(i);
+async fn send_kicks(
+    conn: &mut Connection,
+    p: &mut Progress<'_>,
+    rollout: Option<KickRollout>,
+    checkpoint: &mut (dyn FnMut(&Done) + Send),
+) {
+    let kicked: Vec<usize> = (0..p.items.len())
+        .filter(|&i| p.is_applied(i) && !p.items[i].op.kick().is_empty())
+        .collect();
+    let sessions: Vec<usize> = kicked.iter().map(|&i| p.items[i].op.kick().len()).collect();
+    let waves = kick_waves(&sessions, rollout.map(|r| r.batch));
+    let mut failed = false;
+    for (n, wave) in waves.iter().enumerate() {
+        let wave: Vec<usize> = wave.iter().map(|&k| kicked[k]).collect();
+        let names: Vec<String> = wave.iter().map(|&i| p.name(i)).collect();
+        if failed {
+            // An earlier wave failed: this one is not sent; the next run kicks it.
+            fail_kicked(
+                p,
+                &wave,
+                "the session was not disconnected: not attempted (an earlier wave of kicks failed); the next run disconnects it",
+            );
+            p.done.kicks_lost.extend(names);
+            continue;
         }
+        if n > 0
+            && let Some(r) = rollout
+        {
+            tokio::time::sleep(r.pause).await;
+        }
+        let ids: Vec<String> = wave
+            .iter()
+            .flat_map(|&i| p.items[i].op.kick().iter().cloned())
+            .collect();
+        let why = match kick(conn, &ids).await {
+            Ok(()) => {
+                p.done.kicked.extend(names);
+                checkpoint(&p.done);
+                continue;
+            }
+            Err(KickFailed::Refused(why)) => format!(
+                "the router refused to disconnect the session (the next run retries): {why}"
+            ),
+            Err(KickFailed::Lost(e)) if e.sent() => format!(
+                "whether the session was disconnected is unknown (sent, no answer): {e}; the next run disconnects it if it is still up"
+            ),
+            Err(KickFailed::Lost(e)) => format!(
+                "the session was not disconnected: not attempted (never sent): {e}; the next run disconnects it"
+            ),
+        };
+        fail_kicked(p, &wave, &why);
+        p.done.kicks_lost.extend(names);
+        checkpoint(&p.done);
+        failed = true;
     }
-    if ids.is_empty() {
-        return;
-    }
-    let names: Vec<String> = kicked.iter().map(|&i| p.name(i)).collect();
-    let why = match kick(conn, &ids).await {
-        Ok(()) => {
-            p.done.kicked = names;
-            return;
-        }
-        Err(KickFailed::Refused(why)) => {
-            format!("the router refused to disconnect the session (the next run retries): {why}")
-        }
-        Err(KickFailed::Lost(e)) if e.sent() => format!(
-            "whether the session was disconnected is unknown (sent, no answer): {e}; the next run disconnects it if it is still up"
-        ),
-        Err(KickFailed::Lost(e)) => format!(
-            "the session was not disconnected: not attempted (never sent): {e}; the next run disconnects it"
-        ),
-    };
-    for &i in &kicked {
+}
+
+/// The kicked changes `wave` (indices of items) failed for `why`.
+fn fail_kicked(p: &mut Progress<'_>, wave: &[usize], why: &str) {
+    for &i in wave {
         let text = match &p.items[i].op {
-            Op::Kick { .. } => why.clone(),
-            Op::Set { fields, .. } if fields.is_empty() => why.clone(),
+            Op::Kick { .. } => why.to_string(),
+            Op::Set { fields, .. } if fields.is_empty() => why.to_string(),
             Op::Remove { .. } => format!("removed (the router answered), but {why}"),
             Op::Add(_) | Op::Set { .. } => format!("written (the router answered), but {why}"),
         };
         p.fail(i, text);
     }
-    p.done.kicks_lost = names;
+}
+
+/// The waves of kicks: the changes (by their number of sessions, in order) grouped so that no
+/// wave disconnects more than `batch` sessions, a customer's sessions never split (one with
+/// more than `batch` is a wave of its own). `None`: every change in one wave.
+pub fn kick_waves(sessions: &[usize], batch: Option<usize>) -> Vec<Vec<usize>> {
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    let mut in_wave = 0;
+    for (k, &n) in sessions.iter().enumerate() {
+        let fits = batch.is_none_or(|b| in_wave + n <= b);
+        match waves.last_mut() {
+            Some(w) if fits => w.push(k),
+            _ => {
+                waves.push(vec![k]);
+                in_wave = 0;
+            }
+        }
+        in_wave += n;
+    }
+    waves
 }
 
 /// Verifies what was written with one print. Never on a dead connection: a write the router
@@ -547,6 +612,22 @@ mod tests {
                 .collect(),
             not_utf8: BTreeSet::new(),
         }
+    }
+
+    #[test]
+    fn kicks_go_in_waves_of_at_most_batch_sessions_a_customer_never_split() {
+        assert_eq!(kick_waves(&[1, 1, 1], None), vec![vec![0, 1, 2]]);
+        assert_eq!(kick_waves(&[1, 1, 1], Some(2)), vec![vec![0, 1], vec![2]]);
+        assert_eq!(
+            kick_waves(&[1, 1, 1], Some(1)),
+            vec![vec![0], vec![1], vec![2]]
+        );
+        // Two sessions of one customer stay together, in a wave of their own when over.
+        assert_eq!(
+            kick_waves(&[1, 3, 1, 1], Some(2)),
+            vec![vec![0], vec![1], vec![2, 3]]
+        );
+        assert!(kick_waves(&[], Some(2)).is_empty());
     }
 
     #[test]

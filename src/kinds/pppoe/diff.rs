@@ -23,7 +23,7 @@ use crate::engine::{Item, Planned};
 use crate::mac::normalise_mac;
 use crate::ownership::Prune;
 use crate::ownership::tagged;
-use crate::plan::{Action, Change, FieldDiff};
+use crate::plan::{Action, Change, FieldDiff, Impact};
 use crate::secret::{HashKey, Secret, SecretHash};
 
 /// The collection of every pppoe change, for the empty-list guard.
@@ -391,6 +391,21 @@ pub fn diff_router(
     Ok(planned)
 }
 
+/// Whom a change of secret `name` touches (`name (comment)`), and how many of its sessions it
+/// disconnects.
+fn impact(name: &str, comment: &str, disconnects: usize) -> Impact {
+    let customer = if comment.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({comment})")
+    };
+    Impact {
+        customer: Some(customer),
+        disconnects,
+        ..Impact::default()
+    }
+}
+
 /// A secret the router does not have: every managed field, the password (sensitive) and the
 /// comment with the tag.
 fn create(router: &str, d: &DesiredSecret) -> Item<Op> {
@@ -409,6 +424,7 @@ fn create(router: &str, d: &DesiredSecret) -> Item<Op> {
     ));
     Item {
         change: Change {
+            impact: impact(&d.name, d.comment.as_deref().unwrap_or(""), 0),
             address: secret_address(router, &d.name),
             action: Action::Create,
             reason: None,
@@ -498,6 +514,11 @@ fn update(
     Some(Updated {
         item: Item {
             change: Change {
+                impact: impact(
+                    &d.name,
+                    d.comment.as_deref().unwrap_or(l.comment_text()),
+                    kick.len(),
+                ),
                 address: secret_address(router, &d.name),
                 action: Action::Update,
                 reason,
@@ -536,6 +557,7 @@ fn kicks_owed_for_removed(
         .filter_map(|name| Some((name, live.active.get(name)?)))
         .map(|(name, sessions)| Item {
             change: Change {
+                impact: impact(name, "", sessions.len()),
                 address: secret_address(router, name),
                 action: Action::Update,
                 reason: Some(KICK_OWED_REMOVED.into()),
@@ -561,6 +583,7 @@ fn delete(router: &str, l: &LiveSecret, policy: Kick, live: &RouterLive) -> Item
     };
     Item {
         change: Change {
+            impact: impact(l.name(), l.comment_text(), kick.len()),
             address: secret_address(router, l.name()),
             action: Action::Delete,
             reason: Some(PRUNED.into()),

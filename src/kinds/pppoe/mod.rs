@@ -5,8 +5,8 @@
 //! reading `/ppp/secret`, `/ppp/profile` and `/ppp/active`. Diff (pure): only the fields the
 //! YAML manages; read-only (`last-*`) and unknown fields are ignored; v6/v7 value forms are
 //! normalised. Apply, minimal: one `add` per new secret, one `set` per changed secret carrying
-//! only the changed fields, one batched `remove`, one batched `/ppp/active/remove` for the
-//! sessions to kick, then one print to verify. A connection whose reply stream breaks (garbage,
+//! only the changed fields, one batched `remove`, one print to verify, then one batched
+//! `/ppp/active/remove` for the sessions to kick (in waves with `kick_rollout`). A connection whose reply stream breaks (garbage,
 //! a reply for a tag not in flight, silence, a reply past the router's `limits`) sends nothing
 //! more: each change not answered fails as not attempted (never sent) or unknown (sent, no
 //! answer; the next plan settles it), and nothing is verified on it.
@@ -107,6 +107,23 @@ pub enum PppoeError {
         router: String,
         /// Why.
         failure: crate::engine::early::EarlyFailure,
+    },
+    /// The kicks' waves would not fit the router's apply deadline: the apply would be cut
+    /// midway.
+    #[error(
+        "router {router}: kick_rollout needs {waves} waves, {} of pauses, not less than deadline.apply_secs ({}); raise the deadline or the batch, or shorten the pause",
+        crate::engine::deadline::words(*.pauses),
+        crate::engine::deadline::words(*.deadline)
+    )]
+    WavesOverDeadline {
+        /// The router.
+        router: String,
+        /// Waves the plan's kicks take.
+        waves: usize,
+        /// Their pauses in all.
+        pauses: std::time::Duration,
+        /// The router's apply deadline.
+        deadline: std::time::Duration,
     },
     /// Work on the blocking pool did not complete (a bug, or the run shutting down).
     #[error("router {router}: internal error: {reason}")]

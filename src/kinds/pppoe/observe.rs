@@ -303,6 +303,7 @@ mod tests {
             source: "pppoe/r.yaml".into(),
             prune: Prune::None,
             kick: Kick::OnChange,
+            kick_rollout: None,
             allow_empty_prune: false,
             secrets: vec![
                 DesiredSecret {

@@ -160,7 +160,27 @@ impl Provider for PppoeProvider {
     }
 
     fn diff(&self, router: &str, obs: &Observation<RouterLive>) -> Result<Planned<Op>, PppoeError> {
-        diff_router(router, &self.routers[router].desired, &obs.state, &self.key)
+        let t = &self.routers[router];
+        let planned = diff_router(router, &t.desired, &obs.state, &self.key)?;
+        if let Some(r) = t.desired.kick_rollout {
+            let sessions: Vec<usize> = planned
+                .items
+                .iter()
+                .map(|i| i.op.kick().len())
+                .filter(|&n| n > 0)
+                .collect();
+            let waves = super::apply::kick_waves(&sessions, Some(r.batch)).len();
+            let pauses = r.pause * u32::try_from(waves.saturating_sub(1)).unwrap_or(u32::MAX);
+            if waves > 1 && pauses >= t.router.deadline.apply {
+                return Err(PppoeError::WavesOverDeadline {
+                    router: router.to_string(),
+                    waves,
+                    pauses,
+                    deadline: t.router.deadline.apply,
+                });
+            }
+        }
+        Ok(planned)
     }
 
     /// Nothing to change: only the state folder is tidied (temporary files a killed apply
@@ -176,6 +196,16 @@ impl Provider for PppoeProvider {
         _obs: Observation<RouterLive>,
     ) -> Vec<Outcome> {
         let t = &self.routers[router];
-        super::apply::apply(router, &t.router, &t.route, items, &self.key, &self.state).await
+        let rollout = t.desired.kick_rollout;
+        super::apply::apply(
+            router,
+            &t.router,
+            &t.route,
+            items,
+            rollout,
+            &self.key,
+            &self.state,
+        )
+        .await
     }
 }

@@ -36,6 +36,12 @@ pub struct PppoeFile {
     /// redials with it. Default `on-change`; a comment edit never kicks.
     #[serde(default)]
     pub kick: Kick,
+    /// Disconnects sessions in waves: at most `batch` sessions at once, `pause` between waves,
+    /// so that a large change does not make every CPE redial in the same second. Without it,
+    /// every session an apply kicks is disconnected at once. The waves' pauses count toward
+    /// the router's `deadline.apply_secs`.
+    #[serde(default)]
+    pub kick_rollout: Option<KickRolloutSpec>,
     /// Let this file hold `{ inline: ... }` passwords (each one is warned about).
     #[serde(default)]
     pub allow_inline_secrets: bool,
@@ -59,6 +65,26 @@ pub enum Kick {
     OnChange,
     /// Never: changes wait for the customer's next reconnection.
     Never,
+}
+
+/// `kick_rollout`, as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KickRolloutSpec {
+    /// Sessions disconnected per wave on this router (at least 1; a customer's sessions are
+    /// never split, so one with more is a wave of its own). Routers apply concurrently.
+    pub batch: std::num::NonZeroUsize,
+    /// The wait between two waves, such as `10s` or `1m`.
+    pub pause: String,
+}
+
+/// Kicks in waves, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KickRollout {
+    /// Sessions per wave.
+    pub batch: usize,
+    /// Between two waves.
+    pub pause: std::time::Duration,
 }
 
 /// Defaults for every secret of the file.
@@ -191,6 +217,8 @@ pub struct PppoeDesired {
     pub prune: Prune,
     /// Kick policy.
     pub kick: Kick,
+    /// Kicks in waves; `None`: all at once.
+    pub kick_rollout: Option<KickRollout>,
     /// See [`PppoeFile::allow_empty_prune`].
     pub allow_empty_prune: bool,
     /// Secrets, names unique.
@@ -391,6 +419,20 @@ pub(crate) fn validate(
             comment: s.comment.clone(),
         });
     }
+    let kick_rollout = file.kick_rollout.as_ref().and_then(|r| {
+        let pause = humantime::parse_duration(&r.pause)
+            .map_err(|e| {
+                check.error(
+                    "kick_rollout.pause",
+                    format!("{:?} is not a duration such as 10s or 1m: {e}", r.pause),
+                )
+            })
+            .ok()?;
+        Some(KickRollout {
+            batch: r.batch.get(),
+            pause,
+        })
+    });
     if check.error_count() > before {
         return None;
     }
@@ -398,6 +440,7 @@ pub(crate) fn validate(
         source: check.file.to_path_buf(),
         prune: file.prune,
         kick: file.kick,
+        kick_rollout,
         allow_empty_prune: file.allow_empty_prune,
         secrets,
     })

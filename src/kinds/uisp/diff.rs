@@ -244,6 +244,7 @@ pub fn parents_first(sites: &[SiteSpec]) -> Vec<&SiteSpec> {
 /// A change with nothing but its address and action.
 fn change(address: String, action: Action) -> Change {
     Change {
+        impact: Default::default(),
         address,
         action,
         reason: None,
@@ -269,6 +270,7 @@ pub fn create_site(server: &str, s: &SiteSpec) -> Item<Op> {
     ));
     Item {
         change: Change {
+            impact: Default::default(),
             fields,
             ..change(site_address(server, &s.name), Action::Create)
         },
@@ -331,6 +333,7 @@ pub fn update_site(
     }
     Some(Item {
         change: Change {
+            impact: Default::default(),
             reason: (!is_tagged(&l.note)).then(|| {
                 "adopts a site wispctl did not create: its note gets the [wispctl] tag".to_string()
             }),
@@ -403,6 +406,7 @@ pub fn device_change(
             };
             Some(Item {
                 change: Change {
+                    impact: Default::default(),
                     fields,
                     side_effects,
                     ..change(addr, Action::Update)
@@ -418,6 +422,7 @@ pub fn device_change(
             d.site_id.as_ref()?;
             Some(Item {
                 change: Change {
+                    impact: Default::default(),
                     fields: vec![FieldDiff::plain(
                         "site",
                         Some(where_now),
@@ -519,6 +524,7 @@ pub fn ghost_changes<'a>(
 fn delete_ghost(server: &str, d: &LiveDevice) -> Item<Op> {
     Item {
         change: Change {
+            impact: Default::default(),
             reason: Some(format!(
                 "ghost: no name, no IP, not authorized{} (ghosts: delete)",
                 if d.failed_decryption {
@@ -720,6 +726,7 @@ pub fn prune_sites<'a>(
         .into_iter()
         .map(|s| Item {
             change: Change {
+                impact: Default::default(),
                 reason: Some(
                     "created by wispctl, no longer declared, and empty (prune: owned)".into(),
                 ),

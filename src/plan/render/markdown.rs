@@ -21,6 +21,9 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
         Purpose::Drift => "wispctl drift report",
     };
     let mut head = format!("### {title}\n\n**{}**\n\n", summary_line(plan, purpose));
+    if purpose == Purpose::Plan && !plan.summary.is_empty() {
+        head.push_str(&format!("{}\n\n", plan.summary.impact_line()));
+    }
     let problems = plan.problems();
     if !problems.is_empty() {
         head.push_str("**Problems:**\n\n");

@@ -101,6 +101,36 @@ pub fn change_lines(c: &Change, purpose: Purpose, out: &mut Vec<String>) {
     for s in &c.side_effects {
         out.push(format!("    ! {s}"));
     }
+    if let Some(line) = impact_line(&c.impact) {
+        out.push(format!("    ! {line}"));
+    }
+}
+
+/// Whom a change cuts off and how (`customer juan.perez (Centro): 1 session disconnected`);
+/// `None` when it touches no connection.
+fn impact_line(i: &crate::plan::Impact) -> Option<String> {
+    let mut what = Vec::new();
+    let mut count = |n: usize, one: &str, many: &str| {
+        if n > 0 {
+            what.push(format!("{n} {}", if n == 1 { one } else { many }));
+        }
+    };
+    count(
+        i.disconnects,
+        "session disconnected",
+        "sessions disconnected",
+    );
+    count(
+        i.antenna_restarts,
+        "antenna restarted",
+        "antennas restarted",
+    );
+    count(i.tunnel_restarts, "tunnel to restart", "tunnels to restart");
+    if what.is_empty() {
+        return None;
+    }
+    let who = i.customer.as_deref().unwrap_or("(unnamed)");
+    Some(format!("customer {who}: {}", what.join(", ")))
 }
 
 /// The summary line of a plan or drift report.
@@ -179,6 +209,9 @@ pub fn plan(plan: &Plan, purpose: Purpose, paint: Paint) -> String {
         let _ = writeln!(s, "No changes. The live state matches the desired state.");
     }
     let _ = writeln!(s, "{}", paint.bold(&summary_line(plan, purpose)));
+    if purpose == Purpose::Plan && !plan.summary.is_empty() {
+        let _ = writeln!(s, "{}", plan.summary.impact_line());
+    }
     s
 }
 

@@ -12,6 +12,7 @@ fn desired(secrets: Vec<DesiredSecret>, prune: Prune) -> PppoeDesired {
         source: "pppoe/r.yaml".into(),
         prune,
         kick: Kick::OnChange,
+        kick_rollout: None,
         allow_empty_prune: false,
         secrets,
     }

@@ -1,0 +1,188 @@
+//! The disconnect guard through the binary on the lab: a change of a shared default that
+//! would kick more active PPPoE sessions than `guards.max_disconnects` allows is refused as a
+//! whole (plan and apply), with the count, the cap and the customers beyond it, and nothing is
+//! written; raised on the command line, it is applied, the kicks in waves when the file says
+//! `kick_rollout`. Every plan shows its customer impact.
+
+mod common;
+
+use common::Lab;
+
+/// What the lab router received so far, by command word (the in-process lab saves its file
+/// after each write).
+fn writes(lab: &Lab) -> usize {
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.lab().join("routers/balanceador.json")).unwrap(),
+    )
+    .unwrap();
+    file["received"]["commands"]
+        .as_object()
+        .map(|c| {
+            c.iter()
+                .filter(|(k, _)| !k.ends_with("/print") && *k != "/login")
+                .map(|(_, n)| n.as_u64().unwrap() as usize)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// How many sentences of `command` the lab router received so far.
+fn received(lab: &Lab, command: &str) -> u64 {
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.lab().join("routers/balanceador.json")).unwrap(),
+    )
+    .unwrap();
+    file["received"]["commands"][command].as_u64().unwrap_or(0)
+}
+
+/// Edits `path` (a file of the lab or the desired state) with `f`.
+fn edit(path: &std::path::Path, f: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::write(path, f(text)).unwrap();
+}
+
+/// The demo applied, every customer of the router online, and the shared default profile
+/// changed: luis.torres and ana.garcia (no profile of their own) would be kicked to get it;
+/// `guards.max_disconnects` set to `cap`.
+fn shared_default_change(cap: usize) -> Lab {
+    let lab = Lab::new();
+    lab.run(&["apply", "--auto-approve"]).expect(0);
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+    edit(&lab.lab().join("routers/balanceador.json"), |text| {
+        let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let active: Vec<serde_json::Value> = file["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::json!([s["name"], s["remote_address"]]))
+            .collect();
+        file["active"] = serde_json::Value::Array(active);
+        file.to_string()
+    });
+    edit(&lab.desired().join("pppoe/balanceador.yaml"), |text| {
+        text.replacen("  profile: 10M", "  profile: 20M", 1)
+    });
+    edit(&lab.desired().join("inventory.yaml"), |text| {
+        text.replace(
+            "  max_disconnects: 50\n",
+            &format!("  max_disconnects: {cap}\n"),
+        )
+    });
+    lab
+}
+
+/// Kicks in waves of `batch`, `pause` apart.
+fn waves(lab: &Lab, batch: usize, pause: &str) {
+    edit(&lab.desired().join("pppoe/balanceador.yaml"), |text| {
+        text.replacen(
+            "kick: on-change",
+            &format!("kick_rollout: {{ batch: {batch}, pause: {pause} }}\nkick: on-change"),
+            1,
+        )
+    });
+}
+
+#[test]
+fn a_shared_default_that_kicks_more_than_the_cap_is_refused_unless_raised() {
+    let lab = shared_default_change(1);
+    let before = writes(&lab);
+
+    let plan = lab.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.stdout
+            .contains("guard: 2 active sessions would be disconnected, over the cap of 1 per run"),
+        "{}",
+        plan.all()
+    );
+    assert!(
+        plan.stdout
+            .contains("Beyond the cap: ana.garcia (Tomatlan, Ana Garcia)."),
+        "{}",
+        plan.all()
+    );
+    assert!(
+        plan.stdout.contains(
+            "Impact: 2 session(s) disconnected, 0 antenna(s) restarted, 0 tunnel(s) to restart."
+        ),
+        "{}",
+        plan.all()
+    );
+    let json = lab.run(&["plan", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["summary"]["disconnects"], 2, "{}", json.stdout);
+    let md = lab.run(&["plan", "--format", "markdown"]);
+    assert!(
+        md.stdout.contains("Impact: 2 session(s) disconnected"),
+        "{}",
+        md.stdout
+    );
+
+    let refused = lab.run(&["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert_eq!(writes(&lab), before, "nothing written over the cap");
+
+    // Raised on the command line, in waves of one session with a pause between them.
+    waves(&lab, 1, "1s");
+    let kicks = || received(&lab, "/ppp/active/remove");
+    let kicks_before = kicks();
+    let started = std::time::Instant::now();
+    lab.run(&["apply", "--auto-approve", "--max-disconnects", "2"])
+        .expect(0);
+    // A lower bound only: the second wave waited for the pause.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(kicks() - kicks_before, 2, "two waves of one kick each");
+    assert!(writes(&lab) > before);
+    lab.run(&["plan", "--detailed-exitcode", "--max-disconnects", "2"])
+        .expect(0);
+}
+
+/// A wave the router refuses: the later waves are not sent, both customers stay owed a kick
+/// (the state file says so), and the next run kicks them, once each.
+#[test]
+fn a_failed_wave_stops_the_rollout_and_the_next_run_kicks_the_rest() {
+    let lab = shared_default_change(5);
+    waves(&lab, 1, "0s");
+    let router = lab.lab().join("routers/balanceador.json");
+    edit(&router, |text| {
+        let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        file["faults"] = serde_json::json!({ "traps": [
+            { "command": "/ppp/active/remove", "name": "luis.torres", "message": "failure: lab fault" }
+        ] });
+        file.to_string()
+    });
+    let kicks = || received(&lab, "/ppp/active/remove");
+    let before = kicks();
+    let apply = lab.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.all());
+    assert!(
+        apply.stdout.contains("refused to disconnect the session"),
+        "{}",
+        apply.all()
+    );
+    assert!(
+        apply
+            .stdout
+            .contains("not attempted (an earlier wave of kicks failed)"),
+        "{}",
+        apply.all()
+    );
+    assert_eq!(kicks() - before, 1, "the second wave was not sent");
+
+    edit(&router, |text| {
+        let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        file.as_object_mut().unwrap().remove("faults");
+        file.to_string()
+    });
+    let plan = lab.run(&["plan", "--detailed-exitcode"]);
+    plan.expect(2);
+    assert!(
+        plan.stdout.contains("Impact: 2 session(s) disconnected"),
+        "both kicks are owed: {}",
+        plan.all()
+    );
+    let before = kicks();
+    lab.run(&["apply", "--auto-approve"]).expect(0);
+    assert_eq!(kicks() - before, 2, "each owed kick once, one wave each");
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+}
