@@ -186,3 +186,38 @@ fn a_failed_wave_stops_the_rollout_and_the_next_run_kicks_the_rest() {
     assert_eq!(kicks() - before, 2, "each owed kick once, one wave each");
     lab.run(&["plan", "--detailed-exitcode"]).expect(0);
 }
+
+/// A router's own cap (`routers.NAME.max_disconnects`) refuses that router only: its error
+/// gives the count and the cap, the other targets are planned, nothing is written to it.
+#[test]
+fn a_routers_own_cap_refuses_that_router_only() {
+    let lab = shared_default_change(50);
+    edit(&lab.desired().join("inventory.yaml"), |text| {
+        text.replace(
+            "    username: wispctl\n",
+            "    username: wispctl\n    max_disconnects: 1\n",
+        )
+    });
+    let before = writes(&lab);
+    let plan = lab.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.stdout.contains(
+            "router balanceador: 2 active sessions would be disconnected, over this router's cap of 1"
+        ),
+        "{}",
+        plan.all()
+    );
+    assert!(
+        plan.stdout.contains("uisp.main: up to date"),
+        "{}",
+        plan.all()
+    );
+    let apply = lab.run(&["apply", "--auto-approve"]);
+    assert_eq!(apply.code, 1, "{}", apply.all());
+    assert_eq!(
+        writes(&lab),
+        before,
+        "nothing written to the refused router"
+    );
+}

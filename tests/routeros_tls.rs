@@ -77,6 +77,7 @@ fn router(tls: TlsVerify) -> Router {
         timeout: Duration::from_secs(5),
         deadline: wispctl::kinds::pppoe::spec::DEADLINE,
         limits: Default::default(),
+        max_disconnects: None,
     }
 }
 

@@ -108,6 +108,18 @@ pub enum PppoeError {
         /// Why.
         failure: crate::engine::early::EarlyFailure,
     },
+    /// The plan would disconnect more sessions on this router than its own cap allows.
+    #[error(
+        "router {router}: {disconnects} active sessions would be disconnected, over this router's cap of {cap} (routers.{router}.max_disconnects); nothing will be applied to it. Raise the cap if the disconnects are meant"
+    )]
+    OverRouterCap {
+        /// The router.
+        router: String,
+        /// Sessions the plan disconnects there.
+        disconnects: usize,
+        /// The router's cap.
+        cap: usize,
+    },
     /// The kicks' waves would not fit the router's apply deadline: the apply would be cut
     /// midway.
     #[error(

@@ -162,6 +162,16 @@ impl Provider for PppoeProvider {
     fn diff(&self, router: &str, obs: &Observation<RouterLive>) -> Result<Planned<Op>, PppoeError> {
         let t = &self.routers[router];
         let planned = diff_router(router, &t.desired, &obs.state, &self.key)?;
+        let disconnects: usize = planned.items.iter().map(|i| i.op.kick().len()).sum();
+        if let Some(cap) = t.router.max_disconnects
+            && disconnects > cap
+        {
+            return Err(PppoeError::OverRouterCap {
+                router: router.to_string(),
+                disconnects,
+                cap,
+            });
+        }
         if let Some(r) = t.desired.kick_rollout {
             let sessions: Vec<usize> = planned
                 .items

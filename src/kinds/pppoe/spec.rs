@@ -482,6 +482,10 @@ pub struct RouterSpec {
     /// router fails (defaults well above a router with 25,000 secrets).
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// The most active sessions one run may disconnect on this router (below the run's
+    /// `guards.max_disconnects`): over it, this router is refused, the others go on.
+    #[serde(default)]
+    pub max_disconnects: Option<usize>,
     /// Free text for people.
     #[serde(default)]
     pub description: Option<String>,
@@ -571,6 +575,8 @@ pub struct Router {
     pub deadline: crate::engine::Deadline,
     /// Bounds on what the router may send back.
     pub limits: Limits,
+    /// The most sessions one run may disconnect here (`None`: only the run's cap).
+    pub max_disconnects: Option<usize>,
 }
 
 /// A router: two minutes to read (25,000 secrets take seconds), ten to apply.
@@ -657,6 +663,7 @@ pub(crate) fn validate_router(
         timeout: std::time::Duration::from_secs(r.timeout_secs.max(1)),
         deadline: r.deadline.over(DEADLINE),
         limits: r.limits.limits(),
+        max_disconnects: r.max_disconnects,
     })
 }
 
