@@ -172,16 +172,6 @@ fn real_clients_and_lab_file_faults_reach_a_served_lab() {
     );
 }
 
-/// What the served lab router received so far, by command word (read from its file after the
-/// server saved it).
-fn router_received(lab: &Lab) -> std::collections::BTreeMap<String, u64> {
-    let file: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(lab.lab().join("routers/balanceador.json")).unwrap(),
-    )
-    .unwrap();
-    serde_json::from_value(file["received"]["commands"].clone()).unwrap_or_default()
-}
-
 fn stop(mut server: Server) {
     kill(Pid::from_raw(server.0.id() as i32), Signal::SIGTERM).unwrap();
     assert!(server.0.wait().unwrap().success());
@@ -213,7 +203,7 @@ fn plan_reads_early_with_the_same_result_and_writes_nothing_on_bad_input() {
         .expect(2);
     stop(server);
     assert_eq!(
-        router_received(&lab)["/login"],
+        lab.router_received()["/login"],
         1,
         "the plan read the router once (early), the uisp-only plan not at all"
     );
@@ -227,7 +217,7 @@ fn plan_reads_early_with_the_same_result_and_writes_nothing_on_bad_input() {
     assert!(!renamed.stderr.contains(TAKEN), "{}", renamed.all());
     assert_eq!(renamed.stdout, in_process.stdout);
     stop(server);
-    assert_eq!(router_received(&lab)["/login"], 2);
+    assert_eq!(lab.router_received()["/login"], 2);
 
     // A folder that does not load: the reads begun are abandoned, nothing is written, the
     // state folder is untouched. (With the file named otherwise, no read begins early: the
@@ -258,7 +248,7 @@ fn plan_reads_early_with_the_same_result_and_writes_nothing_on_bad_input() {
     assert!(bad.stdout.is_empty(), "no plan: {}", bad.all());
     stop(server);
     assert_eq!(common::snapshot(&lab.lab().join("state")), state);
-    let received = router_received(&lab);
+    let received = lab.router_received();
     assert_eq!(
         received
             .keys()

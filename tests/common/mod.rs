@@ -59,6 +59,16 @@ impl Lab {
         cmd
     }
 
+    /// What the lab router `balanceador` received so far, by command word, as its file says
+    /// (saved after each write, and by `lab serve` when it stops).
+    pub fn router_received(&self) -> BTreeMap<String, u64> {
+        let file: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.lab().join("routers/balanceador.json")).unwrap(),
+        )
+        .unwrap();
+        serde_json::from_value(file["received"]["commands"].clone()).unwrap_or_default()
+    }
+
     /// Every file under the lab's hosts: path -> (bytes, mode).
     pub fn snapshot(&self) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
         snapshot(&self.lab().join("hosts"))

@@ -385,11 +385,11 @@ async fn send_kicks(
         .collect();
     let sessions: Vec<usize> = kicked.iter().map(|&i| p.items[i].op.kick().len()).collect();
     let waves = kick_waves(&sessions, rollout.map(|r| r.batch));
-    let mut failed = false;
-    for (n, wave) in waves.iter().enumerate() {
+    let mut pacer = Pacer::new(rollout.map(|r| r.pause));
+    for wave in &waves {
         let wave: Vec<usize> = wave.iter().map(|&k| kicked[k]).collect();
         let names: Vec<String> = wave.iter().map(|&i| p.name(i)).collect();
-        if failed {
+        if !pacer.next().await {
             // An earlier wave failed: this one is not sent; the next run kicks it.
             fail_kicked(
                 p,
@@ -398,11 +398,6 @@ async fn send_kicks(
             );
             p.done.kicks_lost.extend(names);
             continue;
-        }
-        if n > 0
-            && let Some(r) = rollout
-        {
-            tokio::time::sleep(r.pause).await;
         }
         let ids: Vec<String> = wave
             .iter()
@@ -427,7 +422,44 @@ async fn send_kicks(
         fail_kicked(p, &wave, &why);
         p.done.kicks_lost.extend(names);
         checkpoint(&p.done);
-        failed = true;
+        pacer.failed();
+    }
+}
+
+/// The pace of the waves of kicks: `pause` between two waves sent, none sent after one
+/// failed.
+struct Pacer {
+    pause: Option<std::time::Duration>,
+    sent: bool,
+    failed: bool,
+}
+
+impl Pacer {
+    fn new(pause: Option<std::time::Duration>) -> Self {
+        Pacer {
+            pause,
+            sent: false,
+            failed: false,
+        }
+    }
+
+    /// Whether the next wave is sent; waits the pause first when a wave was sent before.
+    async fn next(&mut self) -> bool {
+        if self.failed {
+            return false;
+        }
+        if self.sent
+            && let Some(pause) = self.pause
+        {
+            tokio::time::sleep(pause).await;
+        }
+        self.sent = true;
+        true
+    }
+
+    /// The wave just sent failed: no later one is sent.
+    fn failed(&mut self) {
+        self.failed = true;
     }
 }
 
@@ -612,6 +644,25 @@ mod tests {
                 .collect(),
             not_utf8: BTreeSet::new(),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waves_are_paced_and_none_is_sent_after_one_failed() {
+        let pause = std::time::Duration::from_secs(10);
+        let start = tokio::time::Instant::now();
+        let mut pacer = Pacer::new(Some(pause));
+        let mut sent_at = Vec::new();
+        for wave in 0..3 {
+            assert!(pacer.next().await, "wave {wave}");
+            sent_at.push(start.elapsed());
+        }
+        assert_eq!(sent_at, [0, 10, 20].map(std::time::Duration::from_secs));
+        pacer.failed();
+        assert!(!pacer.next().await, "nothing after a failed wave");
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(20), "no wait for it");
+        let mut at_once = Pacer::new(None);
+        assert!(at_once.next().await && at_once.next().await);
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(20));
     }
 
     #[test]
