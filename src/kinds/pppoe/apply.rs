@@ -659,7 +659,11 @@ mod tests {
         assert_eq!(sent_at, [0, 10, 20].map(std::time::Duration::from_secs));
         pacer.failed();
         assert!(!pacer.next().await, "nothing after a failed wave");
-        assert_eq!(start.elapsed(), std::time::Duration::from_secs(20), "no wait for it");
+        assert_eq!(
+            start.elapsed(),
+            std::time::Duration::from_secs(20),
+            "no wait for it"
+        );
         let mut at_once = Pacer::new(None);
         assert!(at_once.next().await && at_once.next().await);
         assert_eq!(start.elapsed(), std::time::Duration::from_secs(20));
