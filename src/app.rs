@@ -66,6 +66,8 @@ pub struct ApplyOptions {
     pub lock_file: Option<PathBuf>,
     /// How long to wait for another apply.
     pub lock_timeout: Duration,
+    /// Also write the apply report as JSON here.
+    pub report_file: Option<PathBuf>,
     /// Target selection and guards.
     pub read: ReadOptions,
 }
@@ -519,6 +521,14 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     t.save()?;
     write!(out, "{}", text::report(&report, text::Paint(g.color)))?;
     drop(lock);
+    if let Some(path) = &o.report_file {
+        crate::files::write_atomic(
+            path,
+            crate::plan::render::json::report(&report).as_bytes(),
+            0o644,
+        )
+        .with_context(|| format!("cannot write the apply report to {}", path.display()))?;
+    }
     Ok(if report.succeeded() {
         exit::SUCCESS
     } else {

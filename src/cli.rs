@@ -170,6 +170,10 @@ pub struct ApplyArgs {
     /// How long to wait for another apply to finish, such as 30s or 2m.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
+    /// Also write the apply report as JSON (`schemas/apply-report.schema.json`) to this file,
+    /// atomically, once the changes are made: for cron and for monitoring.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
@@ -304,6 +308,7 @@ impl Cli {
                     auto_approve: a.auto_approve,
                     lock_file: a.lock_file,
                     lock_timeout: a.lock_timeout,
+                    report_file: a.report,
                     read: read(Format::Text, None, a.selection, false),
                 },
             ),

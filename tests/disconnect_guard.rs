@@ -207,3 +207,120 @@ fn a_routers_own_cap_refuses_that_router_only() {
         "nothing written to the refused router"
     );
 }
+
+/// With `redial_wait`, the apply report counts the kicked customers who redialed: the lab's
+/// CPEs redial 300 ms after a kick with the password their session came up with, so ana.garcia
+/// (a new default profile) is back, and luis.torres, whose password the same apply rotated
+/// while his CPE still has the old one, is not: the report says 1 of 2, names him, and the
+/// JSON report carries `redialed` per change.
+#[test]
+fn the_apply_report_counts_the_kicked_customers_who_redialed() {
+    let lab = shared_default_change(50);
+    let router = lab.lab().join("routers/balanceador.json");
+    edit(&router, |text| {
+        let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        file["redial_ms"] = serde_json::json!(300);
+        for s in file["secrets"].as_array_mut().unwrap() {
+            if s["name"] == "luis.torres" {
+                s["password"] = serde_json::json!("luis-cpe-old");
+            }
+        }
+        file.to_string()
+    });
+    edit(&lab.desired().join("pppoe/balanceador.yaml"), |text| {
+        text.replacen("kick: on-change", "redial_wait: 4s\nkick: on-change", 1)
+    });
+    let kicks = received(&lab, "/ppp/active/remove");
+    let report_file = lab.lab().join("apply-report.json");
+    let apply = lab.run(&[
+        "apply",
+        "--auto-approve",
+        "--report",
+        report_file.to_str().unwrap(),
+    ]);
+    apply.expect(0);
+    assert_eq!(received(&lab, "/ppp/active/remove") - kicks, 1);
+    let text = std::fs::read_to_string(&report_file).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["summary"]["redial_checked"], 2, "{text}");
+    assert_eq!(report["summary"]["redialed"], 1, "{text}");
+    let redialed: Vec<(String, bool)> = report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["outcomes"].as_array().unwrap().iter())
+        .filter_map(|o| {
+            o["redialed"]
+                .as_bool()
+                .map(|b| (o["address"].as_str().unwrap().to_string(), b))
+        })
+        .collect();
+    assert_eq!(
+        redialed,
+        [
+            (
+                "pppoe.balanceador.secret[\"luis.torres\"]".to_string(),
+                false
+            ),
+            ("pppoe.balanceador.secret[\"ana.garcia\"]".to_string(), true),
+        ],
+        "{text}"
+    );
+    for shown in [apply.all(), text] {
+        assert!(!shown.contains("luis-cpe-old") && !shown.contains("luis-pw"));
+    }
+
+    // In text: the count, and who is not back. The router holds both again; luis.torres
+    // stays offline (nothing to change, so no kick and no redial check).
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
+    let online: Vec<&str> = file["active"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a[0].as_str().unwrap())
+        .collect();
+    assert!(
+        online.contains(&"ana.garcia") && !online.contains(&"luis.torres"),
+        "{online:?}"
+    );
+}
+
+/// The same report in text: one line with the count, and the customer who is not back.
+#[test]
+fn the_text_report_names_who_did_not_redial() {
+    let lab = shared_default_change(50);
+    edit(&lab.lab().join("routers/balanceador.json"), |text| {
+        let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        file["redial_ms"] = serde_json::json!(100);
+        for s in file["secrets"].as_array_mut().unwrap() {
+            if s["name"] == "ana.garcia" {
+                s["password"] = serde_json::json!("ana-cpe-old");
+            }
+        }
+        file.to_string()
+    });
+    edit(&lab.desired().join("pppoe/balanceador.yaml"), |text| {
+        text.replacen("kick: on-change", "redial_wait: 3s\nkick: on-change", 1)
+    });
+    let apply = lab.run(&["apply", "--auto-approve"]);
+    apply.expect(0);
+    assert!(
+        apply.stdout.contains(
+            "Redial: 1 of 2 disconnected customer(s) back on /ppp/active within redial_wait."
+        ),
+        "{}",
+        apply.all()
+    );
+    let line = apply
+        .stdout
+        .lines()
+        .find(|l| l.contains("applied") && l.contains("ana.garcia"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("not back on /ppp/active within redial_wait"),
+        "{}",
+        apply.all()
+    );
+}

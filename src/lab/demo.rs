@@ -63,6 +63,7 @@ async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyh
         auto_approve: true,
         lock_file: None,
         lock_timeout: std::time::Duration::from_secs(10),
+        report_file: None,
         read: read.clone(),
     };
     expect("apply", app::apply(&g, &apply, out).await?, exit::SUCCESS)?;

@@ -41,8 +41,13 @@ pub struct Outcome {
     pub action: Action,
     /// What happened.
     pub status: Status,
-    /// Why it failed or was skipped.
+    /// Why it failed, was skipped or was reverted.
     pub reason: Option<String>,
+    /// For a change that disconnected a customer's session, when the router was asked to
+    /// report redials (`redial_wait`): whether the customer was back on `/ppp/active` within
+    /// the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redialed: Option<bool>,
 }
 
 impl Outcome {
@@ -53,6 +58,7 @@ impl Outcome {
             action,
             status: Status::Applied,
             reason: None,
+            redialed: None,
         }
     }
     /// Tried and failed.
@@ -62,6 +68,7 @@ impl Outcome {
             action,
             status: Status::Failed,
             reason: Some(reason.into()),
+            redialed: None,
         }
     }
     /// Not tried.
@@ -71,6 +78,18 @@ impl Outcome {
             action,
             status: Status::Skipped,
             reason: Some(reason.into()),
+            redialed: None,
+        }
+    }
+    /// Written, not proven where it matters (an antenna UISP never showed connected again),
+    /// and put back as it was before the run.
+    pub fn reverted(address: &str, action: Action, reason: impl Into<String>) -> Self {
+        Outcome {
+            address: address.into(),
+            action,
+            status: Status::Reverted,
+            reason: Some(reason.into()),
+            redialed: None,
         }
     }
 }
@@ -85,6 +104,9 @@ pub enum Status {
     Failed,
     /// Not tried (guard, stale plan, unreachable target, an earlier failure).
     Skipped,
+    /// Written, then put back as it was: the change did not prove itself (an antenna that
+    /// UISP never showed connected again, with `rollout.revert_if_not_connected`).
+    Reverted,
 }
 
 /// Counts of outcomes.
@@ -101,6 +123,16 @@ pub struct ReportSummary {
     /// Objects that could not be read and were left alone (unreachable antennas).
     #[serde(default)]
     pub object_errors: usize,
+    /// Written, not proven, put back as they were.
+    #[serde(default)]
+    pub reverted: usize,
+    /// Customers whose session was disconnected and whose redial was waited for
+    /// (`redial_wait`).
+    #[serde(default)]
+    pub redial_checked: usize,
+    /// Of those, the customers back on `/ppp/active` within the wait.
+    #[serde(default)]
+    pub redialed: usize,
 }
 
 impl ApplyReport {
@@ -117,6 +149,11 @@ impl ApplyReport {
                     Status::Applied => s.applied += 1,
                     Status::Failed => s.failed += 1,
                     Status::Skipped => s.skipped += 1,
+                    Status::Reverted => s.reverted += 1,
+                }
+                if let Some(back) = o.redialed {
+                    s.redial_checked += 1;
+                    s.redialed += usize::from(back);
                 }
             }
         }
@@ -131,6 +168,7 @@ impl ApplyReport {
     pub fn succeeded(&self) -> bool {
         self.summary.failed == 0
             && self.summary.skipped == 0
+            && self.summary.reverted == 0
             && self.summary.target_errors == 0
             && self.summary.object_errors == 0
     }

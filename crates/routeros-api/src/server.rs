@@ -155,6 +155,11 @@ pub struct RouterConfig {
     /// How the router breaks the API stream, if it does; also changeable at run time
     /// ([`RouterLab::set_hostile`]).
     pub hostile: Option<Hostile>,
+    /// A session disconnected with `/ppp/active/remove` comes back this long after (a CPE
+    /// redialing), with a new id and the same name and address, unless its secret is disabled
+    /// or gone by then, or its password is no longer the one the session came up with (the
+    /// CPE still dials with the old one). On tokio's clock. Default: never.
+    pub redial: Option<Duration>,
 }
 
 impl Default for RouterConfig {
@@ -169,6 +174,7 @@ impl Default for RouterConfig {
             faults: Faults::default(),
             profiles: Vec::new(),
             hostile: None,
+            redial: None,
         }
     }
 }
@@ -185,6 +191,7 @@ impl std::fmt::Debug for RouterConfig {
             .field("faults", &self.faults)
             .field("profiles", &self.profiles)
             .field("hostile", &self.hostile)
+            .field("redial", &self.redial)
             .finish()
     }
 }
@@ -635,12 +642,18 @@ impl RouterLab {
             address: address.into(),
             since: Instant::now(),
         });
+        if let Some(s) = state.secrets.iter().find(|s| s.name == name) {
+            let password = s.password.clone();
+            state.dialed_with.insert(id.clone(), password);
+        }
         id
     }
 
     /// The active sessions.
     pub fn active(&self) -> Vec<ActiveSession> {
-        self.shared.state().active.clone()
+        let mut state = self.shared.state();
+        state.settle();
+        state.active.clone()
     }
 
     /// What was received so far.
@@ -751,6 +764,9 @@ impl Shared {
             latency: config.latency,
             hostile: config.hostile,
             wrote: false,
+            redial: config.redial,
+            redials: Vec::new(),
+            dialed_with: HashMap::new(),
         };
         for name in &config.profiles {
             state.add_profile(name);
@@ -831,9 +847,43 @@ struct State {
     hostile: Option<Hostile>,
     /// A write has taken effect ([`HostileFrom::FirstWrite`]).
     wrote: bool,
+    /// [`RouterConfig::redial`].
+    redial: Option<Duration>,
+    /// Sessions disconnected that come back, when, and the password their CPE dials with.
+    redials: Vec<(Instant, ActiveSession, Option<String>)>,
+    /// The password each active session dialed with (by session id): its secret's when it
+    /// came up.
+    dialed_with: HashMap<String, String>,
 }
 
 impl State {
+    /// Brings back the disconnected sessions whose redial is due, each with a new id, unless
+    /// its secret is disabled, gone or has another password.
+    fn settle(&mut self) {
+        if self.redials.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.redials)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.redials = later;
+        for (at, mut session, password) in due {
+            let allowed = self.secrets.iter().any(|s| {
+                s.name == session.name && !s.disabled && Some(&s.password) == password.as_ref()
+            });
+            if allowed {
+                session.id = format!("*{:X}", self.next_active);
+                self.next_active += 1;
+                session.since = at;
+                if let Some(p) = password {
+                    self.dialed_with.insert(session.id.clone(), p);
+                }
+                self.active.push(session);
+            }
+        }
+    }
+
     fn new_secret_id(&mut self) -> String {
         let id = format!("*{:X}", self.next_secret);
         self.next_secret += 1;
@@ -1391,6 +1441,7 @@ fn respond(shared: &Shared, session: &mut Session, q: &Queued) -> Answered {
         reply.trap(&trap);
         return Answered::reply(reply.done(None), false);
     }
+    state.settle();
     match run_command(&mut state, &shared.personality, cmd) {
         Ok(Answer::Rows(rows)) => {
             for row in &rows {
@@ -1678,6 +1729,21 @@ fn secret_remove(state: &mut State, cmd: &Sentence) -> Result<Answer, Trap> {
 fn active_remove(state: &mut State, cmd: &Sentence) -> Result<Answer, Trap> {
     let at = positions(&state.active, |a| &a.id, &ids_of(cmd)?)?;
     only_id_attr(cmd)?;
+    if let Some(after) = state.redial {
+        let due = Instant::now() + after;
+        let mut once = at.clone();
+        once.sort_unstable();
+        once.dedup();
+        let back: Vec<_> = once
+            .into_iter()
+            .map(|i| {
+                let session = state.active[i].clone();
+                let password = state.dialed_with.get(&session.id).cloned();
+                (due, session, password)
+            })
+            .collect();
+        state.redials.extend(back);
+    }
     remove_at(&mut state.active, at);
     Ok(Answer::Done(None))
 }
@@ -2686,6 +2752,60 @@ mod tests {
             ]
         );
         assert_eq!(uptime(Duration::from_secs(694_861)), "1w1d1h1m1s");
+    }
+
+    /// Kicked sessions come back after `redial` (new id, same name and address) unless their
+    /// secret is disabled or removed by then; without `redial` they never come back.
+    #[tokio::test(start_paused = true)]
+    async fn kicked_sessions_redial_unless_their_secret_is_disabled() {
+        let lab = RouterLab::start(RouterConfig {
+            redial: Some(Duration::from_secs(5)),
+            ..config(Version::V7)
+        })
+        .await
+        .unwrap();
+        for name in ["juan.perez", "maria", "pedro", "ana"] {
+            lab.add_secret(Secret::new(name, "pw"));
+        }
+        for (n, name) in ["juan.perez", "maria", "pedro", "ana"].iter().enumerate() {
+            lab.add_active(name, &format!("10.0.0.{}", n + 2));
+        }
+        let mut c = Client::in_memory(&lab).login().await;
+        // ana's password changed before the kick (her CPE dials with the old one), maria is
+        // disabled after it, pedro's secret removed: none of them comes back.
+        c.call(&["/ppp/secret/set", "=.id=*4", "=password=new"])
+            .await;
+        let r = c
+            .call(&[
+                "/ppp/active/remove",
+                "=.id=*80000001,*80000002,*80000003,*80000004,*80000001",
+            ])
+            .await;
+        assert_eq!(lines(&r), ["!done"]);
+        c.call(&["/ppp/secret/set", "=.id=*2", "=disabled=yes"])
+            .await;
+        c.call(&["/ppp/secret/remove", "=.id=*3"]).await;
+        assert!(lab.active().is_empty());
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert!(lab.active().is_empty(), "not before the redial time");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let r = c
+            .call(&["/ppp/active/print", "=.proplist=.id,name,address"])
+            .await;
+        assert_eq!(
+            lines(&r),
+            [
+                "!re =.id=*80000005 =name=juan.perez =address=10.0.0.2",
+                "!done"
+            ]
+        );
+        // Without `redial`: gone for good.
+        let lab = seeded(Version::V7).await;
+        lab.add_active("juan.perez", "10.0.0.2");
+        let mut c = Client::in_memory(&lab).login().await;
+        c.call(&["/ppp/active/remove", "=.id=*80000001"]).await;
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(lab.active().is_empty());
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //!
 //! Minimal and batched: every `add` and `set` (only the changed fields) in one round trip, one
 //! batched `remove`, one print to verify what was written, then one batched
-//! `/ppp/active/remove` for the sessions to kick (one per wave with `kick_rollout`). The kicks
+//! `/ppp/active/remove` for the sessions to kick (one per wave with `kick_rollout`), then, with
+//! `redial_wait`, `/ppp/active/print` every few seconds until the kicked customers are back or
+//! the wait is over (each kicked change's outcome says whether its customer redialed). The kicks
 //! an apply owes are written to the state file before anything is sent, and what was done is
 //! recorded again before the kicks and after each wave, so a connection lost (or a deadline
 //! passed) between a write and its kick leaves it to the next run, and nobody is kicked twice.
@@ -19,19 +21,32 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use routeros_api::client::{ApiError, Command, Connection};
 
 use super::PppoeError;
 use super::client::connect;
 use super::diff::Op;
-use super::observe::{LiveSecret, read_router};
+use super::observe::{LiveSecret, read_router, sessions_of};
 use super::spec::{DesiredSecret, KickRollout, Router};
 use super::state::{RouterState, StateDir};
 use crate::engine::{Item, NoTwin};
 use crate::ownership::tagged;
 use crate::plan::report::Outcome;
 use crate::secret::{HashKey, SecretHash};
+
+/// How an apply disconnects sessions, and whether it waits for the customers to redial.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kicks {
+    /// Waves; `None`: every session at once.
+    pub rollout: Option<KickRollout>,
+    /// How long to wait for the kicked customers to redial; `None`: not waited for.
+    pub redial_wait: Option<Duration>,
+}
+
+/// How often `/ppp/active` is read while waiting for redials.
+const REDIAL_POLL: Duration = Duration::from_secs(2);
 
 /// Applies `items` to `router` (reached at `route`) and records in `state` the password hashes
 /// applied and the kicks still owed.
@@ -40,7 +55,7 @@ pub async fn apply(
     settings: &Router,
     route: &Result<Option<SocketAddr>, NoTwin>,
     items: Vec<Item<Op>>,
-    rollout: Option<KickRollout>,
+    kicks: Kicks,
     key: &HashKey,
     state: &StateDir,
 ) -> Vec<Outcome> {
@@ -66,7 +81,7 @@ pub async fn apply(
         done.record(&mut s, &owed_before);
         state.save(router, &s);
     };
-    let (outcomes, done) = apply_router(&mut conn, items, rollout, key, &mut checkpoint).await;
+    let (outcomes, done) = apply_router(&mut conn, items, kicks, key, &mut checkpoint).await;
     checkpoint(&done);
     outcomes
 }
@@ -288,7 +303,7 @@ impl Batches {
 async fn apply_router(
     conn: &mut Connection,
     items: Vec<Item<Op>>,
-    rollout: Option<KickRollout>,
+    kicks: Kicks,
     key: &HashKey,
     checkpoint: &mut (dyn FnMut(&Done) + Send),
 ) -> (Vec<Outcome>, Done) {
@@ -315,8 +330,82 @@ async fn apply_router(
         }
     }
     checkpoint(&p.done);
-    send_kicks(conn, &mut p, rollout, checkpoint).await;
+    send_kicks(conn, &mut p, kicks.rollout, checkpoint).await;
+    if let Some(wait) = kicks.redial_wait {
+        await_redials(conn, &mut p, wait).await;
+    }
     p.finish()
+}
+
+/// Waits up to `wait` for the customers whose sessions were kicked to be back on `/ppp/active`
+/// (a session under their name that was not kicked), reading it every [`REDIAL_POLL`], and
+/// records on each kicked change's outcome whether its customer came back. A change that
+/// disables or removes the secret expects no redial and is not counted. A read that fails ends
+/// the wait: the customers not seen back by then are not counted either (unknown).
+async fn await_redials(conn: &mut Connection, p: &mut Progress<'_>, wait: Duration) {
+    let items = p.items;
+    let kicked: BTreeSet<&str> = p.done.kicked.iter().map(String::as_str).collect();
+    let expected: Vec<usize> = (0..items.len())
+        .filter(|&i| {
+            let op = &items[i].op;
+            p.is_applied(i) && kicked.contains(op.name()) && expects_redial(op)
+        })
+        .collect();
+    if expected.is_empty() {
+        return;
+    }
+    let gone: BTreeSet<&str> = expected
+        .iter()
+        .flat_map(|&i| items[i].op.kick().iter().map(String::as_str))
+        .collect();
+    let until = tokio::time::Instant::now() + wait;
+    let mut back = BTreeSet::new();
+    let mut known = true;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(left.min(REDIAL_POLL)).await;
+        let command = Command::new(["/ppp/active/print", "=.proplist=.id,name"]);
+        match conn.call(command).await.map(sessions_of) {
+            Ok(sessions) => {
+                for &i in &expected {
+                    let redialed = sessions
+                        .get(items[i].op.name())
+                        .is_some_and(|ids| ids.iter().any(|id| !gone.contains(id.as_str())));
+                    if redialed {
+                        back.insert(i);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("while waiting for redials: {e}");
+                known = false;
+                break;
+            }
+        }
+        if back.len() == expected.len() || left <= REDIAL_POLL {
+            break;
+        }
+    }
+    for &i in &expected {
+        let redialed = back.contains(&i);
+        if redialed || known {
+            if let Some(o) = p.outcomes[i].as_mut() {
+                o.redialed = Some(redialed);
+            }
+        }
+    }
+}
+
+/// Whether the customer is expected to redial after the change: not when it disables or
+/// removes the secret.
+fn expects_redial(op: &Op) -> bool {
+    match op {
+        Op::Set { desired, .. } => {
+            desired.fields.get("disabled").map(String::as_str) != Some("true")
+        }
+        Op::Kick { .. } => true,
+        Op::Add(_) | Op::Remove { .. } => false,
+    }
 }
 
 /// Creates and updates: one command each, in one round trip. When the reply stream breaks
@@ -667,6 +756,33 @@ mod tests {
         let mut at_once = Pacer::new(None);
         assert!(at_once.next().await && at_once.next().await);
         assert_eq!(start.elapsed(), std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_change_that_disables_or_removes_the_secret_expects_no_redial() {
+        let set = |disabled: &str| Op::Set {
+            id: "*1".into(),
+            desired: DesiredSecret {
+                fields: [("disabled", disabled.to_string())].into(),
+                ..secret(None, None)
+            },
+            fields: vec!["disabled".into()],
+            comment: String::new(),
+            kick: vec!["*80000001".into()],
+        };
+        assert!(expects_redial(&set("false")));
+        assert!(!expects_redial(&set("true")));
+        let kick = Op::Kick {
+            name: "juan".into(),
+            kick: vec!["*80000001".into()],
+        };
+        assert!(expects_redial(&kick));
+        let remove = Op::Remove {
+            id: "*1".into(),
+            name: "juan".into(),
+            kick: vec!["*80000001".into()],
+        };
+        assert!(!expects_redial(&remove));
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub enum PppoeError {
     /// The kicks' waves would not fit the router's apply deadline: the apply would be cut
     /// midway.
     #[error(
-        "router {router}: kick_rollout needs {waves} waves, {} of pauses, not less than deadline.apply_secs ({}); raise the deadline or the batch, or shorten the pause",
+        "router {router}: the kicks need {waves} wave(s) and {} of waiting (kick_rollout.pause between waves, then redial_wait), not less than deadline.apply_secs ({}); raise the deadline or the batch, or shorten the waits",
         crate::engine::deadline::words(*.pauses),
         crate::engine::deadline::words(*.deadline)
     )]
@@ -132,7 +132,7 @@ pub enum PppoeError {
         router: String,
         /// Waves the plan's kicks take.
         waves: usize,
-        /// Their pauses in all.
+        /// The pauses between them and the redial wait, in all.
         pauses: std::time::Duration,
         /// The router's apply deadline.
         deadline: std::time::Duration,

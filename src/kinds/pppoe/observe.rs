@@ -153,7 +153,7 @@ fn profiles_of(reply: Reply) -> BTreeSet<String> {
 }
 
 /// The session ids of a `/ppp/active/print`, by user name.
-fn sessions_of(reply: Reply) -> BTreeMap<String, Vec<String>> {
+pub(super) fn sessions_of(reply: Reply) -> BTreeMap<String, Vec<String>> {
     let mut sessions: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in reply.rows {
         if let (Some(n), Some(id)) = (row.get("name"), row.get(".id")) {
@@ -304,6 +304,7 @@ mod tests {
             prune: Prune::None,
             kick: Kick::OnChange,
             kick_rollout: None,
+            redial_wait: None,
             allow_empty_prune: false,
             secrets: vec![
                 DesiredSecret {

@@ -172,20 +172,24 @@ impl Provider for PppoeProvider {
                 cap,
             });
         }
-        if let Some(r) = t.desired.kick_rollout {
-            let sessions: Vec<usize> = planned
-                .items
-                .iter()
-                .map(|i| i.op.kick().len())
-                .filter(|&n| n > 0)
-                .collect();
-            let waves = super::apply::kick_waves(&sessions, Some(r.batch)).len();
-            let pauses = r.pause * u32::try_from(waves.saturating_sub(1)).unwrap_or(u32::MAX);
-            if waves > 1 && pauses >= t.router.deadline.apply {
+        let sessions: Vec<usize> = planned
+            .items
+            .iter()
+            .map(|i| i.op.kick().len())
+            .filter(|&n| n > 0)
+            .collect();
+        if !sessions.is_empty() {
+            let rollout = t.desired.kick_rollout;
+            let waves = super::apply::kick_waves(&sessions, rollout.map(|r| r.batch)).len();
+            let pauses = rollout.map_or(std::time::Duration::ZERO, |r| {
+                r.pause * u32::try_from(waves.saturating_sub(1)).unwrap_or(u32::MAX)
+            });
+            let waits = pauses + t.desired.redial_wait.unwrap_or_default();
+            if !waits.is_zero() && waits >= t.router.deadline.apply {
                 return Err(PppoeError::WavesOverDeadline {
                     router: router.to_string(),
                     waves,
-                    pauses,
+                    pauses: waits,
                     deadline: t.router.deadline.apply,
                 });
             }
@@ -206,13 +210,15 @@ impl Provider for PppoeProvider {
         _obs: Observation<RouterLive>,
     ) -> Vec<Outcome> {
         let t = &self.routers[router];
-        let rollout = t.desired.kick_rollout;
         super::apply::apply(
             router,
             &t.router,
             &t.route,
             items,
-            rollout,
+            super::apply::Kicks {
+                rollout: t.desired.kick_rollout,
+                redial_wait: t.desired.redial_wait,
+            },
             &self.key,
             &self.state,
         )

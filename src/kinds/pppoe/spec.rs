@@ -42,6 +42,12 @@ pub struct PppoeFile {
     /// the router's `deadline.apply_secs`.
     #[serde(default)]
     pub kick_rollout: Option<KickRolloutSpec>,
+    /// After an apply that disconnected sessions, wait up to this long (such as `60s`) for
+    /// those customers to redial, reading `/ppp/active` every few seconds, and report how
+    /// many did: a profile that locks customers out shows in the apply report. Counts toward
+    /// the router's `deadline.apply_secs`. Default: no wait, no report.
+    #[serde(default)]
+    pub redial_wait: Option<String>,
     /// Let this file hold `{ inline: ... }` passwords (each one is warned about).
     #[serde(default)]
     pub allow_inline_secrets: bool,
@@ -219,6 +225,8 @@ pub struct PppoeDesired {
     pub kick: Kick,
     /// Kicks in waves; `None`: all at once.
     pub kick_rollout: Option<KickRollout>,
+    /// See [`PppoeFile::redial_wait`].
+    pub redial_wait: Option<std::time::Duration>,
     /// See [`PppoeFile::allow_empty_prune`].
     pub allow_empty_prune: bool,
     /// Secrets, names unique.
@@ -433,6 +441,16 @@ pub(crate) fn validate(
             pause,
         })
     });
+    let redial_wait = file.redial_wait.as_ref().and_then(|w| {
+        humantime::parse_duration(w)
+            .map_err(|e| {
+                check.error(
+                    "redial_wait",
+                    format!("{w:?} is not a duration such as 60s or 2m: {e}"),
+                )
+            })
+            .ok()
+    });
     if check.error_count() > before {
         return None;
     }
@@ -441,6 +459,7 @@ pub(crate) fn validate(
         prune: file.prune,
         kick: file.kick,
         kick_rollout,
+        redial_wait,
         allow_empty_prune: file.allow_empty_prune,
         secrets,
     })

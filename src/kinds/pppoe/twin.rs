@@ -57,6 +57,11 @@ pub struct RouterFile {
     /// Delay of every answer, in milliseconds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub latency_ms: u64,
+    /// A session disconnected by `/ppp/active/remove` comes back this many milliseconds later
+    /// (the CPE redials), unless its secret is disabled or gone by then. Absent: kicked
+    /// sessions never come back. A redial still pending when the command ends is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redial_ms: Option<u64>,
     /// Faults the router injects (a dropped connection, a `!trap` on a command).
     #[serde(default, skip_serializing_if = "FaultsFile::is_empty")]
     pub faults: FaultsFile,
@@ -334,6 +339,7 @@ pub fn seed() -> RouterFile {
         ],
         hostile: None,
         latency_ms: 0,
+        redial_ms: None,
         faults: FaultsFile::default(),
         received: Received::default(),
         active: vec![
@@ -472,6 +478,7 @@ fn config_of(name: &str, file: &RouterFile) -> anyhow::Result<RouterConfig> {
         latency: std::time::Duration::from_millis(file.latency_ms),
         hostile: file.hostile.map(HostileSpec::hostile),
         faults: file.faults.faults(),
+        redial: file.redial_ms.map(std::time::Duration::from_millis),
         ..RouterConfig::default()
     })
 }

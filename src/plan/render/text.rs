@@ -240,13 +240,22 @@ pub fn report(r: &ApplyReport, paint: Paint) -> String {
                     paint.yellow("skipped"),
                     format!(": {}", o.reason.as_deref().unwrap_or("")),
                 ),
+                Status::Reverted => (
+                    paint.yellow("reverted"),
+                    format!(": {}", o.reason.as_deref().unwrap_or("")),
+                ),
+            };
+            let redial = match o.redialed {
+                Some(true) => " (redialed)",
+                Some(false) => " (not back on /ppp/active within redial_wait)",
+                None => "",
             };
             let action = match o.action {
                 Action::Create => "create",
                 Action::Update => "update",
                 Action::Delete => "delete",
             };
-            let _ = writeln!(s, "  {word} {} ({action}){reason}", o.address);
+            let _ = writeln!(s, "  {word} {} ({action}){reason}{redial}", o.address);
         }
     }
     let m = r.summary;
@@ -254,10 +263,15 @@ pub fn report(r: &ApplyReport, paint: Paint) -> String {
         s,
         "{}",
         paint.bold(&format!(
-            "Apply: {} applied, {} failed, {} skipped{}.",
+            "Apply: {} applied, {} failed, {} skipped{}{}.",
             m.applied,
             m.failed,
             m.skipped,
+            if m.reverted > 0 {
+                format!(", {} reverted", m.reverted)
+            } else {
+                String::new()
+            },
             if m.object_errors > 0 {
                 format!(", {} not reached", m.object_errors)
             } else {
@@ -265,5 +279,12 @@ pub fn report(r: &ApplyReport, paint: Paint) -> String {
             }
         ))
     );
+    if m.redial_checked > 0 {
+        let _ = writeln!(
+            s,
+            "Redial: {} of {} disconnected customer(s) back on /ppp/active within redial_wait.",
+            m.redialed, m.redial_checked
+        );
+    }
     s
 }

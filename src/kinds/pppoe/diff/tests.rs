@@ -13,6 +13,7 @@ fn desired(secrets: Vec<DesiredSecret>, prune: Prune) -> PppoeDesired {
         prune,
         kick: Kick::OnChange,
         kick_rollout: None,
+        redial_wait: None,
         allow_empty_prune: false,
         secrets,
     }
