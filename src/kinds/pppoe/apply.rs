@@ -388,10 +388,10 @@ async fn await_redials(conn: &mut Connection, p: &mut Progress<'_>, wait: Durati
     }
     for &i in &expected {
         let redialed = back.contains(&i);
-        if redialed || known {
-            if let Some(o) = p.outcomes[i].as_mut() {
-                o.redialed = Some(redialed);
-            }
+        if (redialed || known)
+            && let Some(o) = p.outcomes[i].as_mut()
+        {
+            o.redialed = Some(redialed);
         }
     }
 }
