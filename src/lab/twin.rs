@@ -78,11 +78,59 @@ impl<T: Any + Send + Sync + Serialize + DeserializeOwned> LabEndpoint for T {}
 /// One registered stand-in: as its kind uses it, and as JSON.
 type Registered = (Arc<dyn Any + Send + Sync>, serde_json::Value);
 
-/// Where each lab target is reached, by inventory section and target name.
+/// Where each lab target is reached, by inventory section and target name; and the links
+/// between twins of one process ([`BridgeHook`]).
 #[derive(Default)]
-pub struct LabEndpoints(BTreeMap<(String, String), Registered>);
+pub struct LabEndpoints(
+    BTreeMap<(String, String), Registered>,
+    BTreeMap<(String, String), BridgeHook>,
+);
+
+/// What a lab antenna tells the lab UISP server it reports to when its `udapi-bridge` starts
+/// (with the connection string it connects with) or stops: the UISP twin shows the device
+/// connected or not, as UISP would.
+#[derive(Clone)]
+pub struct BridgeHook(pub Arc<dyn Fn(&BridgeEvent<'_>) + Send + Sync>);
+
+impl BridgeHook {
+    /// Tells the linked twin.
+    pub fn call(&self, event: &BridgeEvent<'_>) {
+        (self.0)(event);
+    }
+}
+
+impl std::fmt::Debug for BridgeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BridgeHook")
+    }
+}
+
+/// One bridge start or stop ([`BridgeHook`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BridgeEvent<'a> {
+    /// The antenna's MAC, as its board reports it.
+    pub mac: &'a str,
+    /// The antenna's address.
+    pub ip: &'a str,
+    /// The connection string the new bridge connects with; `None`: no bridge runs now.
+    pub uri: Option<&'a str>,
+}
 
 impl LabEndpoints {
+    /// Registers what the twin of target `name` of `section` does when an antenna reporting
+    /// to it restarts its bridge (the UISP twin registers one per server).
+    pub fn link(&mut self, section: &str, name: &str, hook: BridgeHook) {
+        self.1.insert((section.to_string(), name.to_string()), hook);
+    }
+
+    /// What [`LabEndpoints::link`] registered for target `name` of `section` in this
+    /// process, if anything.
+    pub fn linked(&self, section: &str, name: &str) -> Option<BridgeHook> {
+        self.1
+            .get(&(section.to_string(), name.to_string()))
+            .cloned()
+    }
+
     /// Registers the stand-in of one target.
     pub fn insert<T: LabEndpoint>(&mut self, section: &str, name: &str, endpoint: T) {
         let described = serde_json::to_value(&endpoint).unwrap_or(serde_json::Value::Null);

@@ -153,6 +153,18 @@ impl Live {
             .is_some_and(|m| m >= 8)
     }
 
+    /// The connection string the bridge connects with: `running.cfg`'s when that file
+    /// exists, else `system.cfg`'s; `None` when that file has no readable `unms.uri` (a
+    /// secret: kept in memory only, to put an antenna back as it was).
+    pub fn bridge_connection(&self) -> Option<ConnectionString> {
+        let file = self
+            .files
+            .get(RUNNING_CFG)
+            .or_else(|| self.files.get(SYSTEM_CFG))?;
+        let uri = SystemCfg::parse(file).get(KEY_URI)?;
+        ConnectionString::parse_live(&uri).ok()
+    }
+
     /// When wispctl last changed a configuration file (clock ticks since boot), from the mark.
     pub fn changed_at(&self) -> Option<u64> {
         self.files

@@ -30,7 +30,7 @@ pub struct AirosFile {
     pub connected_in: Option<String>,
     /// How apply rolls the change out.
     #[serde(default)]
-    pub rollout: Rollout,
+    pub rollout: RolloutSpec,
     /// The antennas.
     pub antennas: Vec<AntennaSpec>,
 }
@@ -47,22 +47,75 @@ pub struct ConnectionSpec {
     pub secret: Option<SecretRef>,
 }
 
-/// Canary and wave settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+/// Canary and wave settings, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Rollout {
+pub struct RolloutSpec {
     /// Antennas read or written at once (default 20).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// The first wave: this many antennas are changed, and all must verify, before any other
-    /// is touched (default 3; 0 turns the canary off).
+    /// The first wave: this many antennas are changed, and all must verify (on the antenna,
+    /// then in UISP), before any other is touched (default 3; 0 turns the canary off).
     #[serde(default = "default_canary")]
     pub canary: usize,
     /// The rest is stopped (no new antenna started) once more than this many antennas have
     /// failed (default 0: the first failure stops the rollout).
     #[serde(default)]
     pub max_failures: usize,
+    /// After an antenna's bridge is restarted, how long to wait for the UISP server of
+    /// `connected_in` to show it connected again (by MAC; by address when no MAC is known),
+    /// such as `3m`; one that does not come back in time failed. `0s` turns the check off
+    /// (the antenna is then verified on the device only). Default `3m`; without a UISP server
+    /// there is nothing to ask.
+    #[serde(default)]
+    pub wait_connected: Option<String>,
+    /// How often UISP's device list is read while waiting (default `10s`; one request per
+    /// poll for the whole group).
+    #[serde(default)]
+    pub poll_uisp: Option<String>,
+    /// An antenna that UISP does not show connected in time is put back on the connection
+    /// string it had before (kept in memory from the read before the write, never in a file),
+    /// persisted, its bridge restarted, and reported as reverted. Default off.
+    #[serde(default)]
+    pub revert_if_not_connected: bool,
 }
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            concurrency: default_concurrency(),
+            canary: default_canary(),
+            max_failures: 0,
+            wait_connected: None,
+            poll_uisp: None,
+            revert_if_not_connected: false,
+        }
+    }
+}
+
+/// Canary and wave settings, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollout {
+    /// See [`RolloutSpec::concurrency`].
+    pub concurrency: usize,
+    /// See [`RolloutSpec::canary`].
+    pub canary: usize,
+    /// See [`RolloutSpec::max_failures`].
+    pub max_failures: usize,
+    /// See [`RolloutSpec::wait_connected`]; zero: not checked.
+    pub wait_connected: std::time::Duration,
+    /// See [`RolloutSpec::poll_uisp`].
+    pub poll_uisp: std::time::Duration,
+    /// See [`RolloutSpec::revert_if_not_connected`].
+    pub revert_if_not_connected: bool,
+}
+
+/// The default of `rollout.wait_connected`: UISP shows a fixed antenna connected within a
+/// minute or two.
+pub const DEFAULT_WAIT_CONNECTED: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The default of `rollout.poll_uisp`.
+pub const DEFAULT_POLL_UISP: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn default_concurrency() -> usize {
     20
@@ -78,6 +131,9 @@ impl Default for Rollout {
             concurrency: default_concurrency(),
             canary: default_canary(),
             max_failures: 0,
+            wait_connected: DEFAULT_WAIT_CONNECTED,
+            poll_uisp: DEFAULT_POLL_UISP,
+            revert_if_not_connected: false,
         }
     }
 }
@@ -201,6 +257,38 @@ pub(crate) fn validate(
             "concurrency must be at least 1".into(),
         );
     }
+    let mut duration = |path: &str, text: Option<&String>, default| match text {
+        None => default,
+        Some(t) => humantime::parse_duration(t).unwrap_or_else(|e| {
+            check.error(
+                path,
+                format!("{t:?} is not a duration such as 10s or 3m: {e}"),
+            );
+            default
+        }),
+    };
+    let r = &file.rollout;
+    let rollout = Rollout {
+        concurrency: r.concurrency,
+        canary: r.canary,
+        max_failures: r.max_failures,
+        wait_connected: duration(
+            "rollout.wait_connected",
+            r.wait_connected.as_ref(),
+            DEFAULT_WAIT_CONNECTED,
+        ),
+        poll_uisp: duration("rollout.poll_uisp", r.poll_uisp.as_ref(), DEFAULT_POLL_UISP),
+        revert_if_not_connected: r.revert_if_not_connected,
+    };
+    if rollout.poll_uisp.is_zero() {
+        check.error("rollout.poll_uisp", "poll_uisp must be more than 0s".into());
+    }
+    if rollout.revert_if_not_connected && (rollout.wait_connected.is_zero() || connected_in.is_none()) {
+        check.error(
+            "rollout.revert_if_not_connected",
+            "revert_if_not_connected needs a UISP server to ask (connected_in or connection.uisp) and a wait_connected above 0s".into(),
+        );
+    }
     if file.antennas.is_empty() {
         check.error(
             "antennas",
@@ -274,7 +362,7 @@ pub(crate) fn validate(
         source: check.file.to_path_buf(),
         connection: connection?,
         connected_in,
-        rollout: file.rollout,
+        rollout,
         antennas,
     })
 }

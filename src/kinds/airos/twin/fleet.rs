@@ -297,6 +297,9 @@ pub struct FleetOptions {
     /// Save the fleet to this file (as [`FleetFile`] JSON) after every command that changes an
     /// antenna, then count a write for the crash tests. Default: never saved.
     pub save_to: Option<std::path::PathBuf>,
+    /// Told each time an antenna's `udapi-bridge` is respawned (with the URI it connects with)
+    /// or killed for good: the lab UISP server the antennas report to. Default: nobody.
+    pub bridge_hook: Option<crate::lab::twin::BridgeHook>,
 }
 
 /// What an antenna holds now. `Debug` shows sizes, not file contents.
@@ -401,6 +404,8 @@ struct Reply {
     rejected: bool,
     /// It changed the antenna (a file, the flash, a process): the fleet is saved.
     changed: bool,
+    /// The bridge was respawned (`Some(uri)`) or is gone (`Some(None)`).
+    bridge: Option<Option<String>>,
 }
 
 impl Reply {
@@ -496,6 +501,16 @@ impl Antenna {
             Some(_) => None,
         };
         Ok(antenna)
+    }
+
+    /// The MAC its board reports (`board.hwaddr`), as written there.
+    fn mac(&self) -> String {
+        String::from_utf8_lossy(&self.board_info)
+            .lines()
+            .find_map(|l| l.strip_prefix("board.hwaddr="))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// The URI a bridge starting now connects with.
@@ -657,7 +672,10 @@ impl Antenna {
                 });
                 self.bridge_restarts += 1;
             }
-            Reply::changed()
+            Reply {
+                bridge: Some(self.bridge.as_ref().and_then(|b| b.uri.clone())),
+                ..Reply::changed()
+            }
         } else if pid == PID_SUPERVISOR && self.supervisor_alive {
             self.supervisor_alive = false;
             Reply::changed()
@@ -913,6 +931,7 @@ impl Fleet {
             stopped,
             tasks: Tasks::new(),
             saver,
+            bridge_hook: opts.bridge_hook.clone(),
         });
         for (slot, listener) in slots.iter().zip(listeners) {
             let (slot, shared2) = (slot.clone(), shared.clone());
@@ -1093,6 +1112,8 @@ struct Shared {
     tasks: Tasks,
     /// Where the fleet is saved after a change, if anywhere.
     saver: Option<Saver>,
+    /// [`FleetOptions::bridge_hook`].
+    bridge_hook: Option<crate::lab::twin::BridgeHook>,
 }
 
 #[derive(Default)]
@@ -1392,6 +1413,14 @@ impl server::Handler for AntennaPeer {
             && let Some(saver) = &self.shared.saver
         {
             saver.save();
+        }
+        if let (Some(uri), Some(hook)) = (&reply.bridge, &self.shared.bridge_hook) {
+            let mac = self.slot.model().mac();
+            hook.call(&crate::lab::twin::BridgeEvent {
+                mac: &mac,
+                ip: &self.slot.host,
+                uri: uri.as_deref(),
+            });
         }
         tracing::debug!(host = %self.slot.host, program, status = reply.status, "lab airos: command");
         self.shared.count(|c| &c.commands);

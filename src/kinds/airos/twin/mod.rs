@@ -219,6 +219,11 @@ impl crate::lab::twin::Twin for Twin {
                 let file: FleetFile =
                     read_json(&antennas_path(lab, name), &format!("antenna group {name}"))?;
                 let legacy = set.targets.get(name).is_some_and(|g| g.legacy);
+                // The lab UISP server the group's antennas report to, when it runs here.
+                let bridge_hook = set.desired[name]
+                    .connected_in
+                    .as_deref()
+                    .and_then(|uisp| endpoints.linked(crate::uisp_api::SECTION, uisp));
                 let fleet = Fleet::start(
                     &file,
                     FleetOptions {
@@ -226,6 +231,7 @@ impl crate::lab::twin::Twin for Twin {
                         // Each change is saved at once (a crash point for the crash tests);
                         // `save` after the command saves the same state again.
                         save_to: Some(antennas_path(lab, name)),
+                        bridge_hook,
                         ..FleetOptions::default()
                     },
                 )

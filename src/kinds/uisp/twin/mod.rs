@@ -33,6 +33,15 @@ pub struct UispFile {
     pub connection_string: String,
     /// Sites and devices.
     pub state: server::UispState,
+    /// How long after a lab antenna's bridge connects with this server's connection string
+    /// UISP shows the device connected, in milliseconds (default 0: at once). See
+    /// [`UispLab::bridge_hook`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reconnect_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl std::fmt::Debug for UispFile {
@@ -52,6 +61,7 @@ pub fn seed() -> UispFile {
     UispFile {
         token: "lab-uisp-nms-token".into(),
         connection_string: crate::lab::twin::LAB_CONNECTION_STRING.into(),
+        reconnect_ms: 0,
         state: server::UispState {
             sites: vec![
                 server::LabSite::new(TOMATLAN, "Tomatlan", "site", None),
@@ -190,6 +200,8 @@ impl crate::lab::twin::Twin for Twin {
                     ..UispConfig::default()
                 };
                 let server = UispLab::start(config, file.state).await?;
+                let delay = std::time::Duration::from_millis(file.reconnect_ms);
+                endpoints.link(super::Kind::SECTION, name, server.bridge_hook(delay));
                 endpoints.insert(
                     super::Kind::SECTION,
                     name,

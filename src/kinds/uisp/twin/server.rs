@@ -419,6 +419,39 @@ impl UispLab {
         self.shared.lock().latency = latency;
     }
 
+    /// What the lab's antennas reporting to this server call when their `udapi-bridge`
+    /// starts or stops: a bridge connecting with a connection string that names this
+    /// server's host and port (any key) shows its device connected `delay` later (`active`
+    /// when authorized, else `unauthorized`; a device not listed yet is added, unauthorized,
+    /// as UISP lists a new device that connects); any other string, or no bridge, shows it
+    /// `disconnected` at once. Holds the server weakly: once it stops, nothing happens.
+    pub fn bridge_hook(&self, delay: Duration) -> crate::lab::twin::BridgeHook {
+        let shared = Arc::downgrade(&self.shared);
+        crate::lab::twin::BridgeHook(Arc::new(move |e: &crate::lab::twin::BridgeEvent<'_>| {
+            let Some(s) = shared.upgrade() else { return };
+            let Some(mac) = crate::mac::normalise_mac(e.mac) else {
+                return;
+            };
+            let ours = server_part(&s.fixed.connection_string);
+            let serves = e
+                .uri
+                .is_some_and(|u| server_part(u).eq_ignore_ascii_case(ours));
+            if !serves {
+                s.bridge_down(&mac);
+            } else if delay.is_zero() {
+                s.bridge_up(&mac, e.ip);
+            } else {
+                let (weak, ip) = (Arc::downgrade(&s), e.ip.to_string());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Some(s) = weak.upgrade() {
+                        s.bridge_up(&mac, &ip);
+                    }
+                });
+            }
+        }))
+    }
+
     /// Every request received so far, in the order the lab ran them, faulted ones included.
     pub fn calls(&self) -> Vec<Call> {
         self.shared.lock().calls.clone()
@@ -444,6 +477,56 @@ impl Drop for UispLab {
         // The accept loop sees the signal (or the sender gone), closes the listener and aborts
         // every connection task.
         let _ = self.stop.send(true);
+    }
+}
+
+/// The `HOST:PORT` of a connection string (`wss://HOST:PORT+KEY...`).
+fn server_part(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    rest.split('+').next().unwrap_or(rest)
+}
+
+impl Shared {
+    /// The device with this MAC shows connected (added, unauthorized, when not listed).
+    fn bridge_up(&self, mac: &str, ip: &str) {
+        let mut inner = self.lock();
+        let state = &mut inner.state;
+        let mut found = false;
+        for d in state
+            .devices
+            .iter_mut()
+            .filter(|d| crate::mac::normalise_mac(&d.mac).as_deref() == Some(mac))
+        {
+            found = true;
+            d.failed_message_decryption = false;
+            d.status = if d.authorized {
+                "active".into()
+            } else {
+                "unauthorized".into()
+            };
+        }
+        if !found {
+            state.devices.push(LabDevice::new(
+                &new_uuid(),
+                mac,
+                None,
+                Some(&format!("{ip}/24")),
+                None,
+            ));
+        }
+    }
+
+    /// The device with this MAC, if listed, shows disconnected.
+    fn bridge_down(&self, mac: &str) {
+        let mut inner = self.lock();
+        for d in inner
+            .state
+            .devices
+            .iter_mut()
+            .filter(|d| crate::mac::normalise_mac(&d.mac).as_deref() == Some(mac))
+        {
+            d.status = "disconnected".into();
+        }
     }
 }
 
