@@ -826,8 +826,21 @@ proptest! {
                 jump: None,
             };
             let w = World::start(file.clone(), None).await;
-            let (_, report) = w.apply().await;
+            let (plan, report) = w.apply().await;
             prop_assert!(report.succeeded(), "{:#?}", report);
+            // Customer impact: the plan's antenna restarts are the bridges apply restarted,
+            // per antenna and in the summary; nothing else is counted.
+            let restarted: Vec<String> = (0..file.antennas.len())
+                .filter(|&i| w.fleet.state(&host(i)).unwrap().bridge_restarts > 0)
+                .map(addr)
+                .collect();
+            let predicted: Vec<String> = plan.targets.iter().flat_map(|t| &t.changes)
+                .filter(|c| c.impact.antenna_restarts > 0)
+                .map(|c| c.address.clone())
+                .collect();
+            prop_assert_eq!(&predicted, &restarted);
+            prop_assert_eq!(plan.summary.antenna_restarts, restarted.len());
+            prop_assert_eq!((plan.summary.disconnects, plan.summary.tunnel_restarts), (0, 0));
             let again = w.plan().await.plan;
             prop_assert!(changed(&again).is_empty(), "{:?}", again);
             for (i, a) in file.antennas.iter().enumerate() {

@@ -339,8 +339,38 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         "problems: {:?}",
         first.plan.problems()
     );
+    // Every peer file as it was, to count the tunnels apply really gave new settings.
+    let peers_dir = root.join("etc/ppp/peers");
+    let peer_files = |dir: &std::path::Path| -> BTreeMap<String, Vec<u8>> {
+        PEER_NAMES
+            .iter()
+            .filter_map(|n| std::fs::read(dir.join(n)).ok().map(|b| (n.to_string(), b)))
+            .collect()
+    };
+    let peers_before = peer_files(&peers_dir);
+    let planned_restarts = first.plan.summary.tunnel_restarts;
+    let per_change: usize = first
+        .plan
+        .targets
+        .iter()
+        .flat_map(|t| &t.changes)
+        .map(|ch| ch.impact.tunnel_restarts)
+        .sum();
+    prop_assert_eq!(planned_restarts, per_change, "summary and changes disagree");
+    let planned_summary = first.plan.summary;
     let report = rt.block_on(first.apply(&BTreeMap::new()));
     prop_assert!(report.succeeded(), "apply failed: {report:?}");
+    // Customer impact: a tunnel needs a restart exactly when apply rewrote the content of a
+    // peer file that existed (a new file has no tunnel running yet; a mode fix changes nothing
+    // pppd reads).
+    let peers_after = peer_files(&peers_dir);
+    let rewritten = peers_before
+        .iter()
+        .filter(|(n, b)| peers_after.get(*n).is_some_and(|a| a != *b))
+        .count();
+    prop_assert_eq!(planned_restarts, rewritten, "tunnel restarts in the plan");
+    prop_assert_eq!(planned_summary.disconnects, 0);
+    prop_assert_eq!(planned_summary.antenna_restarts, 0);
     let second = rt.block_on(engine.plan());
     prop_assert!(
         second.plan.summary.is_empty(),

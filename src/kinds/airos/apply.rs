@@ -207,7 +207,8 @@ impl<'a> UispCheck<'a> {
         let devices = client.devices().await.map_err(|e| e.to_string())?;
         let mut view = UispView::new(self.server);
         for d in &devices {
-            let online = d.status == "active" || (d.status == "unauthorized" && !d.failed_decryption);
+            let online =
+                d.status == "active" || (d.status == "unauthorized" && !d.failed_decryption);
             view.list(&d.mac, d.ip.as_deref(), online);
         }
         let view = Arc::new(view);
@@ -264,7 +265,9 @@ async fn prove(
             "written and verified on the antenna, but UISP {} did not show it connected within {}{}",
             check.server,
             crate::engine::deadline::words(check.wait),
-            error.map(|e| format!(" (last read of its device list failed: {e})")).unwrap_or_default()
+            error
+                .map(|e| format!(" (last read of its device list failed: {e})"))
+                .unwrap_or_default()
         ),
     };
     if !check.revert {

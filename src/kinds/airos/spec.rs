@@ -283,7 +283,9 @@ pub(crate) fn validate(
     if rollout.poll_uisp.is_zero() {
         check.error("rollout.poll_uisp", "poll_uisp must be more than 0s".into());
     }
-    if rollout.revert_if_not_connected && (rollout.wait_connected.is_zero() || connected_in.is_none()) {
+    if rollout.revert_if_not_connected
+        && (rollout.wait_connected.is_zero() || connected_in.is_none())
+    {
         check.error(
             "rollout.revert_if_not_connected",
             "revert_if_not_connected needs a UISP server to ask (connected_in or connection.uisp) and a wait_connected above 0s".into(),
