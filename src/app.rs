@@ -482,6 +482,18 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     if let Some(h) = &lock.taken_over {
         eprintln!("warning: took over the apply lock left by {h}");
     }
+    // A run that ends before its report leaves none, never the previous run's.
+    if let Some(path) = &o.report_file {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot remove the previous apply report {}", path.display())
+                });
+            }
+        }
+    }
     let reporter = Reporter::for_output(Format::Text);
     let t = Targets::start(g, &d, Writes::State, o.read.trust_new_host_keys, &reporter).await?;
     let run: PlannedRun = engine_for(&d, &o.read, &t, filter).plan().await;
@@ -507,8 +519,9 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     if !run.plan.has_changes() {
         let clean = run.plan.problems().is_empty() && refusals.is_empty();
         // Nothing to change: only what reading the targets learned is kept.
-        run.apply(&refusals).await;
+        let report = run.apply(&refusals).await;
         t.save()?;
+        write_report(o, &report)?;
         drop(lock);
         return Ok(if clean { exit::SUCCESS } else { exit::ERROR });
     }
@@ -520,20 +533,26 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     reporter.finish();
     t.save()?;
     write!(out, "{}", text::report(&report, text::Paint(g.color)))?;
+    write_report(o, &report)?;
     drop(lock);
-    if let Some(path) = &o.report_file {
-        crate::files::write_atomic(
-            path,
-            crate::plan::render::json::report(&report).as_bytes(),
-            0o644,
-        )
-        .with_context(|| format!("cannot write the apply report to {}", path.display()))?;
-    }
     Ok(if report.succeeded() {
         exit::SUCCESS
     } else {
         exit::ERROR
     })
+}
+
+/// `--report FILE`: the report as JSON, written atomically while the lock is held.
+fn write_report(o: &ApplyOptions, report: &crate::plan::report::ApplyReport) -> anyhow::Result<()> {
+    if let Some(path) = &o.report_file {
+        crate::files::write_atomic(
+            path,
+            crate::plan::render::json::report(report).as_bytes(),
+            0o644,
+        )
+        .with_context(|| format!("cannot write the apply report to {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn read_plan(path: &Path) -> anyhow::Result<Plan> {

@@ -19,6 +19,20 @@ const KEYS: [&str; 2] = [
     "JuanDeviceSpecificKey4242",
 ];
 
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn json(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -97,12 +111,33 @@ fn moved_group(revert: bool) -> Lab {
 fn a_canary_that_never_reconnects_is_reverted_and_the_rollout_stops() {
     let lab = moved_group(true);
     let before = antennas(&lab);
-    let apply = lab.run_env(&["apply", "--auto-approve"], &[("AIROS_URI", ELSEWHERE)]);
+    let report = lab.tmp.path().join("report.json");
+    let apply = lab.run_env(
+        &[
+            "apply",
+            "--auto-approve",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[("AIROS_URI", ELSEWHERE)],
+    );
     assert_eq!(apply.code, 1, "{}", apply.all());
     let out = apply.all();
-    for key in KEYS {
-        assert!(!out.contains(key), "a key is shown: {out}");
+    // Neither key, nor the host it was sent to with them, in the output, the JSON report or
+    // any file of the state folder (the previous string is kept in memory only).
+    let report_text = std::fs::read_to_string(&report).unwrap();
+    let mut shown = vec![out.clone(), report_text.clone()];
+    for entry in walk(&lab.lab().join("state")) {
+        shown.push(String::from_utf8_lossy(&std::fs::read(entry).unwrap()).into_owned());
     }
+    for text in &shown {
+        for key in KEYS {
+            assert!(!text.contains(key), "a key is shown: {text}");
+        }
+    }
+    let report: Value = serde_json::from_str(&report_text).unwrap();
+    assert_eq!(report["summary"]["reverted"], 2, "{report_text}");
+    assert_eq!(report["summary"]["skipped"], 3, "{report_text}");
     let reverted: Vec<&str> = apply
         .stdout
         .lines()
@@ -112,7 +147,7 @@ fn a_canary_that_never_reconnects_is_reverted_and_the_rollout_stops() {
     for line in &reverted {
         assert!(
             line.contains("UISP main did not show it connected within 2s")
-                && line.contains("put back on its previous connection string (persisted, bridge restarted); connected again in UISP"),
+                && line.contains("put back on its previous connection string (system.cfg written, running.cfg written, persisted, udapi-bridge killed); connected again in UISP"),
             "{line}"
         );
     }

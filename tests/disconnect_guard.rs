@@ -324,3 +324,25 @@ fn the_text_report_names_who_did_not_redial() {
         apply.all()
     );
 }
+
+/// Waits that would not fit the router's apply deadline (the pauses between waves, then
+/// `redial_wait`) are refused at plan time, with the sum and the deadline; nothing is written.
+#[test]
+fn waits_over_the_routers_deadline_are_refused_at_plan_time() {
+    let lab = shared_default_change(50);
+    edit(&lab.desired().join("pppoe/balanceador.yaml"), |text| {
+        text.replacen("kick: on-change", "redial_wait: 2h\nkick: on-change", 1)
+    });
+    let before = writes(&lab);
+    let plan = lab.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.all().contains(
+            "router balanceador: the kicks need 1 wave(s) and 2h of waiting (kick_rollout.pause between waves, then redial_wait), not less than deadline.apply_secs"
+        ),
+        "{}",
+        plan.all()
+    );
+    lab.run(&["apply", "--auto-approve"]).expect(1);
+    assert_eq!(writes(&lab), before, "nothing was written");
+}

@@ -1738,7 +1738,7 @@ fn active_remove(state: &mut State, cmd: &Sentence) -> Result<Answer, Trap> {
             .into_iter()
             .map(|i| {
                 let session = state.active[i].clone();
-                let password = state.dialed_with.get(&session.id).cloned();
+                let password = state.dialed_with.remove(&session.id);
                 (due, session, password)
             })
             .collect();

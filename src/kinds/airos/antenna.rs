@@ -274,6 +274,8 @@ pub enum AntennaError {
         host: String,
         /// What had been done: `system.cfg written`, ...
         done: String,
+        /// Whether the bridge had been killed (its connection to UISP restarted).
+        restarted: bool,
         /// The step that failed.
         source: Box<AntennaError>,
     },
@@ -685,6 +687,7 @@ pub async fn write_uri(
         Err(e) if done.anything() => Err(AntennaError::Unfinished {
             host,
             done: done.describe(),
+            restarted: done.bridges_restarted > 0,
             source: Box::new(e),
         }),
         Err(e) => Err(e),
@@ -1159,6 +1162,7 @@ mod tests {
         let e = AntennaError::Unfinished {
             host: "10.10.1.5:22".into(),
             done: done.describe(),
+            restarted: false,
             source: Box::new(AntennaError::Command {
                 host: "10.10.1.5:22".into(),
                 program: commands::CFGMTD.into(),

@@ -1,7 +1,8 @@
 //! Apply one antenna group in waves: the canary wave first (`rollout.canary` antennas, every
-//! one of which must verify before any other is touched), then the rest, at most
-//! `rollout.concurrency` written at once, no new antenna started once more than
-//! `rollout.max_failures` have failed. Every planned change ends with exactly one outcome:
+//! one of which must verify before any other is touched), then waves of
+//! `rollout.concurrency`, each verified before the next starts, no new antenna started once
+//! more than `rollout.max_failures` have failed, and no new wave once the group's apply
+//! deadline leaves no room for its wait. Every planned change ends with exactly one outcome:
 //! applied, failed (why), skipped (why) or reverted (why).
 //!
 //! An antenna verifies on the device (the procedure re-reads both files), then, when its
@@ -10,8 +11,13 @@
 //! it shows the antenna connected again, by MAC, or `rollout.wait_connected` passes. One that
 //! does not come back failed; with `rollout.revert_if_not_connected` it is put back on the
 //! connection string its bridge had before the run (kept in memory from the read, never in a
-//! file), persisted and restarted, waited for again, and reported as reverted. An antenna
-//! waiting for UISP holds no concurrency slot: the next ones are written meanwhile.
+//! file), persisted and restarted, waited for again, and reported as reverted. One whose
+//! procedure stopped after its bridge was killed is waited for too (still failed when it
+//! comes back, reverted like the others when not). The waits end before the group's apply
+//! deadline (less a margin): a cut apply would lose every outcome.
+//!
+//! The first look comes [`FIRST_LOOK`] after the restart: killing the bridge closes its
+//! connection, which UISP sees at once, so a device shown connected then has connected again.
 //!
 //! Afterwards apply keeps what the run learned (this is the one place that writes): which
 //! credential worked per antenna ([`super::remembered`]) and the host keys trusted on first use
@@ -62,15 +68,29 @@ pub(super) async fn group(
     let learned = Mutex::new(BTreeMap::new());
     let done = AtomicUsize::new(0);
     let rollout = group.desired.rollout;
+    // The waits end before the group's apply deadline, with a margin for what follows them:
+    // an apply cut at its deadline would lose every outcome.
+    let apply = group.ssh.deadline.apply;
+    let until = Instant::now() + apply.saturating_sub((apply / 10).min(Duration::from_secs(30)));
     let check = group
         .desired
         .connected_in
         .as_ref()
         .filter(|_| !rollout.wait_connected.is_zero())
-        .map(|server| UispCheck::new(p, server, rollout));
+        .map(|server| UispCheck::new(p, server, rollout, until));
+    // A wave starts only while its waits fit: once to prove it, once more after a revert.
+    let wave_wait = check.as_ref().map_or(Duration::ZERO, |c| {
+        c.wait.saturating_mul(if c.revert { 2 } else { 1 })
+    });
+    let room = || {
+        Instant::now()
+            .checked_add(wave_wait)
+            .is_some_and(|t| t <= until)
+    };
     let outcomes = roll_out(
         &items,
         rollout,
+        room,
         |item| {
             let a = &group.desired.antennas[item.op.0];
             let (login, live, learned) = (&login, &live, &learned);
@@ -81,19 +101,33 @@ pub(super) async fn group(
             let (login, live, learned, done, check) = (&login, &live, &learned, &done, &check);
             async move {
                 let address = &item.change.address;
-                let outcome = match written {
-                    Err(e) => Outcome::failed(address, Action::Update, e.to_string()),
-                    Ok(w) => match check {
-                        Some(check) if w.bridges_restarted > 0 => {
-                            let before = live.antennas.get(item.op.0).and_then(|r| r.as_ref().ok());
-                            let cred = learned
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .get(&a.host)
-                                .copied();
-                            prove(check, login, a, before, cred, address).await
-                        }
-                        _ => Outcome::applied(address, Action::Update),
+                // Restarted: the antenna's connection to UISP was cut, whether or not the
+                // procedure finished.
+                let restarted = match &written {
+                    Ok(w) => w.bridges_restarted > 0,
+                    Err(AntennaError::Unfinished { restarted, .. }) => *restarted,
+                    Err(_) => false,
+                };
+                let outcome = match check {
+                    Some(check) if restarted => {
+                        let before = live.antennas.get(item.op.0).and_then(|r| r.as_ref().ok());
+                        let cred = learned
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .get(&a.host)
+                            .copied();
+                        let target = Target {
+                            login,
+                            antenna: a,
+                            before,
+                            cred,
+                            address,
+                        };
+                        prove(check, &target, written.err()).await
+                    }
+                    _ => match written {
+                        Ok(_) => Outcome::applied(address, Action::Update),
+                        Err(e) => Outcome::failed(address, Action::Update, e.to_string()),
                     },
                 };
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -168,6 +202,8 @@ struct UispCheck<'a> {
     poll: Duration,
     /// `rollout.revert_if_not_connected`.
     revert: bool,
+    /// No wait goes past this (the group's apply deadline, less a margin).
+    until: Instant,
     /// The last device list read, and when: every antenna waiting shares it.
     last: tokio::sync::Mutex<Option<(Instant, Arc<UispView>)>>,
 }
@@ -181,13 +217,19 @@ enum Reconnect {
 }
 
 impl<'a> UispCheck<'a> {
-    fn new(p: &'a AirosProvider, server: &'a str, rollout: super::spec::Rollout) -> Self {
+    fn new(
+        p: &'a AirosProvider,
+        server: &'a str,
+        rollout: super::spec::Rollout,
+        until: Instant,
+    ) -> Self {
         UispCheck {
             p,
             server,
             wait: rollout.wait_connected,
             poll: rollout.poll_uisp,
             revert: rollout.revert_if_not_connected,
+            until,
             last: tokio::sync::Mutex::new(None),
         }
     }
@@ -222,7 +264,9 @@ impl<'a> UispCheck<'a> {
     /// less than half a pause ago, and after this one's restart, is reused.
     async fn wait_for(&self, a: &Antenna, board_mac: Option<&str>) -> Reconnect {
         let started = Instant::now();
-        let until = started + self.wait;
+        let until = started
+            .checked_add(self.wait)
+            .map_or(self.until, |t| t.min(self.until));
         let mut error = None;
         let mut pause = self.poll.min(FIRST_LOOK);
         loop {
@@ -248,21 +292,44 @@ impl<'a> UispCheck<'a> {
 /// When UISP is first asked about an antenna after its bridge restarted.
 const FIRST_LOOK: Duration = Duration::from_secs(1);
 
-/// An antenna written and restarted: proven when UISP shows it connected again; otherwise
+/// The antenna being proven, and what putting it back needs.
+struct Target<'l, 'a> {
+    login: &'l Login<'a>,
+    antenna: &'l Antenna,
+    /// As read before the write (its bridge's connection string is what a revert puts back).
+    before: Option<&'l Live>,
+    /// The credential that worked for the write.
+    cred: Option<usize>,
+    address: &'l str,
+}
+
+/// An antenna whose bridge was restarted (`unfinished`: the procedure failed after that):
+/// proven when UISP shows it connected again (an unfinished one still failed); otherwise
 /// failed, or put back on its previous connection string (`revert_if_not_connected`).
 async fn prove(
     check: &UispCheck<'_>,
-    login: &Login<'_>,
-    a: &Antenna,
-    before: Option<&Live>,
-    cred: Option<usize>,
-    address: &str,
+    t: &Target<'_, '_>,
+    unfinished: Option<AntennaError>,
 ) -> Outcome {
-    let board_mac = before.and_then(|l| l.board.hwaddr.as_deref());
+    let (a, address) = (t.antenna, t.address);
+    let board_mac = t.before.and_then(|l| l.board.hwaddr.as_deref());
+    let first = match &unfinished {
+        Some(e) => format!("{e}; "),
+        None => "written and verified on the antenna, but ".to_string(),
+    };
     let why = match check.wait_for(a, board_mac).await {
-        Reconnect::Connected => return Outcome::applied(address, Action::Update),
+        Reconnect::Connected => {
+            return match unfinished {
+                None => Outcome::applied(address, Action::Update),
+                Some(e) => Outcome::failed(
+                    address,
+                    Action::Update,
+                    format!("{e}; UISP {} shows it connected", check.server),
+                ),
+            };
+        }
         Reconnect::NotConnected(error) => format!(
-            "written and verified on the antenna, but UISP {} did not show it connected within {}{}",
+            "{first}UISP {} did not show it connected within {}{}",
             check.server,
             crate::engine::deadline::words(check.wait),
             error
@@ -273,7 +340,7 @@ async fn prove(
     if !check.revert {
         return Outcome::failed(address, Action::Update, why);
     }
-    let Some(previous) = before.and_then(Live::bridge_connection) else {
+    let Some(previous) = t.before.and_then(Live::bridge_connection) else {
         return Outcome::failed(
             address,
             Action::Update,
@@ -281,7 +348,7 @@ async fn prove(
         );
     };
     let reverted = async {
-        let (session, _) = login.connect(a, cred).await?;
+        let (session, _) = t.login.connect(a, t.cred).await?;
         let r = antenna::write_uri(&session, &previous, a.mac.as_deref(), false).await;
         session.close().await;
         r
@@ -293,7 +360,15 @@ async fn prove(
             Action::Update,
             format!("{why}; putting back its previous connection string failed: {e}"),
         ),
-        Ok(_) => {
+        Ok(w) if w.bridges_restarted == 0 => Outcome::failed(
+            address,
+            Action::Update,
+            format!(
+                "{why}; putting back its previous connection string restarted nothing ({})",
+                w.describe()
+            ),
+        ),
+        Ok(w) => {
             let after = match check.wait_for(a, board_mac).await {
                 Reconnect::Connected => "connected again in UISP".to_string(),
                 Reconnect::NotConnected(_) => format!(
@@ -305,7 +380,8 @@ async fn prove(
                 address,
                 Action::Update,
                 format!(
-                    "{why}: put back on its previous connection string (persisted, bridge restarted); {after}"
+                    "{why}: put back on its previous connection string ({}); {after}",
+                    w.describe()
                 ),
             )
         }
@@ -340,15 +416,18 @@ fn keep(
     }
 }
 
-/// Runs `write` then `prove` over `items` in waves (see the module documentation) and returns
-/// exactly one outcome per item, in the items' order. `write` runs holding one of
-/// `rollout.concurrency` slots, `prove` (which turns what `write` gave into the outcome, and
-/// may wait long) without one. Only the outcome's status decides: anything but applied in
-/// the canary stops the rollout; a failed or reverted antenna after it counts toward
-/// `rollout.max_failures`.
+/// Runs `write` then `prove` over `items` in waves and returns exactly one outcome per item,
+/// in the items' order: the canary wave (`rollout.canary` items), then waves of
+/// `rollout.concurrency`, each written (at most `concurrency` at once) and proven before the
+/// next starts. Only the outcome's status decides: anything but applied in the canary stops
+/// the rollout; after it, a failed or reverted item counts toward `rollout.max_failures`, and
+/// no item is started once more have failed. A wave after the canary starts only while
+/// `room` says there is time left for it (the group's apply deadline); the items not started
+/// are skipped, each saying why.
 pub async fn roll_out<'i, W, F, Fut, V, VFut>(
     items: &'i [Item<Op>],
     rollout: Rollout,
+    room: impl Fn() -> bool,
     write: F,
     prove: V,
 ) -> Vec<Outcome>
@@ -360,39 +439,41 @@ where
 {
     let total = items.len();
     let canary = rollout.canary.min(total);
-    let sem = Semaphore::new(rollout.concurrency.max(1));
+    let per_wave = rollout.concurrency.max(1);
+    let sem = Semaphore::new(per_wave);
+    let failures = AtomicUsize::new(0);
     let wave = |range: Range<usize>, stop_after: Option<usize>| {
-        let (sem, write, prove) = (&sem, &write, &prove);
-        let failures = AtomicUsize::new(0);
+        let (sem, write, prove, failures) = (&sem, &write, &prove, &failures);
         async move {
-            let jobs = range.map(|i| {
-                let failures = &failures;
-                async move {
-                    let written = {
-                        let _permit = sem.acquire().await;
-                        if let Some(max) = stop_after {
-                            let f = failures.load(Ordering::SeqCst);
-                            if f > max {
-                                return Outcome::skipped(
-                                    &items[i].change.address,
-                                    Action::Update,
-                                    format!(
-                                        "rollout stopped: {f} antenna(s) failed (rollout.max_failures is {max})"
-                                    ),
-                                );
-                            }
+            let jobs = range.map(|i| async move {
+                let written = {
+                    let _permit = sem.acquire().await;
+                    if let Some(max) = stop_after {
+                        let f = failures.load(Ordering::SeqCst);
+                        if f > max {
+                            return Outcome::skipped(
+                                &items[i].change.address,
+                                Action::Update,
+                                stopped(f, max),
+                            );
                         }
-                        write(&items[i]).await
-                    };
-                    let o = prove(&items[i], written).await;
-                    if matches!(o.status, Status::Failed | Status::Reverted) {
-                        failures.fetch_add(1, Ordering::SeqCst);
                     }
-                    o
+                    write(&items[i]).await
+                };
+                let o = prove(&items[i], written).await;
+                if matches!(o.status, Status::Failed | Status::Reverted) {
+                    failures.fetch_add(1, Ordering::SeqCst);
                 }
+                o
             });
             futures::future::join_all(jobs).await
         }
+    };
+    let skip = |range: Range<usize>, why: &str| {
+        items[range]
+            .iter()
+            .map(|item| Outcome::skipped(&item.change.address, Action::Update, why))
+            .collect::<Vec<_>>()
     };
     let mut outcomes = wave(0..canary, None).await;
     let canary_failed = outcomes
@@ -400,19 +481,40 @@ where
         .filter(|o| o.status != Status::Applied)
         .count();
     if canary_failed > 0 {
-        outcomes.extend(items[canary..].iter().map(|item| {
-            Outcome::skipped(
-                &item.change.address,
-                Action::Update,
-                format!(
-                    "the canary wave failed ({canary_failed} of {canary} antennas): rollout stopped"
-                ),
-            )
-        }));
-    } else {
-        outcomes.extend(wave(canary..total, Some(rollout.max_failures)).await);
+        outcomes.extend(skip(
+            canary..total,
+            &format!(
+                "the canary wave failed ({canary_failed} of {canary} antennas): rollout stopped"
+            ),
+        ));
+        return outcomes;
+    }
+    failures.store(0, Ordering::SeqCst);
+    let max = rollout.max_failures;
+    let mut start = canary;
+    while start < total {
+        let end = (start + per_wave).min(total);
+        let f = failures.load(Ordering::SeqCst);
+        if f > max {
+            outcomes.extend(skip(start..total, &stopped(f, max)));
+            break;
+        }
+        if !room() {
+            outcomes.extend(skip(
+                start..total,
+                "not started: the group's deadline.apply_secs leaves no room for another wave and its wait in UISP; the next run continues",
+            ));
+            break;
+        }
+        outcomes.extend(wave(start..end, Some(max)).await);
+        start = end;
     }
     outcomes
+}
+
+/// Why an antenna was not started after `failed` failures.
+fn stopped(failed: usize, max: usize) -> String {
+    format!("rollout stopped: {failed} antenna(s) failed (rollout.max_failures is {max})")
 }
 
 #[cfg(test)]
@@ -455,6 +557,7 @@ mod tests {
         let outcomes = roll_out(
             &items,
             r,
+            || true,
             |item| {
                 let started = &started;
                 async move {
@@ -541,62 +644,70 @@ mod tests {
         assert_eq!(started, vec![0]);
     }
 
-    /// The canary is proven (in UISP) before any other antenna is written; after it, an
-    /// antenna waiting to be proven holds no slot: with one slot, the next ones are written
-    /// while it waits. A reverted canary stops the rollout like a failed one, and a reverted
-    /// antenna after it counts toward `max_failures`. On the paused clock.
+    /// Every wave is proven (in UISP) before the next is written: the canary, then waves of
+    /// `concurrency`. A failed proof stops the later waves (`max_failures` 0), which are
+    /// never written; a reverted canary stops the rollout like a failed one. On the paused
+    /// clock.
     #[tokio::test(start_paused = true)]
-    async fn proving_waits_without_a_slot_and_the_canary_is_proven_first() {
-        let four = items(4);
-        let log = Mutex::new(Vec::new());
-        let outcomes = roll_out(
-            &four,
-            rollout(1, 1, 0),
-            |item| {
-                let log = &log;
-                async move {
-                    log.lock().unwrap().push(format!("write {}", item.op.0));
-                }
-            },
-            |item, ()| {
-                let log = &log;
-                async move {
-                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                    log.lock().unwrap().push(format!("proven {}", item.op.0));
-                    Outcome::applied(&item.change.address, Action::Update)
-                }
-            },
-        )
-        .await;
-        assert_eq!(statuses(&outcomes), vec![Status::Applied; 4]);
-        let log = log.into_inner().unwrap();
-        assert_eq!(
-            &log[..5],
-            ["write 0", "proven 0", "write 1", "write 2", "write 3"],
-            "{log:?}"
-        );
-
-        let reverted = |n: usize, r: Rollout| {
-            let items = items(n);
-            async move {
-                let outcomes = roll_out(
-                    &items,
-                    r,
-                    |_| async {},
-                    |item, ()| async move {
-                        if item.op.0 == 1 {
+    async fn each_wave_is_proven_before_the_next_is_written() {
+        let run = |n: usize, r: Rollout, bad: &'static [usize]| async move {
+            let all = items(n);
+            let log = Mutex::new(Vec::new());
+            let outcomes = roll_out(
+                &all,
+                r,
+                || true,
+                |item| {
+                    let log = &log;
+                    async move {
+                        log.lock().unwrap().push(format!("write {}", item.op.0));
+                    }
+                },
+                |item, ()| {
+                    let log = &log;
+                    async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                        log.lock().unwrap().push(format!("proven {}", item.op.0));
+                        if bad.contains(&item.op.0) {
                             Outcome::reverted(&item.change.address, Action::Update, "not back")
                         } else {
                             Outcome::applied(&item.change.address, Action::Update)
                         }
-                    },
-                )
-                .await;
-                statuses(&outcomes)
-            }
+                    }
+                },
+            )
+            .await;
+            (statuses(&outcomes), log.into_inner().unwrap())
         };
+        let (s, log) = run(5, rollout(2, 1, 0), &[]).await;
+        assert_eq!(s, vec![Status::Applied; 5]);
         assert_eq!(
-            reverted(4, rollout(1, 2, 0)).await,
+            log,
+            [
+                "write 0", "proven 0", "write 1", "write 2", "proven 1", "proven 2", "write 3",
+                "write 4", "proven 3", "proven 4"
+            ]
+        );
+        // Antenna 2 does not come back: the wave after it is never written.
+        let (s, log) = run(5, rollout(2, 1, 0), &[2]).await;
+        assert_eq!(
+            s,
+            [
+                Status::Applied,
+                Status::Applied,
+                Status::Reverted,
+                Status::Skipped,
+                Status::Skipped
+            ]
+        );
+        assert!(
+            !log.iter().any(|l| l == "write 3" || l == "write 4"),
+            "{log:?}"
+        );
+        // A reverted canary stops everything.
+        let (s, log) = run(4, rollout(4, 2, 3), &[1]).await;
+        assert_eq!(
+            s,
             [
                 Status::Applied,
                 Status::Reverted,
@@ -604,15 +715,38 @@ mod tests {
                 Status::Skipped
             ]
         );
+        assert_eq!(log.iter().filter(|l| l.starts_with("write")).count(), 2);
+    }
+
+    /// A wave after the canary starts only while the group's deadline leaves room for it.
+    #[tokio::test]
+    async fn no_wave_starts_without_room_for_it() {
+        let all = items(5);
+        let waves = AtomicUsize::new(0);
+        let outcomes = roll_out(
+            &all,
+            rollout(2, 1, 0),
+            || waves.fetch_add(1, Ordering::SeqCst) < 1,
+            |_| async {},
+            |item, ()| async move { Outcome::applied(&item.change.address, Action::Update) },
+        )
+        .await;
         assert_eq!(
-            reverted(4, rollout(1, 1, 0)).await,
+            statuses(&outcomes),
             [
                 Status::Applied,
-                Status::Reverted,
+                Status::Applied,
+                Status::Applied,
                 Status::Skipped,
                 Status::Skipped
-            ],
-            "a reverted antenna counts as a failure"
+            ]
+        );
+        assert!(
+            outcomes[3]
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("not started: the group's deadline.apply_secs leaves no room")
         );
     }
 
@@ -623,6 +757,7 @@ mod tests {
         let outcomes = roll_out(
             &items,
             rollout(3, 1, 0),
+            || true,
             |item| {
                 let (now, most) = (&now, &most);
                 async move {

@@ -43,6 +43,8 @@ pub struct Kicks {
     pub rollout: Option<KickRollout>,
     /// How long to wait for the kicked customers to redial; `None`: not waited for.
     pub redial_wait: Option<Duration>,
+    /// The router's apply deadline: the redial wait ends before it, with a margin.
+    pub deadline: Duration,
 }
 
 /// How often `/ppp/active` is read while waiting for redials.
@@ -59,6 +61,7 @@ pub async fn apply(
     key: &HashKey,
     state: &StateDir,
 ) -> Vec<Outcome> {
+    let started = tokio::time::Instant::now();
     let connected = match route {
         Ok(addr) => connect(router, settings, *addr).await,
         Err(e) => Err(PppoeError::NoTwin(e.clone())),
@@ -81,7 +84,9 @@ pub async fn apply(
         done.record(&mut s, &owed_before);
         state.save(router, &s);
     };
-    let (outcomes, done) = apply_router(&mut conn, items, kicks, key, &mut checkpoint).await;
+    let margin = (kicks.deadline / 10).min(Duration::from_secs(10));
+    let limit = started + kicks.deadline.saturating_sub(margin);
+    let (outcomes, done) = apply_router(&mut conn, items, kicks, limit, key, &mut checkpoint).await;
     checkpoint(&done);
     outcomes
 }
@@ -304,6 +309,7 @@ async fn apply_router(
     conn: &mut Connection,
     items: Vec<Item<Op>>,
     kicks: Kicks,
+    limit: tokio::time::Instant,
     key: &HashKey,
     checkpoint: &mut (dyn FnMut(&Done) + Send),
 ) -> (Vec<Outcome>, Done) {
@@ -332,7 +338,7 @@ async fn apply_router(
     checkpoint(&p.done);
     send_kicks(conn, &mut p, kicks.rollout, checkpoint).await;
     if let Some(wait) = kicks.redial_wait {
-        await_redials(conn, &mut p, wait).await;
+        await_redials(conn, &mut p, wait, limit).await;
     }
     p.finish()
 }
@@ -341,8 +347,14 @@ async fn apply_router(
 /// (a session under their name that was not kicked), reading it every [`REDIAL_POLL`], and
 /// records on each kicked change's outcome whether its customer came back. A change that
 /// disables or removes the secret expects no redial and is not counted. A read that fails ends
-/// the wait: the customers not seen back by then are not counted either (unknown).
-async fn await_redials(conn: &mut Connection, p: &mut Progress<'_>, wait: Duration) {
+/// the wait: the customers not seen back by then are not counted either (unknown). The wait
+/// never goes past `limit` (the router's apply deadline, less a margin).
+async fn await_redials(
+    conn: &mut Connection,
+    p: &mut Progress<'_>,
+    wait: Duration,
+    limit: tokio::time::Instant,
+) {
     let items = p.items;
     let kicked: BTreeSet<&str> = p.done.kicked.iter().map(String::as_str).collect();
     let expected: Vec<usize> = (0..items.len())
@@ -358,7 +370,9 @@ async fn await_redials(conn: &mut Connection, p: &mut Progress<'_>, wait: Durati
         .iter()
         .flat_map(|&i| items[i].op.kick().iter().map(String::as_str))
         .collect();
-    let until = tokio::time::Instant::now() + wait;
+    let until = tokio::time::Instant::now()
+        .checked_add(wait)
+        .map_or(limit, |t| t.min(limit));
     let mut back = BTreeSet::new();
     let mut known = true;
     loop {

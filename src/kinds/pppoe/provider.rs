@@ -182,9 +182,10 @@ impl Provider for PppoeProvider {
             let rollout = t.desired.kick_rollout;
             let waves = super::apply::kick_waves(&sessions, rollout.map(|r| r.batch)).len();
             let pauses = rollout.map_or(std::time::Duration::ZERO, |r| {
-                r.pause * u32::try_from(waves.saturating_sub(1)).unwrap_or(u32::MAX)
+                r.pause
+                    .saturating_mul(u32::try_from(waves.saturating_sub(1)).unwrap_or(u32::MAX))
             });
-            let waits = pauses + t.desired.redial_wait.unwrap_or_default();
+            let waits = pauses.saturating_add(t.desired.redial_wait.unwrap_or_default());
             if !waits.is_zero() && waits >= t.router.deadline.apply {
                 return Err(PppoeError::WavesOverDeadline {
                     router: router.to_string(),
@@ -218,6 +219,7 @@ impl Provider for PppoeProvider {
             super::apply::Kicks {
                 rollout: t.desired.kick_rollout,
                 redial_wait: t.desired.redial_wait,
+                deadline: t.router.deadline.apply,
             },
             &self.key,
             &self.state,

@@ -1409,11 +1409,8 @@ impl server::Handler for AntennaPeer {
                 _ => model.run(&exec.command, &exec.stdin, exec.overflowed),
             }
         };
-        if reply.changed
-            && let Some(saver) = &self.shared.saver
-        {
-            saver.save();
-        }
+        // UISP hears of the bridge before the fleet is saved (a crash point): a process killed
+        // there leaves a lab where UISP already shows what the restarted bridge did.
         if let (Some(uri), Some(hook)) = (&reply.bridge, &self.shared.bridge_hook) {
             let mac = self.slot.model().mac();
             hook.call(&crate::lab::twin::BridgeEvent {
@@ -1421,6 +1418,11 @@ impl server::Handler for AntennaPeer {
                 ip: &self.slot.host,
                 uri: uri.as_deref(),
             });
+        }
+        if reply.changed
+            && let Some(saver) = &self.shared.saver
+        {
+            saver.save();
         }
         tracing::debug!(host = %self.slot.host, program, status = reply.status, "lab airos: command");
         self.shared.count(|c| &c.commands);

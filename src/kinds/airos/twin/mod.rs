@@ -220,10 +220,15 @@ impl crate::lab::twin::Twin for Twin {
                     read_json(&antennas_path(lab, name), &format!("antenna group {name}"))?;
                 let legacy = set.targets.get(name).is_some_and(|g| g.legacy);
                 // The lab UISP server the group's antennas report to, when it runs here.
-                let bridge_hook = set.desired[name]
-                    .connected_in
-                    .as_deref()
-                    .and_then(|uisp| endpoints.linked(crate::uisp_api::SECTION, uisp));
+                // (The UISP kind's twins start first: `registry!` lists uisp before airos.)
+                let connected_in = set.desired[name].connected_in.as_deref();
+                let bridge_hook =
+                    connected_in.and_then(|uisp| endpoints.linked(crate::uisp_api::SECTION, uisp));
+                if let (Some(uisp), None) = (connected_in, &bridge_hook) {
+                    tracing::warn!(
+                        "lab antenna group {name}: no lab UISP server {uisp} runs here; its antennas never show connected"
+                    );
+                }
                 let fleet = Fleet::start(
                     &file,
                     FleetOptions {

@@ -146,9 +146,9 @@ impl Running for Servers {
 }
 
 /// Saves the server's file after each write, then counts the write (a crash point, see
-/// [`crate::lab::twin::crash`]): a client killed mid-apply leaves a lab that shows what the
-/// server did.
-fn save_after_write(lab: &Path, name: &str, file: &UispFile) -> server::OnWrite {
+/// [`crate::lab::twin::crash`]) when `crash_point`: a client killed mid-apply leaves a lab
+/// that shows what the server did.
+fn save_after_write(lab: &Path, name: &str, file: &UispFile, crash_point: bool) -> server::OnWrite {
     let path = uisp_path(lab, name);
     let template = file.clone();
     std::sync::Arc::new(move |state: &UispState| {
@@ -157,7 +157,9 @@ fn save_after_write(lab: &Path, name: &str, file: &UispFile) -> server::OnWrite 
         if let Err(e) = write_json(&path, &file) {
             tracing::error!("lab UISP: {e:#}");
         }
-        crate::lab::twin::crash::wrote();
+        if crash_point {
+            crate::lab::twin::crash::wrote();
+        }
     })
 }
 
@@ -196,7 +198,8 @@ impl crate::lab::twin::Twin for Twin {
                 let config = UispConfig {
                     tokens: vec![file.token.clone()],
                     connection_string: file.connection_string.clone(),
-                    on_write: Some(save_after_write(lab, name, &file)),
+                    on_write: Some(save_after_write(lab, name, &file, true)),
+                    on_change: Some(save_after_write(lab, name, &file, false)),
                     ..UispConfig::default()
                 };
                 let server = UispLab::start(config, file.state).await?;

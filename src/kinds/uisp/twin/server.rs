@@ -152,6 +152,10 @@ pub struct UispConfig {
     /// success), before the answer is sent: the lab saves its files there, so a client killed
     /// mid-apply leaves a lab that shows what the server really did.
     pub on_write: Option<OnWrite>,
+    /// Called with the state after a change no request made (a lab antenna's bridge
+    /// connecting or disconnecting, see [`UispLab::bridge_hook`]): the lab saves its files
+    /// there too, without a crash point.
+    pub on_change: Option<OnWrite>,
 }
 
 /// See [`UispConfig::on_write`].
@@ -167,6 +171,7 @@ impl Default for UispConfig {
             faults: Vec::new(),
             connection_string: LAB_CONNECTION_STRING.into(),
             on_write: None,
+            on_change: None,
         }
     }
 }
@@ -436,16 +441,19 @@ impl UispLab {
             let serves = e
                 .uri
                 .is_some_and(|u| server_part(u).eq_ignore_ascii_case(ours));
+            // Only the latest event of a device counts: a delayed connection is dropped once
+            // its bridge restarted again.
+            let event = s.next_bridge_event(&mac);
             if !serves {
                 s.bridge_down(&mac);
             } else if delay.is_zero() {
-                s.bridge_up(&mac, e.ip);
+                s.bridge_up(&mac, e.ip, event);
             } else {
                 let (weak, ip) = (Arc::downgrade(&s), e.ip.to_string());
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     if let Some(s) = weak.upgrade() {
-                        s.bridge_up(&mac, &ip);
+                        s.bridge_up(&mac, &ip, event);
                     }
                 });
             }
@@ -487,9 +495,28 @@ fn server_part(uri: &str) -> &str {
 }
 
 impl Shared {
-    /// The device with this MAC shows connected (added, unauthorized, when not listed).
-    fn bridge_up(&self, mac: &str, ip: &str) {
+    /// Numbers a new bridge event of the device with this MAC.
+    fn next_bridge_event(&self, mac: &str) -> u64 {
         let mut inner = self.lock();
+        let n = inner.bridge_events.entry(mac.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// Saves after a change no request made.
+    fn changed(&self, inner: &Inner) {
+        if let Some(save) = &self.fixed.on_change {
+            save(&inner.state);
+        }
+    }
+
+    /// The device with this MAC shows connected (added, unauthorized, when not listed),
+    /// unless a later bridge event of it came since event `event`.
+    fn bridge_up(&self, mac: &str, ip: &str, event: u64) {
+        let mut inner = self.lock();
+        if inner.bridge_events.get(mac) != Some(&event) {
+            return;
+        }
         let state = &mut inner.state;
         let mut found = false;
         for d in state
@@ -514,6 +541,7 @@ impl Shared {
                 None,
             ));
         }
+        self.changed(&inner);
     }
 
     /// The device with this MAC, if listed, shows disconnected.
@@ -527,6 +555,7 @@ impl Shared {
         {
             d.status = "disconnected".into();
         }
+        self.changed(&inner);
     }
 }
 
@@ -536,6 +565,7 @@ struct Fixed {
     crm_keys: Vec<String>,
     connection_string: String,
     on_write: Option<OnWrite>,
+    on_change: Option<OnWrite>,
     /// RFC 3339, for `updated` fields.
     started: String,
 }
@@ -555,6 +585,7 @@ impl Shared {
                 crm_keys: config.crm_keys,
                 connection_string: config.connection_string,
                 on_write: config.on_write,
+                on_change: config.on_change,
                 started: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             },
             inner: Mutex::new(Inner {
@@ -562,6 +593,7 @@ impl Shared {
                 faults: config.faults,
                 latency: config.latency,
                 calls: Vec::new(),
+                bridge_events: HashMap::new(),
             }),
         })
     }
@@ -576,6 +608,8 @@ struct Inner {
     faults: Vec<HttpFault>,
     latency: Duration,
     calls: Vec<Call>,
+    /// The number of the latest bridge event, by MAC ([`UispLab::bridge_hook`]).
+    bridge_events: HashMap<String, u64>,
 }
 
 async fn accept_loop(
@@ -2195,6 +2229,56 @@ mod tests {
 
     fn site(id: &str, name: &str, kind: &str, parent: Option<&str>) -> LabSite {
         LabSite::new(id, name, kind, parent)
+    }
+
+    /// A bridge that connects with this server's host shows its device connected `delay`
+    /// later (added when not listed), any other host shows it disconnected at once, and a
+    /// delayed connection is dropped when a later bridge event came meanwhile. On the paused
+    /// clock.
+    #[tokio::test(start_paused = true)]
+    async fn antennas_bridges_connect_their_devices() {
+        let state = UispState {
+            sites: vec![site(TOWER, "Tower", "site", None)],
+            devices: vec![LabDevice::new(
+                JUAN,
+                "28:70:4E:A8:16:99",
+                Some("juan"),
+                None,
+                Some(TOWER),
+            )],
+        };
+        let lab = UispLab::start(UispConfig::default(), state).await.unwrap();
+        let hook = lab.bridge_hook(Duration::from_secs(5));
+        let status = |mac: &str| {
+            lab.state()
+                .devices
+                .iter()
+                .find(|d| d.mac == mac)
+                .map(|d| d.status.clone())
+        };
+        let event = |mac: &'static str, uri: Option<&'static str>| crate::lab::twin::BridgeEvent {
+            mac,
+            ip: "10.0.0.9",
+            uri,
+        };
+        let elsewhere =
+            "wss://other.lab.invalid:443+LabOnlyMasterKey0123456789abcdefghijklmnopqrstuv";
+        hook.call(&event("28704EA81699", Some(elsewhere)));
+        assert_eq!(status("28:70:4E:A8:16:99").as_deref(), Some("disconnected"));
+        hook.call(&event("28704ea81699", Some(LAB_CONNECTION_STRING)));
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        assert_eq!(status("28:70:4E:A8:16:99").as_deref(), Some("disconnected"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(status("28:70:4E:A8:16:99").as_deref(), Some("active"));
+        // Connecting, then gone before the delay: stays disconnected.
+        hook.call(&event("28:70:4E:A8:16:99", Some(LAB_CONNECTION_STRING)));
+        hook.call(&event("28:70:4E:A8:16:99", None));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(status("28:70:4E:A8:16:99").as_deref(), Some("disconnected"));
+        // A device UISP did not list appears, waiting to be authorized.
+        hook.call(&event("28:70:4E:A8:17:03", Some(LAB_CONNECTION_STRING)));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(status("28:70:4E:A8:17:03").as_deref(), Some("unauthorized"));
     }
 
     fn device(id: &str, mac: &str, name: Option<&str>, site: Option<&str>) -> LabDevice {
