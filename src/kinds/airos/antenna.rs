@@ -274,7 +274,8 @@ pub enum AntennaError {
         host: String,
         /// What had been done: `system.cfg written`, ...
         done: String,
-        /// Whether the bridge had been killed (its connection to UISP restarted).
+        /// Whether the bridge had been killed and came back (its connection to UISP
+        /// restarted): only then can UISP show it connected again.
         restarted: bool,
         /// The step that failed.
         source: Box<AntennaError>,
@@ -687,7 +688,7 @@ pub async fn write_uri(
         Err(e) if done.anything() => Err(AntennaError::Unfinished {
             host,
             done: done.describe(),
-            restarted: done.bridges_restarted > 0,
+            restarted: done.bridges_restarted > 0 && done.bridge_started,
             source: Box::new(e),
         }),
         Err(e) => Err(e),
