@@ -16,7 +16,7 @@
 //! comes back, reverted like the others when not). The waits end before the group's apply
 //! deadline (less a margin): a cut apply would lose every outcome.
 //!
-//! The first look comes [`FIRST_LOOK`] after the restart: killing the bridge closes its
+//! The first look comes one second after the restart: killing the bridge closes its
 //! connection, which UISP sees at once, so a device shown connected then has connected again.
 //!
 //! Afterwards apply keeps what the run learned (this is the one place that writes): which
