@@ -53,6 +53,19 @@ pub struct ReadOptions {
     pub max_disconnects: Option<usize>,
     /// Trust-on-first-use for SSH host keys.
     pub trust_new_host_keys: bool,
+    /// Plan against this snapshot instead of reading the targets (`plan --snapshot`).
+    pub snapshot: Option<PathBuf>,
+    /// The oldest snapshot accepted.
+    pub max_age: Duration,
+}
+
+/// Options of `snapshot`.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Where to write it (default `STATE_DIR/snapshot.json`).
+    pub out: Option<PathBuf>,
+    /// `--target` globs.
+    pub targets: Vec<String>,
 }
 
 /// Options of `apply`.
@@ -347,6 +360,9 @@ async fn lab_serve(g: &Globals, dir: &Path, out: &mut dyn Write) -> anyhow::Resu
 
 /// `plan`: observe, diff, render; optionally save. Writes nothing but the plan file.
 pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
+    if let Some(path) = &o.snapshot {
+        return plan_offline(g, o, path, out).await;
+    }
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
     // A saved plan is applied elsewhere with the same key: it needs one that lasts.
     let writes = if o.out.is_some() {
@@ -385,6 +401,125 @@ pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::
     let code = read_exit(&run.plan, o.detailed_exitcode);
     free_later((run, d));
     Ok(code)
+}
+
+/// `plan --snapshot FILE`: plans against what the snapshot read, with the same diff code and no
+/// network at all (no early reads, no lab twins, no target contacted). The snapshot must be
+/// made under this key (`WISPCTL_HASH_KEY` or the state folder's), unaltered, and not older
+/// than `--max-age`.
+async fn plan_offline(
+    g: &Globals,
+    o: &ReadOptions,
+    path: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
+    let Some(key) = HashKey::load(&g.state_dir)? else {
+        eprintln!(
+            "error: no hash key to check the snapshot with: set WISPCTL_HASH_KEY to the key of the host that took it (or use its state folder)"
+        );
+        return Ok(exit::ERROR);
+    };
+    let snapshot = match crate::snapshot::Snapshot::read(path, &key, o.max_age) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::ERROR);
+        }
+    };
+    let Some(d) = load(g)? else {
+        return Ok(exit::ERROR);
+    };
+    let reporter = Reporter::for_output(o.format);
+    let mut ctx = Context::new(Arc::new(key), g.state_dir.clone());
+    ctx.events = reporter.events();
+    let info = crate::plan::SnapshotInfo {
+        taken_at: snapshot.taken_at.clone(),
+        host: snapshot.host.clone(),
+        age_secs: snapshot.age().as_secs(),
+    };
+    let source = engine::Source {
+        replay: Some(Arc::new(engine::Replay(snapshot.targets))),
+        record: None,
+    };
+    let engine = crate::kinds::engine(
+        &d,
+        &ctx,
+        filter,
+        o.max_deletes.unwrap_or(d.guards.max_deletes),
+    )
+    .with_max_disconnects(o.max_disconnects.unwrap_or(d.guards.max_disconnects))
+    .with_source(source);
+    let mut run = engine.plan().await;
+    reporter.finish();
+    run.plan.snapshot = Some(info);
+    write!(
+        out,
+        "{}",
+        render(&run.plan, Purpose::Plan, o.format, g.color)
+    )?;
+    if let Some(path) = &o.out {
+        write_atomic(path, json::plan(&run.plan).as_bytes(), 0o600)
+            .with_context(|| format!("cannot write plan file {}", path.display()))?;
+    }
+    let code = read_exit(&run.plan, o.detailed_exitcode);
+    free_later((run, d));
+    Ok(code)
+}
+
+/// `wispctl snapshot`: reads every target once, as plan does, and writes what was read with no
+/// secret value, authenticated under the state folder's key (created if needed), mode 0600.
+/// Exit 1 when a target could not be read (the snapshot is written anyway, saying why).
+pub async fn snapshot(g: &Globals, o: &SnapshotOptions, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
+    let Some(d) = load(g)? else {
+        return Ok(exit::ERROR);
+    };
+    let reporter = Reporter::for_output(Format::Text);
+    let t = Targets::start(g, &d, Writes::State, false, &reporter).await?;
+    let recorder = Arc::new(engine::Recorder::default());
+    let source = engine::Source {
+        replay: None,
+        record: Some(recorder.clone()),
+    };
+    let run = crate::kinds::engine(&d, &t.ctx, filter, d.guards.max_deletes)
+        .with_source(source)
+        .plan()
+        .await;
+    reporter.finish();
+    let snapshot = crate::snapshot::Snapshot::new(recorder.take(), &d.digest);
+    let path = o
+        .out
+        .clone()
+        .unwrap_or_else(|| g.state_dir.join("snapshot.json"));
+    snapshot
+        .write(&path, &t.ctx.key)
+        .with_context(|| format!("cannot write snapshot {}", path.display()))?;
+    let unread: Vec<&String> = snapshot
+        .targets
+        .iter()
+        .filter(|(_, r)| r.error.is_some())
+        .map(|(a, _)| a)
+        .collect();
+    for (a, r) in &snapshot.targets {
+        if let Some(e) = &r.error {
+            writeln!(out, "{a}: {e}")?;
+        }
+    }
+    writeln!(
+        out,
+        "Wrote a snapshot of {} target(s) ({} unreadable), taken at {}, to {}.",
+        snapshot.targets.len(),
+        unread.len(),
+        snapshot.taken_at,
+        path.display()
+    )?;
+    drop(run);
+    Ok(if unread.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::ERROR
+    })
 }
 
 /// Set by [`main`]: the process ends when the command returns.
@@ -803,6 +938,7 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
         match cli.into_invocation() {
             Invocation::Validate(g) => validate(&g, &mut out),
             Invocation::Plan(g, o) => plan(&g, &o, &mut out).await,
+            Invocation::Snapshot(g, o) => snapshot(&g, &o, &mut out).await,
             Invocation::Drift(g, o) => drift(&g, &o, &mut out).await,
             Invocation::Apply(g, o) => apply(&g, &o, &mut out).await,
             Invocation::Schema { out: dir, check } => schema(&dir, check, &mut out),

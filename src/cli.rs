@@ -59,6 +59,9 @@ pub enum Command {
     Validate,
     /// Show what apply would change.
     Plan(PlanArgs),
+    /// Read every target once and write what was read, with no secret value, for `plan
+    /// --snapshot` where the devices cannot be reached (CI).
+    Snapshot(SnapshotArgs),
     /// Make the changes (asks on a terminal; --auto-approve for cron).
     Apply(ApplyArgs),
     /// Report what differs from the YAML; changes nothing; exit 2 when drift is found.
@@ -140,9 +143,27 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0 none, 1 error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan against this snapshot (written by `wispctl snapshot`) instead of reading the
+    /// targets: no network at all. Needs the key it was made under (WISPCTL_HASH_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// With --snapshot: refuse a snapshot older than this, such as 6h or 2d.
+    #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+    pub max_age: Duration,
     /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
+}
+
+/// `snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Where to write it (default STATE_DIR/snapshot.json); mode 0600.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only targets whose address (`pppd.vps`) or name matches this glob; repeatable.
+    #[arg(long = "target", value_name = "GLOB")]
+    pub targets: Vec<String>,
 }
 
 /// `drift`.
@@ -224,6 +245,8 @@ pub enum Invocation {
     Validate(Globals),
     /// plan
     Plan(Globals, ReadOptions),
+    /// snapshot
+    Snapshot(Globals, app::SnapshotOptions),
     /// drift
     Drift(Globals, ReadOptions),
     /// apply
@@ -294,12 +317,26 @@ impl Cli {
             max_deletes: s.max_deletes,
             max_disconnects: s.max_disconnects,
             trust_new_host_keys: s.trust_new_host_keys,
+            snapshot: None,
+            max_age: crate::snapshot::DEFAULT_MAX_AGE,
         };
         match self.command {
             Command::Validate => Invocation::Validate(g),
-            Command::Plan(a) => {
-                Invocation::Plan(g, read(a.format, a.out, a.selection, a.detailed_exitcode))
-            }
+            Command::Plan(a) => Invocation::Plan(
+                g,
+                ReadOptions {
+                    snapshot: a.snapshot,
+                    max_age: a.max_age,
+                    ..read(a.format, a.out, a.selection, a.detailed_exitcode)
+                },
+            ),
+            Command::Snapshot(a) => Invocation::Snapshot(
+                g,
+                app::SnapshotOptions {
+                    out: a.out,
+                    targets: a.targets,
+                },
+            ),
             Command::Drift(a) => Invocation::Drift(g, read(a.format, None, a.selection, true)),
             Command::Apply(a) => Invocation::Apply(
                 g,

@@ -10,7 +10,8 @@
 //! [`mac`], [`ownership`], [`files`], [`tls`], [`plan`], [`yaml`]) → the engine's provider
 //! contract and runner ([`engine`]) → transports below the kinds ([`ssh`], [`uisp_api`]) → the
 //! kind contract ([`kinds::def`]) → the kinds (`kinds::<kind>`) → the registry ([`kinds`]) →
-//! the loader ([`desired`]), the lab ([`lab`], feature `lab`), the reporter ([`progress`]) →
+//! the loader ([`desired`]), the lab ([`lab`], feature `lab`), the reporter ([`progress`]),
+//! live-state snapshots ([`snapshot`]) →
 //! the commands ([`app`], [`cli`]) → the binary.
 
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod plan;
 pub mod progress;
 pub mod schemas;
 pub mod secret;
+pub mod snapshot;
 pub mod ssh;
 pub mod tls;
 pub mod uisp_api;

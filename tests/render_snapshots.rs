@@ -90,6 +90,7 @@ fn huge_plan(lines: usize) -> Plan {
         desired_digest: "d".into(),
         hash_key_id: "k".into(),
         refusal: None,
+        snapshot: None,
         summary: Summary::of([&target]),
         targets: vec![target],
     }

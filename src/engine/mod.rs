@@ -16,6 +16,7 @@ pub mod deadline;
 pub mod early;
 pub mod events;
 pub mod lock;
+pub mod readings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::task::JoinSet;
 pub use context::{Context, Endpoints, NoTwin, RealNetwork, Route};
 pub use deadline::{Deadline, DeadlineSpec};
 pub use events::{Event, Events};
+pub use readings::{Reading, Recorder, Replay, Source};
 
 use crate::plan::report::{ApplyReport, Outcome, Status, TargetReport};
 use crate::plan::{Action, Change, FORMAT_VERSION, Plan, Summary, TargetPlan};
@@ -135,6 +137,22 @@ pub trait Provider: Send + Sync + 'static {
         items: Vec<Item<Self::Op>>,
         observed: Observation<Self::Observed>,
     ) -> impl Future<Output = Vec<Outcome>> + Send;
+    /// The observed state as a snapshot keeps it: JSON holding no secret value (secrets as
+    /// keyed hashes under the context's key, connection-string keys masked), from which
+    /// [`Provider::restore_snapshot`] gives back a state that `diff` plans exactly as it plans
+    /// the live one. `None`: this kind keeps no snapshot (its targets are then recorded as not
+    /// readable offline).
+    fn snapshot_form(&self, _target: &str, _observed: &Self::Observed) -> Option<serde_json::Value> {
+        None
+    }
+    /// Back from a snapshot ([`Provider::snapshot_form`]); why not, in words.
+    fn restore_snapshot(
+        &self,
+        _target: &str,
+        _value: serde_json::Value,
+    ) -> Result<Self::Observed, String> {
+        Err("this kind keeps no snapshot".into())
+    }
     /// For a target `apply` found with nothing to change: keeps what observing it learned
     /// that only an apply may write (the credential that worked, a host key trusted on first
     /// use). `plan` and `drift` never call it. Nothing by default.
@@ -160,6 +178,7 @@ pub trait DynProvider: Send + Sync {
         self: Arc<Self>,
         filter: Arc<TargetFilter>,
         events: Events,
+        source: Source,
     ) -> BoxFuture<Vec<PlannedTarget>>;
 }
 
@@ -308,6 +327,7 @@ impl<P: Provider> DynProvider for Runner<P> {
         self: Arc<Self>,
         filter: Arc<TargetFilter>,
         events: Events,
+        source: Source,
     ) -> BoxFuture<Vec<PlannedTarget>> {
         Box::pin(async move {
             let p = self.0.clone();
@@ -322,9 +342,10 @@ impl<P: Provider> DynProvider for Runner<P> {
                 .collect();
             for (i, t) in targets.iter().enumerate() {
                 let (p, sem, t2, events) = (p.clone(), sem.clone(), t.clone(), events.clone());
+                let source = source.clone();
                 let handle = set.spawn(async move {
                     let _permit = sem.acquire_owned().await;
-                    let pt = plan_target(p, t2).await;
+                    let pt = plan_target(p, t2, &source).await;
                     events.send(Event::TargetPlanned {
                         address: pt.plan.address.clone(),
                         changes: pt.plan.changes.len(),
@@ -373,26 +394,80 @@ fn empty_target(kind: &str, name: &str) -> TargetPlan {
     }
 }
 
-async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
-    let mut tp = empty_target(p.kind(), &target);
-    let deadline = p.deadline(&target);
-    let read = tokio::time::timeout(deadline.observe, p.observe(&target)).await;
-    let observed = match read {
-        Ok(Ok(o)) => o,
+/// A target's observation: from the snapshot being replayed, or read (and recorded when a
+/// snapshot is being taken); why not, in words.
+async fn observation<P: Provider>(
+    p: &P,
+    target: &str,
+    address: &str,
+    source: &Source,
+) -> Result<Observation<P::Observed>, String> {
+    if let Some(replay) = &source.replay {
+        let Some(r) = replay.0.get(address) else {
+            return Err("the snapshot holds no reading of this target".into());
+        };
+        if let Some(e) = &r.error {
+            return Err(format!(
+                "cannot read target (when the snapshot was taken): {e}"
+            ));
+        }
+        let Some(v) = &r.observed else {
+            return Err("the snapshot holds no reading of this target".into());
+        };
+        let state = p
+            .restore_snapshot(target, v.clone())
+            .map_err(|e| format!("the snapshot's reading of this target is unusable: {e}"))?;
+        return Ok(Observation {
+            state,
+            fingerprints: r.fingerprints.clone(),
+        });
+    }
+    let deadline = p.deadline(target);
+    let read = match tokio::time::timeout(deadline.observe, p.observe(target)).await {
+        Ok(Ok(o)) => Ok(o),
         Ok(Err(e)) => {
-            tracing::warn!(target = %tp.address, "observe failed: {e}");
-            tp.error = Some(format!("cannot read target: {e}"));
-            return PlannedTarget {
-                plan: tp,
-                pending: None,
-            };
+            tracing::warn!(target = %address, "observe failed: {e}");
+            Err(format!("cannot read target: {e}"))
         }
         Err(_) => {
-            tracing::warn!(target = %tp.address, "observe passed its deadline");
-            tp.error = Some(format!(
+            tracing::warn!(target = %address, "observe passed its deadline");
+            Err(format!(
                 "cannot read target: no complete answer within its deadline of {} (deadline.observe_secs); the connection was closed",
                 deadline::words(deadline.observe)
-            ));
+            ))
+        }
+    };
+    if let Some(record) = &source.record {
+        let reading = match &read {
+            Ok(o) => match p.snapshot_form(target, &o.state) {
+                Some(v) => Reading {
+                    observed: Some(v),
+                    fingerprints: o.fingerprints.clone(),
+                    error: None,
+                },
+                None => Reading {
+                    observed: None,
+                    fingerprints: BTreeMap::new(),
+                    error: Some(format!("the {} kind keeps no snapshot", p.kind())),
+                },
+            },
+            Err(e) => Reading {
+                observed: None,
+                fingerprints: BTreeMap::new(),
+                error: Some(e.clone()),
+            },
+        };
+        record.keep(address, reading);
+    }
+    read
+}
+
+async fn plan_target<P: Provider>(p: Arc<P>, target: String, source: &Source) -> PlannedTarget {
+    let mut tp = empty_target(p.kind(), &target);
+    let observed = match observation(&*p, &target, &tp.address, source).await {
+        Ok(o) => o,
+        Err(e) => {
+            tp.error = Some(e);
             return PlannedTarget {
                 plan: tp,
                 pending: None,
@@ -438,6 +513,7 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String) -> PlannedTarget {
     }
     tracing::debug!(target = %tp.address, changes = tp.changes.len(), "planned");
     // Kept with no changes too: apply then keeps what observing it learned.
+    let deadline = p.deadline(&target);
     let pending = Some(Box::new(Pending {
         provider: p,
         target,
@@ -565,6 +641,7 @@ pub struct Engine {
     desired_digest: String,
     hash_key_id: String,
     events: Events,
+    source: Source,
 }
 
 impl Engine {
@@ -585,6 +662,7 @@ impl Engine {
             desired_digest,
             hash_key_id,
             events: Events::none(),
+            source: Source::default(),
         }
     }
 
@@ -601,6 +679,12 @@ impl Engine {
         self
     }
 
+    /// Observations come from `source` (a snapshot's readings), or are recorded there.
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = source;
+        self
+    }
+
     /// Observes every target once and plans. Never writes.
     pub async fn plan(&self) -> PlannedRun {
         self.events.send(Event::ObserveStarted {
@@ -610,7 +694,8 @@ impl Engine {
         let mut kinds = HashMap::new();
         for (i, k) in self.providers.iter().enumerate() {
             let (k, f, e) = (k.clone(), self.filter.clone(), self.events.clone());
-            let handle = set.spawn(async move { (i, k.plan_targets(f, e).await) });
+            let source = self.source.clone();
+            let handle = set.spawn(async move { (i, k.plan_targets(f, e, source).await) });
             kinds.insert(handle.id(), (i, self.providers[i].kind()));
         }
         let mut by_kind = Vec::new();
@@ -662,6 +747,7 @@ impl Engine {
             desired_digest: self.desired_digest.clone(),
             hash_key_id: self.hash_key_id.clone(),
             refusal,
+            snapshot: None,
             targets,
             summary,
         };

@@ -46,6 +46,8 @@ async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyh
         max_deletes: None,
         max_disconnects: None,
         trust_new_host_keys: false,
+        snapshot: None,
+        max_age: crate::snapshot::DEFAULT_MAX_AGE,
     };
     writeln!(
         out,

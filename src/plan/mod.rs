@@ -33,10 +33,37 @@ pub struct Plan {
     pub hash_key_id: String,
     /// Set when a run-wide guard refuses the whole plan (such as the delete cap).
     pub refusal: Option<String>,
+    /// Set when the plan was made against a snapshot (`plan --snapshot`) rather than the
+    /// targets themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotInfo>,
     /// One entry per observed target.
     pub targets: Vec<TargetPlan>,
     /// Counts of changes.
     pub summary: Summary,
+}
+
+/// The snapshot a plan was made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotInfo {
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// The host that took it.
+    pub host: String,
+    /// Its age when the plan was made, in seconds.
+    pub age_secs: u64,
+}
+
+impl SnapshotInfo {
+    /// `planned against a snapshot taken at T on HOST (age A)`.
+    pub fn line(&self) -> String {
+        format!(
+            "planned against a snapshot taken at {} on {} (age {})",
+            self.taken_at,
+            self.host,
+            humantime::format_duration(std::time::Duration::from_secs(self.age_secs))
+        )
+    }
 }
 
 /// One target's part of a plan.

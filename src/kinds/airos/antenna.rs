@@ -189,6 +189,10 @@ impl Live {
 /// apply. Never holds a file's content, a key or a password.
 #[derive(Debug, thiserror::Error)]
 pub enum AntennaError {
+    /// It could not be read when the snapshot a plan is made from was taken (the reason as it
+    /// was given then).
+    #[error("{0}")]
+    Snapshot(String),
     /// It could not be logged in to (or through its jump host).
     #[error(transparent)]
     Login(#[from] super::login::LoginError),

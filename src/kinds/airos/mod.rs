@@ -30,6 +30,7 @@ pub mod login;
 pub mod observe;
 pub mod provider;
 pub mod remembered;
+pub mod snapshot;
 pub mod spec;
 #[cfg(feature = "lab")]
 pub mod twin;

@@ -44,7 +44,8 @@ pub struct GroupLive {
 
 /// Which devices one UISP server lists, by MAC and by IP address, and whether each is
 /// connected (`active`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UispView {
     /// The server's name, for messages.
     pub name: String,

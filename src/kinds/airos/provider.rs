@@ -154,6 +154,24 @@ impl Provider for AirosProvider {
         observe::group(self, &self.groups[target]).await
     }
 
+    fn snapshot_form(&self, _target: &str, live: &GroupLive) -> Option<serde_json::Value> {
+        match super::snapshot::to_value(live, &self.ctx.key) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("cannot keep the antenna group in a snapshot: {e}");
+                None
+            }
+        }
+    }
+
+    fn restore_snapshot(&self, target: &str, v: serde_json::Value) -> Result<GroupLive, String> {
+        let given = match &self.groups[target].desired.connection {
+            super::spec::ConnectionSource::Given(c) => Some(c),
+            super::spec::ConnectionSource::Uisp(_) => None,
+        };
+        super::snapshot::from_value(v, given, &self.ctx.key)
+    }
+
     fn diff(
         &self,
         target: &str,

@@ -24,6 +24,7 @@ mod fixtures;
 pub mod observe;
 pub mod peer;
 pub mod provider;
+pub mod snapshot;
 pub mod spec;
 #[cfg(feature = "lab")]
 pub mod twin;

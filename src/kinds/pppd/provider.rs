@@ -84,6 +84,16 @@ impl Provider for PppdProvider {
         })
     }
 
+    fn snapshot_form(&self, host: &str, live: &HostLive) -> Option<serde_json::Value> {
+        let (desired, _) = &self.hosts[host];
+        Some(super::snapshot::to_value(live, desired, &self.key))
+    }
+
+    fn restore_snapshot(&self, host: &str, v: serde_json::Value) -> Result<HostLive, String> {
+        let (desired, _) = &self.hosts[host];
+        super::snapshot::from_value(v, desired, &self.key)
+    }
+
     fn diff(&self, host: &str, obs: &Observation<HostLive>) -> Result<Planned<Op>, PppdError> {
         let (desired, _) = &self.hosts[host];
         super::diff::diff_host(host, desired, &obs.state, &self.key)

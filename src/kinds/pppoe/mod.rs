@@ -34,6 +34,7 @@ pub mod diff;
 pub mod import;
 pub mod observe;
 pub mod provider;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 #[cfg(feature = "lab")]

@@ -159,6 +159,14 @@ impl Provider for PppoeProvider {
         })
     }
 
+    fn snapshot_form(&self, _router: &str, live: &RouterLive) -> Option<serde_json::Value> {
+        Some(super::snapshot::to_value(live, &self.key))
+    }
+
+    fn restore_snapshot(&self, _router: &str, v: serde_json::Value) -> Result<RouterLive, String> {
+        super::snapshot::from_value(v)
+    }
+
     fn diff(&self, router: &str, obs: &Observation<RouterLive>) -> Result<Planned<Op>, PppoeError> {
         let t = &self.routers[router];
         let planned = diff_router(router, &t.desired, &obs.state, &self.key)?;

@@ -25,6 +25,7 @@ mod fixtures;
 pub mod import;
 pub mod observe;
 pub mod provider;
+pub mod snapshot;
 pub mod spec;
 #[cfg(feature = "lab")]
 pub mod twin;

@@ -85,6 +85,14 @@ impl Provider for UispProvider {
         })
     }
 
+    fn snapshot_form(&self, _name: &str, live: &UispLive) -> Option<serde_json::Value> {
+        Some(super::snapshot::to_value(live))
+    }
+
+    fn restore_snapshot(&self, _name: &str, v: serde_json::Value) -> Result<UispLive, String> {
+        super::snapshot::from_value(v)
+    }
+
     fn diff(&self, name: &str, obs: &Observation<UispLive>) -> Result<Planned<Op>, UispKindError> {
         let (_, desired) = &self.servers[name];
         diff_server(name, desired, &obs.state)

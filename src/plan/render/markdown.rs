@@ -21,6 +21,9 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
         Purpose::Drift => "wispctl drift report",
     };
     let mut head = format!("### {title}\n\n**{}**\n\n", summary_line(plan, purpose));
+    if let Some(s) = &plan.snapshot {
+        head.push_str(&format!("_{}_\n\n", escape_inline(&capitalised(&s.line()))));
+    }
     if purpose == Purpose::Plan && !plan.summary.is_empty() {
         head.push_str(&format!("{}\n\n", plan.summary.impact_line()));
     }
@@ -111,4 +114,12 @@ fn longest_backtick_run(s: &str) -> usize {
 
 fn escape_inline(s: &str) -> String {
     s.replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The text with its first letter upper-case.
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }

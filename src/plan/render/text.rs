@@ -154,6 +154,15 @@ pub fn summary_line(plan: &Plan, purpose: Purpose) -> String {
 /// Renders a plan or drift report for a terminal.
 pub fn plan(plan: &Plan, purpose: Purpose, paint: Paint) -> String {
     let mut s = String::new();
+    if let Some(snap) = &plan.snapshot {
+        let line = snap.line();
+        let mut c = line.chars();
+        let first: String = c
+            .next()
+            .map(|f| f.to_uppercase().chain(c).collect())
+            .unwrap_or_default();
+        let _ = writeln!(s, "{}", paint.bold(&format!("{first}.")));
+    }
     for t in &plan.targets {
         let head = match (&t.error, t.changes.len()) {
             (Some(e), _) => paint.red(&format!("{}: error: {e}", t.address)),
