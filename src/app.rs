@@ -427,7 +427,8 @@ async fn plan_offline(
             return Ok(exit::ERROR);
         }
     };
-    let Some(d) = load(g)? else {
+    // The inventory's connection credentials are not needed: no target is contacted.
+    let Some(d) = loaded(g, desired::load(&g.dir, &resolver(g)?.offline()), false) else {
         return Ok(exit::ERROR);
     };
     let reporter = Reporter::for_output(o.format);

@@ -1,6 +1,6 @@
 //! The JSON Schemas of the YAML files and of the plan JSON, generated from the types: the
 //! inventory (assembled from every kind's section), one resource file per kind (named after
-//! the kind), the plan and the apply report. `schemas/` holds the checked-in copies; a test
+//! the kind), the plan, the apply report and the snapshot file. `schemas/` holds the checked-in copies; a test
 //! fails when they are stale.
 
 use crate::desired::inventory::InventoryFile;
@@ -32,6 +32,10 @@ pub fn all() -> Vec<(String, String)> {
     out.push((
         "apply-report.schema.json".into(),
         pretty(&schemars::schema_for!(ApplyReport)),
+    ));
+    out.push((
+        "snapshot.schema.json".into(),
+        pretty(&schemars::schema_for!(crate::snapshot::SnapshotFile)),
     ));
     out
 }

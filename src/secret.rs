@@ -483,6 +483,9 @@ impl fmt::Debug for SecretRef {
 #[derive(Clone, Default)]
 pub struct SecretResolver {
     fallback_env: HashMap<String, String>,
+    /// No target is contacted (a plan from a snapshot): the inventory's connection
+    /// credentials may stay unresolved.
+    offline: bool,
     /// The process environment, read once when first needed.
     env: std::sync::OnceLock<HashMap<OsString, OsString>>,
 }
@@ -491,6 +494,20 @@ impl SecretResolver {
     /// A resolver that reads only the process environment and files.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For a command that contacts no target (`plan --snapshot`): a connection credential of
+    /// the inventory that cannot be resolved is left unresolved instead of failing
+    /// validation ([`SecretResolver::is_offline`]); desired-state secrets are resolved as
+    /// always.
+    pub fn offline(mut self) -> Self {
+        self.offline = true;
+        self
+    }
+
+    /// See [`SecretResolver::offline`].
+    pub fn is_offline(&self) -> bool {
+        self.offline
     }
 
     /// Adds fallback values for environment references (the lab's `secrets.env`).

@@ -826,7 +826,12 @@ proptest! {
                 jump: None,
             };
             let w = World::start(file.clone(), None).await;
-            let (plan, report) = w.apply().await;
+            // The plan from a snapshot of the group is the live plan; no key in the snapshot.
+            let live = common::plan_live_and_from_snapshot(|| w.engine(false), &w.key, &[KEY, "someOtherKey", PW1])
+                .await
+                .map_err(TestCaseError::fail)?;
+            let plan = live.plan.clone();
+            let report = live.apply(&BTreeMap::new()).await;
             prop_assert!(report.succeeded(), "{:#?}", report);
             // Customer impact: the plan's antenna restarts are the bridges apply restarted,
             // per antenna and in the summary; nothing else is counted.

@@ -9,6 +9,8 @@ command -v pppd >/dev/null 2>&1 || [ -x /usr/sbin/pppd ] || need+=(ppp)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 # curl: a real HTTPS client against `wispctl lab serve` (tests/lab_serve.rs).
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+# strace: proves that planning from a snapshot opens no network socket (tests/snapshot.rs).
+command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/setup.sh: need root to install: ${need[*]}" >&2

@@ -910,7 +910,10 @@ async fn apply_then_plan(s: &Scenario) -> Result<(), TestCaseError> {
     let w = World::start(s.live.clone()).await;
     w.write_uisp(s.file());
     let e = s.expect();
-    let first = w.plan().await;
+    // The plan from a snapshot of the server is the live plan.
+    let first = common::plan_live_and_from_snapshot(|| w.engine(), &w.key, &[TOKEN])
+        .await
+        .map_err(TestCaseError::fail)?;
     prop_assert!(
         first.plan.problems().is_empty(),
         "problems: {:?}",

@@ -89,7 +89,8 @@ impl Inventory {
             inv.names = file.sections.names();
             inv.guards = file.guards;
             let mut check =
-                crate::yaml::FileCheck::new(&inv_path, &index, dir, &inv.resolver, &mut inv.diags);
+                crate::yaml::FileCheck::new(&inv_path, &index, dir, &inv.resolver, &mut inv.diags)
+                    .for_credentials();
             for (kind, section) in file.sections.into_parts() {
                 inv.targets.insert(
                     kind.name(),

@@ -142,7 +142,11 @@ pub trait Provider: Send + Sync + 'static {
     /// [`Provider::restore_snapshot`] gives back a state that `diff` plans exactly as it plans
     /// the live one. `None`: this kind keeps no snapshot (its targets are then recorded as not
     /// readable offline).
-    fn snapshot_form(&self, _target: &str, _observed: &Self::Observed) -> Option<serde_json::Value> {
+    fn snapshot_form(
+        &self,
+        _target: &str,
+        _observed: &Self::Observed,
+    ) -> Option<serde_json::Value> {
         None
     }
     /// Back from a snapshot ([`Provider::snapshot_form`]); why not, in words.

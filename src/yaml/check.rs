@@ -16,6 +16,9 @@ pub struct FileCheck<'a> {
     resolver: &'a SecretResolver,
     diags: &'a mut Vec<Diagnostic>,
     errors: usize,
+    /// The secrets checked are connection credentials (the inventory's): with an offline
+    /// resolver, one that cannot be resolved is left unresolved.
+    credentials: bool,
 }
 
 impl<'a> FileCheck<'a> {
@@ -33,7 +36,15 @@ impl<'a> FileCheck<'a> {
             resolver,
             diags,
             errors: 0,
+            credentials: false,
         }
+    }
+
+    /// The secrets this check resolves are connection credentials (the inventory's): see
+    /// [`SecretResolver::offline`].
+    pub(crate) fn for_credentials(mut self) -> Self {
+        self.credentials = true;
+        self
     }
 
     /// The desired-state folder.
@@ -107,6 +118,10 @@ impl<'a> FileCheck<'a> {
         let base = self.file.parent().unwrap_or(self.root);
         match self.resolver.resolve(reference, base) {
             Ok(s) => Some(s),
+            // Never sent: no target is contacted by this command.
+            Err(_) if self.credentials && self.resolver.is_offline() => {
+                Some(Secret::new("(unresolved: no target is contacted)"))
+            }
             // Resolved, but to nothing: no device is ever sent an empty credential.
             Err(why @ ResolveError::Empty(_)) => {
                 self.error(path, why.to_string());

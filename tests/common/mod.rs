@@ -238,3 +238,63 @@ pub fn output_watching_fifos(mut cmd: Command, fifos: &[PathBuf]) -> (Output, Ve
     };
     (output, opened)
 }
+
+/// Plans with `make()` reading the targets while a snapshot is recorded, writes the snapshot
+/// to its file form under `key`, reads it back, and plans with `make()` again from it: the two
+/// plans must have the same targets (changes, notes, errors, fingerprints) and summary, and the
+/// file must hold none of `secrets`. The live run is returned (to apply it).
+pub async fn plan_live_and_from_snapshot(
+    make: impl Fn() -> wispctl::engine::Engine,
+    key: &wispctl::secret::HashKey,
+    secrets: &[&str],
+) -> Result<wispctl::engine::PlannedRun, String> {
+    use std::sync::Arc;
+    use wispctl::engine::{Recorder, Replay, Source};
+    let recorder = Arc::new(Recorder::default());
+    let live = make()
+        .with_source(Source {
+            replay: None,
+            record: Some(recorder.clone()),
+        })
+        .plan()
+        .await;
+    let snapshot = wispctl::snapshot::Snapshot::new(recorder.take(), "digest");
+    let file = snapshot.to_file(key);
+    for s in secrets {
+        if file.contains(s) {
+            return Err(format!("the snapshot holds the secret {s:?}"));
+        }
+    }
+    let back = wispctl::snapshot::Snapshot::check(
+        file.as_bytes(),
+        "snapshot.json",
+        key,
+        std::time::Duration::from_secs(3600),
+    )
+    .map_err(|e| e.to_string())?;
+    let offline = make()
+        .with_source(Source {
+            replay: Some(Arc::new(Replay(back.targets))),
+            record: None,
+        })
+        .plan()
+        .await;
+    if offline.plan.targets != live.plan.targets || offline.plan.summary != live.plan.summary {
+        let (a, b) = (
+            serde_json::to_string_pretty(&live.plan.targets).unwrap(),
+            serde_json::to_string_pretty(&offline.plan.targets).unwrap(),
+        );
+        let first = a
+            .lines()
+            .zip(b.lines())
+            .find(|(x, y)| x != y)
+            .map(|(x, y)| format!("live: {x}\nsnapshot: {y}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "the plan from the snapshot differs from the live plan\n{first}\nlive:\n{}\nfrom the snapshot:\n{}",
+            show(&live.plan),
+            show(&offline.plan)
+        ));
+    }
+    Ok(live)
+}

@@ -322,7 +322,9 @@ pub fn group(target: &str, antennas: &[Antenna], live: &GroupLive, key: &HashKey
         notes: notes(tally, uisp.is_some(), &live.desired),
         secret_hashes: BTreeMap::from([(
             format!("{}.{target}.connection", super::Kind::NAME),
-            SecretHash::of(key, &live.desired.to_secret_string()),
+            live.desired_hash
+                .clone()
+                .unwrap_or_else(|| SecretHash::of(key, &live.desired.to_secret_string())),
         )]),
         desired_counts: BTreeMap::from([("antenna", antennas.len())]),
         allow_empty_prune: false,
@@ -409,6 +411,7 @@ mod tests {
             antennas,
             credentials: BTreeMap::new(),
             trusted: Vec::new(),
+            desired_hash: None,
         }
     }
 

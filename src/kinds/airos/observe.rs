@@ -40,6 +40,9 @@ pub struct GroupLive {
     /// Host keys trusted on first use while reading, not in the known-hosts file (apply
     /// records them).
     pub(super) trusted: Vec<TrustedKey>,
+    /// The keyed hash of the real desired connection string when `desired` is masked (a
+    /// reading restored from a snapshot); `None`: `desired` is the real one.
+    pub(super) desired_hash: Option<crate::secret::SecretHash>,
 }
 
 /// Which devices one UISP server lists, by MAC and by IP address, and whether each is
@@ -144,6 +147,7 @@ pub(super) async fn group(
             antennas,
             credentials,
             trusted,
+            desired_hash: None,
         },
         fingerprints,
     })

@@ -13,13 +13,15 @@ use super::antenna::{AntennaError, Bridge, Flash, Live};
 use super::commands::{Files, RUNNING_CFG, SYSTEM_CFG};
 use super::config::{BoardInfo, ConnectionString};
 use super::observe::{GroupLive, UispView};
-use crate::secret::HashKey;
+use crate::secret::{HashKey, SecretHash};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Snap {
     /// The desired connection string, masked.
     desired: String,
+    /// The keyed hash of the real one (a saved plan records it).
+    desired_hash: SecretHash,
     connected: Option<UispView>,
     antennas: Vec<AntennaSnap>,
 }
@@ -177,6 +179,10 @@ pub fn to_value(live: &GroupLive, key: &HashKey) -> Result<serde_json::Value, St
             .to_secret_string()
             .expose()
             .to_string(),
+        desired_hash: live
+            .desired_hash
+            .clone()
+            .unwrap_or_else(|| SecretHash::of(key, &live.desired.to_secret_string())),
         connected: live.connected.clone(),
         antennas,
     };
@@ -191,9 +197,15 @@ pub fn from_value(
     key: &HashKey,
 ) -> Result<GroupLive, String> {
     let snap: Snap = serde_json::from_value(v).map_err(|e| e.to_string())?;
-    let desired = match given {
-        Some(c) => mask_connection(key, c)?,
-        None => ConnectionString::parse_live(&snap.desired).map_err(|e| e.to_string())?,
+    let (desired, desired_hash) = match given {
+        Some(c) => (
+            mask_connection(key, c)?,
+            SecretHash::of(key, &c.to_secret_string()),
+        ),
+        None => (
+            ConnectionString::parse_live(&snap.desired).map_err(|e| e.to_string())?,
+            snap.desired_hash,
+        ),
     };
     let antennas = snap
         .antennas
@@ -234,5 +246,6 @@ pub fn from_value(
         antennas,
         credentials: Default::default(),
         trusted: Vec::new(),
+        desired_hash: Some(desired_hash),
     })
 }

@@ -1,0 +1,269 @@
+//! Live-state snapshots through the binary on the lab: `wispctl snapshot` then `plan --snapshot`
+//! gives the live plan (before and after an apply, and after an out-of-band edit) with no
+//! secret in the snapshot or the offline plan; an altered, foreign-key or too old snapshot is
+//! refused, the old one naming its age; planning from a snapshot opens no network socket
+//! (strace); and a plan saved from a snapshot is applied where the devices are.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::Lab;
+
+/// Every lab secret value and key that must never leave the devices.
+fn lab_secrets(lab: &Lab) -> Vec<String> {
+    let text = std::fs::read_to_string(lab.lab().join("secrets.env")).unwrap();
+    let mut values: Vec<String> = wispctl::secret::parse_env_file(&text)
+        .into_values()
+        .collect();
+    values.extend(
+        [
+            "LabOnlyMasterKey0123456789abcdefghijklmnopqrstuv",
+            "OldLabMasterKey0123456789abcdefghijklmnopqrstu",
+            "JuanDeviceSpecificKey4242",
+            "lab-ppp-pw",
+            "$1$lab$hashhashhash",
+            "viejo-secreto",
+            "clave-sin-comillas",
+            "b4ckup",
+        ]
+        .map(String::from),
+    );
+    values
+}
+
+fn snapshot(lab: &Lab, file: &Path) {
+    let r = lab.run(&["snapshot", "--out", file.to_str().unwrap()]);
+    r.expect(0);
+    assert!(
+        r.stdout
+            .contains("Wrote a snapshot of 4 target(s) (0 unreadable)"),
+        "{}",
+        r.all()
+    );
+    let mode = std::fs::metadata(file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+}
+
+/// The plan of the lab now, live and from a fresh snapshot, in JSON: equal but for the
+/// snapshot line and the time; no secret in the snapshot or either rendering.
+fn live_equals_offline(lab: &Lab) {
+    let file = lab.tmp.path().join("snap.json");
+    snapshot(lab, &file);
+    let live = lab.run(&["plan", "--format", "json"]);
+    let offline = lab.run(&[
+        "plan",
+        "--format",
+        "json",
+        "--snapshot",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(live.code, offline.code, "{}\n{}", live.all(), offline.all());
+    let strip = |text: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let snap = v.as_object_mut().unwrap().remove("snapshot");
+        v.as_object_mut().unwrap().remove("created_at");
+        (v, snap)
+    };
+    let (l, none) = strip(&live.stdout);
+    let (o, info) = strip(&offline.stdout);
+    assert!(none.is_none());
+    assert_eq!(l, o, "the offline plan differs");
+    assert_eq!(
+        info.unwrap()["age_secs"].as_u64().map(|a| a < 3600),
+        Some(true)
+    );
+    let text = lab.run(&["plan", "--snapshot", file.to_str().unwrap()]);
+    assert!(
+        text.stdout
+            .starts_with("Planned against a snapshot taken at "),
+        "{}",
+        text.all()
+    );
+    let markdown = lab.run(&[
+        "plan",
+        "--format",
+        "markdown",
+        "--snapshot",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        markdown
+            .stdout
+            .contains("_Planned against a snapshot taken at ")
+    );
+    let shown = [
+        std::fs::read_to_string(&file).unwrap(),
+        offline.all(),
+        text.all(),
+        markdown.all(),
+    ];
+    for secret in lab_secrets(lab) {
+        for s in &shown {
+            assert!(!s.contains(&secret), "{secret:?} is shown");
+        }
+    }
+}
+
+#[test]
+fn a_plan_from_a_snapshot_is_the_live_plan_and_holds_no_secret() {
+    let lab = Lab::new();
+    live_equals_offline(&lab);
+    lab.run(&["apply", "--auto-approve"]).expect(0);
+    live_equals_offline(&lab);
+    // The demo's out-of-band edits on the router, the pppd host and an antenna.
+    let done = wispctl::lab::tamper(&lab.lab()).unwrap();
+    assert_ne!(done, "nothing");
+    live_equals_offline(&lab);
+}
+
+#[test]
+fn an_altered_foreign_or_old_snapshot_is_refused() {
+    let lab = Lab::new();
+    let file = lab.tmp.path().join("snap.json");
+    snapshot(&lab, &file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let plan = |path: &Path, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["plan", "--snapshot", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        lab.run_env(&args, env)
+    };
+    // One byte changed inside the snapshot: a status, an id, a digit.
+    let at = text.find("\"taken_at_unix\": ").unwrap() + "\"taken_at_unix\": ".len();
+    let mut bytes = text.clone().into_bytes();
+    bytes[at + 3] = if bytes[at + 3] == b'1' { b'2' } else { b'1' };
+    let altered = lab.tmp.path().join("altered.json");
+    std::fs::write(&altered, &bytes).unwrap();
+    let r = plan(&altered, &[], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("was altered since it was written (its HMAC does not match): refused"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stdout.is_empty(), "nothing planned: {}", r.stdout);
+
+    // Made under another key: the state folder's key is not this one.
+    let other = "0".repeat(64);
+    let r = plan(&file, &[], &[("WISPCTL_HASH_KEY", &other)]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("was made under another hash key"),
+        "{}",
+        r.all()
+    );
+
+    // Two days old: refused by default, naming its age; accepted with --max-age 3d.
+    let key = wispctl::secret::HashKey::load(&lab.lab().join("state"))
+        .unwrap()
+        .unwrap();
+    let mut old = wispctl::snapshot::Snapshot::check(
+        text.as_bytes(),
+        "snap.json",
+        &key,
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    old.taken_at_unix -= 2 * 24 * 3600 + 60;
+    old.taken_at = "2026-01-01T00:00:00Z".into();
+    let old_file = lab.tmp.path().join("old.json");
+    old.write(&old_file, &key).unwrap();
+    let r = plan(&old_file, &[], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("was taken at 2026-01-01T00:00:00Z, 2days 1m ago, more than the allowed 1day (--max-age)"),
+        "{}",
+        r.all()
+    );
+    let r = plan(&old_file, &["--max-age", "3d"], &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("(age 2days 1m"), "{}", r.all());
+}
+
+/// No `--lab`: the inventory's real addresses, the desired state's secrets from the environment
+/// (none of the inventory's connection credentials: CI needs no device password), the lab's
+/// key: planning from the snapshot opens no network socket at all.
+#[test]
+fn planning_from_a_snapshot_opens_no_network_socket() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        panic!("strace is needed (tests/setup.sh installs it)");
+    }
+    let lab = Lab::new();
+    let file = lab.tmp.path().join("snap.json");
+    snapshot(&lab, &file);
+    let env: HashMap<String, String> = wispctl::secret::parse_env_file(
+        &std::fs::read_to_string(lab.lab().join("secrets.env")).unwrap(),
+    )
+    .into_iter()
+    .filter(|(k, _)| k.starts_with("PPPOE_") || k.starts_with("CHAP_"))
+    .collect();
+    let log = lab.tmp.path().join("strace.log");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-e", "trace=socket,connect", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_wispctl"))
+        .arg("-C")
+        .arg(lab.desired())
+        .arg("--state-dir")
+        .arg(lab.lab().join("state"))
+        .args(["plan", "--detailed-exitcode", "--snapshot"])
+        .arg(&file)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("pppoe.balanceador: 5 change(s)"),
+        "{stdout}"
+    );
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let inet: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("AF_INET") || l.contains("connect("))
+        .collect();
+    assert!(
+        inet.is_empty(),
+        "network sockets opened:\n{}",
+        inet.join("\n")
+    );
+    assert!(trace.lines().count() > 0 || inet.is_empty());
+}
+
+/// A plan saved from a snapshot (as CI would) is applied where the devices are: apply reads
+/// every target again and finds them as the snapshot did.
+#[test]
+fn a_plan_saved_from_a_snapshot_is_applied_on_the_lab() {
+    let lab = Lab::new();
+    let file = lab.tmp.path().join("snap.json");
+    snapshot(&lab, &file);
+    let saved = lab.tmp.path().join("plan.json");
+    lab.run(&[
+        "plan",
+        "--snapshot",
+        file.to_str().unwrap(),
+        "--out",
+        saved.to_str().unwrap(),
+    ])
+    .expect(0);
+    lab.run(&["apply", "--auto-approve", saved.to_str().unwrap()])
+        .expect(0);
+    lab.run(&["plan", "--detailed-exitcode"]).expect(0);
+}
