@@ -523,6 +523,27 @@ pub async fn snapshot(g: &Globals, o: &SnapshotOptions, out: &mut dyn Write) -> 
     })
 }
 
+/// `wispctl init DIR`.
+fn init(dir: &Path, out: &mut dyn Write) -> anyhow::Result<u8> {
+    match crate::init::init(dir) {
+        Ok(written) => {
+            for f in &written {
+                writeln!(out, "wrote {}", dir.join(f).display())?;
+            }
+            writeln!(
+                out,
+                "\nA network repository in {}: replace the examples under desired-state/ with your own (wispctl import helps), read its README.md, then commit it.",
+                dir.display()
+            )?;
+            Ok(exit::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(exit::ERROR)
+        }
+    }
+}
+
 /// Set by [`main`]: the process ends when the command returns.
 static PROCESS_ENDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -940,6 +961,7 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
             Invocation::Validate(g) => validate(&g, &mut out),
             Invocation::Plan(g, o) => plan(&g, &o, &mut out).await,
             Invocation::Snapshot(g, o) => snapshot(&g, &o, &mut out).await,
+            Invocation::Init(dir) => init(&dir, &mut out),
             Invocation::Drift(g, o) => drift(&g, &o, &mut out).await,
             Invocation::Apply(g, o) => apply(&g, &o, &mut out).await,
             Invocation::Schema { out: dir, check } => schema(&dir, check, &mut out),

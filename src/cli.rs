@@ -68,6 +68,13 @@ pub enum Command {
     Drift(DriftArgs),
     /// Write the JSON Schemas of the YAML files and the plan.
     Schema(SchemaArgs),
+    /// Scaffold a network repository in DIR (new or empty): the example desired state, the
+    /// schemas and editor settings, .gitignore, a README, CI workflows that plan every change
+    /// against the VPS's snapshot, and the VPS's snapshot timer.
+    Init {
+        /// The folder to create.
+        dir: PathBuf,
+    },
     /// Manage a lab.
     #[cfg(feature = "lab")]
     #[command(subcommand)]
@@ -251,6 +258,8 @@ pub enum Invocation {
     Drift(Globals, ReadOptions),
     /// apply
     Apply(Globals, ApplyOptions),
+    /// init DIR
+    Init(PathBuf),
     /// schema
     Schema {
         /// Folder.
@@ -349,6 +358,7 @@ impl Cli {
                     read: read(Format::Text, None, a.selection, false),
                 },
             ),
+            Command::Init { dir } => Invocation::Init(dir),
             Command::Schema(a) => Invocation::Schema {
                 out: a.out,
                 check: a.check,

@@ -22,6 +22,7 @@ pub mod desired;
 pub mod engine;
 pub mod exit;
 pub mod files;
+pub mod init;
 pub mod kinds;
 #[cfg(feature = "lab")]
 pub mod lab;

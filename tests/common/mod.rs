@@ -298,3 +298,34 @@ pub async fn plan_live_and_from_snapshot(
     }
     Ok(live)
 }
+
+/// Runs `cmd` under `strace -f -e trace=socket,connect`: its output, and every traced line
+/// that opens an IPv4/IPv6 socket or connects anything (empty: no network at all).
+pub fn network_calls(cmd: &Command) -> (Output, Vec<String>) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-e", "trace=socket,connect", "-o"])
+        .arg(log.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        traced.current_dir(dir);
+    }
+    traced.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            traced.env(k, v);
+        }
+    }
+    let out = traced
+        .output()
+        .unwrap_or_else(|e| panic!("strace is needed (tests/setup.sh installs it): {e}"));
+    let trace = std::fs::read_to_string(log.path()).unwrap();
+    let calls = trace
+        .lines()
+        .filter(|l| l.contains("AF_INET") || l.contains("connect("))
+        .map(str::to_string)
+        .collect();
+    (out, calls)
+}
