@@ -98,26 +98,102 @@ fn huge_plan(lines: usize) -> Plan {
 
 #[test]
 fn markdown_never_exceeds_the_comment_limit_and_says_it_was_cut() {
+    // Two changes, each larger than a comment: the first is cut short at a line.
     let plan = huge_plan(20_000);
     let md = markdown::plan(&plan, Purpose::Plan);
     assert!(md.len() <= markdown::MAX_CHARS, "{} characters", md.len());
-    assert!(md.contains("**Truncated:**"), "no visible notice");
-    assert!(md.contains("2 changes in all"));
-    let full_body: usize = md
-        .split("of ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
     assert!(
-        full_body > markdown::MAX_CHARS,
-        "the notice gives the full size ({full_body})"
+        md.contains("**Truncated** at a change boundary: this comment shows 0 of 2 changes (the first one cut short); left out: 2 to add, 0 to change, 0 to destroy ("),
+        "no visible notice"
     );
     assert!(md.trim_end().ends_with("for the rest."));
     assert!(md.contains("</details>"), "the fold is closed");
     // Small plans are not cut.
     let small = markdown::plan(&huge_plan(10), Purpose::Plan);
     assert!(!small.contains("Truncated"));
+}
+
+/// 5,000 profile changes on two routers, each disconnecting a customer, planned against a
+/// snapshot: the comment stays under GitHub's limit, and above the fold (before the folded
+/// changes) come the summary, the snapshot's age, the customer effects and the per-target
+/// counts; the changes are cut between two changes, the notice counting what was left out.
+fn many_changes(n: usize) -> Plan {
+    let target = |router: &str, range: std::ops::Range<usize>| {
+        let changes: Vec<Change> = range
+            .map(|i| Change {
+                impact: wispctl::plan::Impact {
+                    customer: Some(format!("cliente{i:05} (Tomatlan)")),
+                    disconnects: 1,
+                    ..Default::default()
+                },
+                address: format!("pppoe.{router}.secret[\"cliente{i:05}\"]"),
+                action: Action::Update,
+                reason: None,
+                fields: vec![wispctl::plan::FieldDiff::plain(
+                    "profile",
+                    Some("10M".into()),
+                    Some("20M".into()),
+                )],
+                content: None,
+                side_effects: vec![format!(
+                    "disconnects the active session of cliente{i:05} so the CPE redials with the new settings"
+                )],
+            })
+            .collect();
+        TargetPlan {
+            address: format!("pppoe.{router}"),
+            kind: "pppoe".into(),
+            name: router.into(),
+            error: None,
+            refusal: None,
+            changes,
+            notes: vec![],
+            fingerprints: Default::default(),
+            secret_hashes: Default::default(),
+            object_errors: Default::default(),
+        }
+    };
+    let targets = vec![target("balanceador", 0..n / 2), target("norte", n / 2..n)];
+    Plan {
+        format_version: wispctl::plan::FORMAT_VERSION,
+        wispctl_version: "test".into(),
+        created_at: "now".into(),
+        desired_digest: "d".into(),
+        hash_key_id: "k".into(),
+        refusal: None,
+        snapshot: Some(wispctl::plan::SnapshotInfo {
+            taken_at: "2026-11-30T06:00:00Z".into(),
+            host: "vps".into(),
+            age_secs: 3 * 3600 + 120,
+        }),
+        summary: Summary::of(&targets),
+        targets,
+    }
+}
+
+#[test]
+fn markdown_of_a_5000_change_plan_keeps_the_summary_and_effects_above_the_fold() {
+    let md = markdown::plan(&many_changes(5_000), Purpose::Plan);
+    assert!(md.len() <= markdown::MAX_CHARS, "{} characters", md.len());
+    let (head, rest) = md.split_once("<details>").unwrap();
+    insta::assert_snapshot!("markdown_5000_head", head);
+    let notice = rest.rsplit_once("\n> ").unwrap().1;
+    insta::assert_snapshot!("markdown_5000_notice", notice);
+    // The cut falls between two changes: the last change shown is whole.
+    let body = rest
+        .split("```diff\n")
+        .nth(1)
+        .unwrap()
+        .split("\n```")
+        .next()
+        .unwrap();
+    let last = body.lines().last().unwrap();
+    assert!(last.contains("1 session disconnected"), "{last}");
+}
+
+#[test]
+fn markdown_of_a_small_plan_against_a_snapshot() {
+    insta::assert_snapshot!(markdown::plan(&many_changes(3), Purpose::Plan));
 }
 
 #[test]

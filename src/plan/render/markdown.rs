@@ -60,19 +60,25 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
         }
         head.push('\n');
     }
-    let mut lines = Vec::new();
+    // One block per change (and per target's notes), so that a cut falls between changes.
+    let mut blocks: Vec<(String, Option<crate::plan::Action>)> = Vec::new();
     for t in &plan.targets {
         for c in &t.changes {
+            let mut lines = Vec::new();
             change_lines(c, purpose, &mut lines);
+            blocks.push((
+                lines.iter().map(|l| format!("{l}\n")).collect(),
+                Some(c.action),
+            ));
         }
         for n in &t.notes {
-            lines.push(format!("# note ({}): {n}", t.address));
+            blocks.push((format!("# note ({}): {n}\n", t.address), None));
         }
     }
-    if lines.is_empty() {
+    if blocks.is_empty() {
         return head;
     }
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let body: String = blocks.iter().map(|(b, _)| b.as_str()).collect();
     let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
     let total_changes: usize = plan.targets.iter().map(|t| t.changes.len()).sum();
     let open =
@@ -82,20 +88,44 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
     if full_len <= limit {
         return format!("{head}{open}{body}{close}");
     }
+    // Whole changes while they fit (the notice's own length reserved); a first change larger
+    // than the room is cut at a line.
+    let reserve = head.len() + open.len() + close.len() + 400;
+    let budget = limit.saturating_sub(reserve);
+    let (mut cut, mut shown, mut left) = (0, 0, [0usize; 3]);
+    let mut full = true;
+    for (b, action) in &blocks {
+        if full && cut + b.len() <= budget {
+            cut += b.len();
+            shown += usize::from(action.is_some());
+            continue;
+        }
+        full = false;
+        match action {
+            Some(crate::plan::Action::Create) => left[0] += 1,
+            Some(crate::plan::Action::Update) => left[1] += 1,
+            Some(crate::plan::Action::Delete) => left[2] += 1,
+            None => {}
+        }
+    }
+    let mut partial = "";
+    if cut == 0 {
+        for l in body.split_inclusive('\n') {
+            if cut + l.len() > budget {
+                break;
+            }
+            cut += l.len();
+        }
+        partial = " (the first one cut short)";
+    }
     let notice = format!(
-        "\n> :warning: **Truncated:** this comment shows {{shown}} of {} characters of the plan ({total_changes} changes in all). Run `wispctl plan` or read the JSON plan for the rest.\n",
+        "\n> :warning: **Truncated** at a change boundary: this comment shows {shown} of {total_changes} changes{partial}; left out: {} to add, {} to change, {} to destroy ({} of {} characters shown). The summary above counts every change. Run `wispctl plan` or read the JSON plan for the rest.\n",
+        left[0],
+        left[1],
+        left[2],
+        cut,
         body.len()
     );
-    let reserve = head.len() + open.len() + close.len() + notice.len() + 16;
-    let budget = limit.saturating_sub(reserve);
-    let mut cut = 0;
-    for l in body.split_inclusive('\n') {
-        if cut + l.len() > budget {
-            break;
-        }
-        cut += l.len();
-    }
-    let notice = notice.replace("{shown}", &cut.to_string());
     format!("{head}{open}{}{close}{notice}", &body[..cut])
 }
 
