@@ -57,6 +57,8 @@ pub struct ReadOptions {
     pub snapshot: Option<PathBuf>,
     /// The oldest snapshot accepted.
     pub max_age: Duration,
+    /// With `snapshot`: desired secrets that cannot be resolved are not compared.
+    pub not_compared: bool,
 }
 
 /// Options of `snapshot`.
@@ -428,7 +430,12 @@ async fn plan_offline(
         }
     };
     // The inventory's connection credentials are not needed: no target is contacted.
-    let Some(d) = loaded(g, desired::load(&g.dir, &resolver(g)?.offline()), false) else {
+    let resolver = if o.not_compared {
+        resolver(g)?.not_compared()
+    } else {
+        resolver(g)?.offline()
+    };
+    let Some(d) = loaded(g, desired::load(&g.dir, &resolver), false) else {
         return Ok(exit::ERROR);
     };
     let reporter = Reporter::for_output(o.format);

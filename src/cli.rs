@@ -157,9 +157,23 @@ pub struct PlanArgs {
     /// With --snapshot: refuse a snapshot older than this, such as 6h or 2d.
     #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
     pub max_age: Duration,
+    /// With --snapshot: what to do with a desired-state secret whose reference cannot be
+    /// resolved here: `fail` (the default: a validation error) or `not-compared` (shown as
+    /// "(sensitive, not compared)", counted in the summary).
+    #[arg(long, value_enum, default_value = "fail", requires = "snapshot")]
+    pub unresolved_secrets: UnresolvedSecrets,
     /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
+}
+
+/// `plan --unresolved-secrets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnresolvedSecrets {
+    /// A validation error, as everywhere else.
+    Fail,
+    /// Shown as "(sensitive, not compared)" and counted.
+    NotCompared,
 }
 
 /// `snapshot`.
@@ -328,6 +342,7 @@ impl Cli {
             trust_new_host_keys: s.trust_new_host_keys,
             snapshot: None,
             max_age: crate::snapshot::DEFAULT_MAX_AGE,
+            not_compared: false,
         };
         match self.command {
             Command::Validate => Invocation::Validate(g),
@@ -336,6 +351,7 @@ impl Cli {
                 ReadOptions {
                     snapshot: a.snapshot,
                     max_age: a.max_age,
+                    not_compared: a.unresolved_secrets == UnresolvedSecrets::NotCompared,
                     ..read(a.format, a.out, a.selection, a.detailed_exitcode)
                 },
             ),

@@ -33,7 +33,23 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Stands for a reference this command cannot resolve and was told to leave unresolved
+    /// (`plan --snapshot --unresolved-secrets not-compared`): the diffs compare nothing with it
+    /// and the plan shows `(sensitive, not compared)`. Its text holds a NUL, which no value read
+    /// from a secret source is allowed to (validation refuses control characters), and it is
+    /// never written to a device: no target is contacted by such a command.
+    pub fn unresolved() -> Self {
+        Secret(UNRESOLVED.into())
+    }
+
+    /// See [`Secret::unresolved`].
+    pub fn is_unresolved(&self) -> bool {
+        self.0 == UNRESOLVED
+    }
 }
+
+const UNRESOLVED: &str = "\0(unresolved)";
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -486,6 +502,8 @@ pub struct SecretResolver {
     /// No target is contacted (a plan from a snapshot): the inventory's connection
     /// credentials may stay unresolved.
     offline: bool,
+    /// Every reference that cannot be resolved is left unresolved ([`Secret::unresolved`]).
+    not_compared: bool,
     /// The process environment, read once when first needed.
     env: std::sync::OnceLock<HashMap<OsString, OsString>>,
 }
@@ -508,6 +526,19 @@ impl SecretResolver {
     /// See [`SecretResolver::offline`].
     pub fn is_offline(&self) -> bool {
         self.offline
+    }
+
+    /// Offline, and every reference that cannot be resolved (a PPPoE password CI does not
+    /// hold) is left unresolved: the plan shows those fields as `(sensitive, not compared)`.
+    pub fn not_compared(mut self) -> Self {
+        self.offline = true;
+        self.not_compared = true;
+        self
+    }
+
+    /// See [`SecretResolver::not_compared`].
+    pub fn leaves_unresolved(&self) -> bool {
+        self.not_compared
     }
 
     /// Adds fallback values for environment references (the lab's `secrets.env`).

@@ -82,6 +82,7 @@ fn huge_plan(lines: usize) -> Plan {
         fingerprints: Default::default(),
         secret_hashes: Default::default(),
         object_errors: Default::default(),
+        not_compared: Vec::new(),
     };
     Plan {
         format_version: wispctl::plan::FORMAT_VERSION,
@@ -151,6 +152,7 @@ fn many_changes(n: usize) -> Plan {
             fingerprints: Default::default(),
             secret_hashes: Default::default(),
             object_errors: Default::default(),
+            not_compared: Vec::new(),
         }
     };
     let targets = vec![target("balanceador", 0..n / 2), target("norte", n / 2..n)];

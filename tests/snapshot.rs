@@ -254,3 +254,59 @@ fn a_plan_saved_from_a_snapshot_is_applied_on_the_lab() {
         .expect(0);
     lab.run(&["plan", "--detailed-exitcode"]).expect(0);
 }
+
+/// CI without one PPPoE password: refused as a validation error by default (file:line), and
+/// with `--unresolved-secrets not-compared` the field reads `(sensitive, not compared)`, never
+/// counts as a change by itself, and the summary says how many were not compared.
+#[test]
+fn unresolved_desired_secrets_fail_or_are_shown_as_not_compared() {
+    let lab = Lab::new();
+    let file = lab.tmp.path().join("snap.json");
+    snapshot(&lab, &file);
+    let env: HashMap<String, String> = wispctl::secret::parse_env_file(
+        &std::fs::read_to_string(lab.lab().join("secrets.env")).unwrap(),
+    )
+    .into_iter()
+    .filter(|(k, _)| (k.starts_with("PPPOE_") || k.starts_with("CHAP_")) && k != "PPPOE_JUAN_PEREZ")
+    .collect();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wispctl"))
+            .arg("-C")
+            .arg(lab.desired())
+            .arg("--state-dir")
+            .arg(lab.lab().join("state"))
+            .args(["plan", "--detailed-exitcode", "--snapshot"])
+            .arg(&file)
+            .args(extra)
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .envs(&env)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("pppoe/balanceador.yaml:14:15: error: unresolvable secret reference: environment variable PPPOE_JUAN_PEREZ is not set"),
+        "{err}"
+    );
+    let (code, out, err) = run(&["--unresolved-secrets", "not-compared"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        out.contains("    password: (sensitive, not compared)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 secret value(s) not compared: their references cannot be resolved here"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["--unresolved-secrets", "not-compared", "--format", "json"]);
+    assert_eq!(code, Some(2));
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["summary"]["not_compared"], 1);
+}

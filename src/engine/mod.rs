@@ -75,6 +75,8 @@ pub struct Planned<Op> {
     pub allow_empty_prune: bool,
     /// Objects that could not be read, by address (see `TargetPlan::object_errors`).
     pub object_errors: BTreeMap<String, String>,
+    /// Desired secrets not compared, by `address.field` (see `TargetPlan::not_compared`).
+    pub not_compared: Vec<String>,
 }
 
 impl<Op> Default for Planned<Op> {
@@ -86,6 +88,7 @@ impl<Op> Default for Planned<Op> {
             desired_counts: BTreeMap::new(),
             allow_empty_prune: false,
             object_errors: BTreeMap::new(),
+            not_compared: Vec::new(),
         }
     }
 }
@@ -395,6 +398,7 @@ fn empty_target(kind: &str, name: &str) -> TargetPlan {
         fingerprints: BTreeMap::new(),
         secret_hashes: BTreeMap::new(),
         object_errors: BTreeMap::new(),
+        not_compared: Vec::new(),
     }
 }
 
@@ -512,6 +516,7 @@ async fn plan_target<P: Provider>(p: Arc<P>, target: String, source: &Source) ->
     tp.notes = planned.notes;
     tp.secret_hashes = planned.secret_hashes;
     tp.object_errors = planned.object_errors;
+    tp.not_compared = planned.not_compared;
     if !planned.allow_empty_prune {
         tp.refusal = empty_prune_refusal(&items, &planned.desired_counts);
     }

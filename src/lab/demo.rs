@@ -48,6 +48,7 @@ async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyh
         trust_new_host_keys: false,
         snapshot: None,
         max_age: crate::snapshot::DEFAULT_MAX_AGE,
+        not_compared: false,
     };
     writeln!(
         out,

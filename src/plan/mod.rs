@@ -92,6 +92,10 @@ pub struct TargetPlan {
     /// applied. Any entry makes the run exit 1.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub object_errors: BTreeMap<String, String>,
+    /// Desired secrets not compared, by `address.field`: their references could not be
+    /// resolved where the plan was made (`plan --snapshot --unresolved-secrets not-compared`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_compared: Vec<String>,
 }
 
 /// What happens to one resource.
@@ -170,6 +174,10 @@ pub struct FieldDiff {
     pub after: Option<String>,
     /// A secret: rendered as `(sensitive)` or `(sensitive, changed)`.
     pub sensitive: bool,
+    /// A secret whose reference this command could not resolve: rendered as
+    /// `(sensitive, not compared)`, never a change by itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_compared: bool,
 }
 
 impl FieldDiff {
@@ -180,6 +188,7 @@ impl FieldDiff {
             before,
             after,
             sensitive: false,
+            not_compared: false,
         }
     }
     /// A secret field; only the fact of the change is kept.
@@ -189,6 +198,15 @@ impl FieldDiff {
             before: None,
             after: None,
             sensitive: true,
+            not_compared: false,
+        }
+    }
+
+    /// A secret not compared (see [`FieldDiff::not_compared`]).
+    pub fn not_compared(name: &str) -> Self {
+        FieldDiff {
+            not_compared: true,
+            ..FieldDiff::sensitive(name)
         }
     }
 }
@@ -222,21 +240,27 @@ pub struct Summary {
     /// Tunnels that need a restart to take the changes.
     #[serde(default)]
     pub tunnel_restarts: usize,
+    /// Desired secrets not compared (see `TargetPlan::not_compared`).
+    #[serde(default)]
+    pub not_compared: usize,
 }
 
 impl Summary {
     /// Counts the changes of some targets.
     pub fn of<'a>(targets: impl IntoIterator<Item = &'a TargetPlan>) -> Self {
         let mut s = Summary::default();
-        for c in targets.into_iter().flat_map(|t| &t.changes) {
-            match c.action {
-                Action::Create => s.add += 1,
-                Action::Update => s.change += 1,
-                Action::Delete => s.destroy += 1,
+        for t in targets {
+            s.not_compared += t.not_compared.len();
+            for c in &t.changes {
+                match c.action {
+                    Action::Create => s.add += 1,
+                    Action::Update => s.change += 1,
+                    Action::Delete => s.destroy += 1,
+                }
+                s.disconnects += c.impact.disconnects;
+                s.antenna_restarts += c.impact.antenna_restarts;
+                s.tunnel_restarts += c.impact.tunnel_restarts;
             }
-            s.disconnects += c.impact.disconnects;
-            s.antenna_restarts += c.impact.antenna_restarts;
-            s.tunnel_restarts += c.impact.tunnel_restarts;
         }
         s
     }
@@ -248,6 +272,16 @@ impl Summary {
             "Impact: {} session(s) disconnected, {} antenna(s) restarted, {} tunnel(s) to restart.",
             self.disconnects, self.antenna_restarts, self.tunnel_restarts
         )
+    }
+
+    /// `N secret value(s) not compared: ...`, when some were not.
+    pub fn not_compared_line(&self) -> Option<String> {
+        (self.not_compared > 0).then(|| {
+            format!(
+                "{} secret value(s) not compared: their references cannot be resolved here (--unresolved-secrets not-compared); apply compares them where they resolve.",
+                self.not_compared
+            )
+        })
     }
 
     /// Whether anything changes.

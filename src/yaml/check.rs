@@ -122,6 +122,7 @@ impl<'a> FileCheck<'a> {
             Err(_) if self.credentials && self.resolver.is_offline() => {
                 Some(Secret::new("(unresolved: no target is contacted)"))
             }
+            Err(_) if self.resolver.leaves_unresolved() => Some(Secret::unresolved()),
             // Resolved, but to nothing: no device is ever sent an empty credential.
             Err(why @ ResolveError::Empty(_)) => {
                 self.error(path, why.to_string());

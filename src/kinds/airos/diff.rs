@@ -329,6 +329,7 @@ pub fn group(target: &str, antennas: &[Antenna], live: &GroupLive, key: &HashKey
         desired_counts: BTreeMap::from([("antenna", antennas.len())]),
         allow_empty_prune: false,
         object_errors,
+        not_compared: Vec::new(),
     }
 }
 

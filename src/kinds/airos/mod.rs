@@ -73,6 +73,11 @@ pub enum AirosError {
         #[source]
         source: UispError,
     },
+    /// `connection.secret` was left unresolved: nothing can be compared with it.
+    #[error(
+        "its connection string (connection.secret) cannot be resolved here: the group is not planned"
+    )]
+    UnresolvedConnectionString,
     /// `connection.uisp`: the connection string could not be read from UISP.
     #[error("cannot read the connection string of UISP {server}: {source}")]
     ReadConnectionString {

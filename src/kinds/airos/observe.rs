@@ -160,6 +160,7 @@ async fn desired_connection(
 ) -> Result<ConnectionString, AirosError> {
     let name = match source {
         ConnectionSource::Given(c) => return Ok(c.clone()),
+        ConnectionSource::Unresolved => return Err(AirosError::UnresolvedConnectionString),
         ConnectionSource::Uisp(name) => name,
     };
     let s = p

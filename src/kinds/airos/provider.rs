@@ -168,6 +168,9 @@ impl Provider for AirosProvider {
         let given = match &self.groups[target].desired.connection {
             super::spec::ConnectionSource::Given(c) => Some(c),
             super::spec::ConnectionSource::Uisp(_) => None,
+            super::spec::ConnectionSource::Unresolved => {
+                return Err(super::AirosError::UnresolvedConnectionString.to_string());
+            }
         };
         super::snapshot::from_value(v, given, &self.ctx.key)
     }

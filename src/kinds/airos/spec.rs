@@ -163,6 +163,9 @@ pub enum ConnectionSource {
     Uisp(String),
     /// Given.
     Given(ConnectionString),
+    /// Given as a reference this command could not resolve and was told to leave unresolved
+    /// (`plan --snapshot --unresolved-secrets not-compared`): the group cannot be planned.
+    Unresolved,
 }
 
 /// A validated antenna.
@@ -216,6 +219,7 @@ pub(crate) fn validate(
             check
                 .secret(r, "connection.secret", false)
                 .and_then(|s| match ConnectionString::parse(s.expose()) {
+                    _ if s.is_unresolved() => Some(ConnectionSource::Unresolved),
                     Ok(c) => {
                         for w in c.warnings() {
                             check.warn("connection.secret", w);

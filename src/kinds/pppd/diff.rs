@@ -84,6 +84,12 @@ pub fn diff_host(
         desired_counts: desired_counts(desired),
         allow_empty_prune: desired.allow_empty_prune,
         object_errors: BTreeMap::new(),
+        not_compared: desired
+            .chap
+            .iter()
+            .filter(|e| e.secret.is_unresolved())
+            .map(|e| format!("{}.secret", chap_address(host, &e.client, &e.server)))
+            .collect(),
     })
 }
 
@@ -354,7 +360,8 @@ pub fn chap_change(
 /// terminator) against wispctl's every-field-quoted form.
 pub fn chap_fields(live: &LiveEntry, desired: &ChapEntry, live_text: &str) -> Vec<FieldDiff> {
     let mut fields = Vec::new();
-    if live.secret != desired.secret {
+    let unresolved = desired.secret.is_unresolved();
+    if !unresolved && live.secret != desired.secret {
         fields.push(FieldDiff::sensitive("secret"));
     }
     if live.addresses != desired.addresses {
@@ -364,12 +371,15 @@ pub fn chap_fields(live: &LiveEntry, desired: &ChapEntry, live_text: &str) -> Ve
             Some(desired.addresses.join(" ")),
         ));
     }
-    if fields.is_empty() && live_text != chap::render_entry(desired) {
+    if !unresolved && fields.is_empty() && live_text != chap::render_entry(desired) {
         fields.push(FieldDiff::plain(
             "quoting",
             Some("as written by hand".into()),
             Some("every field quoted".into()),
         ));
+    }
+    if unresolved && !fields.is_empty() {
+        fields.insert(0, FieldDiff::not_compared("secret"));
     }
     fields
 }

@@ -319,7 +319,13 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
         }
         let secret_path = format!("{at}.secret");
         if let Some(secret) = check.secret(&c.secret, &secret_path, file.allow_inline_secrets) {
-            if secret.expose().is_empty() {
+            // An unresolved secret (a plan that does not compare it) has nothing to check.
+            let value = if secret.is_unresolved() {
+                "x"
+            } else {
+                secret.expose()
+            };
+            if value.is_empty() {
                 check.error(
                     &secret_path,
                     format!(
@@ -328,7 +334,7 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
                     ),
                 );
             }
-            if secret.expose().len() > MAX_PPPD_NAME {
+            if value.len() > MAX_PPPD_NAME {
                 check.error(
                     &secret_path,
                     format!(
@@ -337,7 +343,7 @@ pub(crate) fn validate(file: PppdFile, check: &mut FileCheck<'_>) -> Option<Pppd
                     ),
                 );
             }
-            if secret.expose().chars().any(char::is_control) {
+            if value.chars().any(char::is_control) {
                 check.error(
                     &secret_path,
                     format!(

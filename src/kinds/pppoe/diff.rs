@@ -330,10 +330,11 @@ pub fn diff_router(
     let mut left_untagged: Vec<String> = Vec::new();
     for d in &desired.secrets {
         if let Some(p) = &d.password {
-            planned.secret_hashes.insert(
-                format!("{}.password", secret_address(router, &d.name)),
-                SecretHash::of(key, p),
-            );
+            let at = format!("{}.password", secret_address(router, &d.name));
+            if p.is_unresolved() {
+                planned.not_compared.push(at.clone());
+            }
+            planned.secret_hashes.insert(at, SecretHash::of(key, p));
         }
         match by_name.get(d.name.as_str()) {
             None => planned.items.push(create(router, d)),
@@ -461,7 +462,8 @@ fn update(
     let mut effective = false;
     let mut reason = None;
     let mut unverifiable = false;
-    if let Some(p) = &d.password {
+    let unresolved = d.password.as_ref().is_some_and(Secret::is_unresolved);
+    if let Some(p) = d.password.as_ref().filter(|_| !unresolved) {
         let shows = l.fields.get("password");
         let check = compare_password(p, shows, live.applied.get(&d.name), key);
         if check != PasswordCheck::Same {
@@ -475,6 +477,9 @@ fn update(
         effective |= takes_effect_on_new_session(c.field);
         fields.push(FieldDiff::plain(c.field, Some(c.live), Some(c.desired)));
         changed.push(c.field.to_string());
+    }
+    if unresolved && !fields.is_empty() {
+        fields.insert(0, FieldDiff::not_compared("password"));
     }
     let (comment, comment_changed) = comment_to_write(d.comment.as_deref(), l.comment_text());
     if comment_changed {

@@ -380,6 +380,7 @@ pub(crate) fn validate(
                 let path = format!("{at}.password");
                 let secret = check.secret(r, &path, file.allow_inline_secrets);
                 if let Some(p) = &secret
+                    && !p.is_unresolved()
                     && (p.expose().is_empty() || p.expose().chars().any(char::is_control))
                 {
                     check.error(

@@ -800,6 +800,7 @@ pub fn diff_server(
         desired_counts: desired_counts(desired),
         allow_empty_prune: desired.allow_empty_prune,
         object_errors: BTreeMap::new(),
+        not_compared: Vec::new(),
     })
 }
 

@@ -27,6 +27,9 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
     if purpose == Purpose::Plan && !plan.summary.is_empty() {
         head.push_str(&format!("{}\n\n", plan.summary.impact_line()));
     }
+    if let Some(line) = plan.summary.not_compared_line() {
+        head.push_str(&format!("{line}\n\n"));
+    }
     let problems = plan.problems();
     if !problems.is_empty() {
         head.push_str("**Problems:**\n\n");

@@ -67,7 +67,9 @@ pub fn change_lines(c: &Change, purpose: Purpose, out: &mut Vec<String>) {
         out.push(format!("    # {r}"));
     }
     for f in &c.fields {
-        let line = if f.sensitive {
+        let line = if f.not_compared {
+            format!("    {}: (sensitive, not compared)", f.name)
+        } else if f.sensitive {
             match c.action {
                 Action::Update => format!("    {}: (sensitive, changed)", f.name),
                 _ => format!("    {}: (sensitive)", f.name),
@@ -220,6 +222,9 @@ pub fn plan(plan: &Plan, purpose: Purpose, paint: Paint) -> String {
     let _ = writeln!(s, "{}", paint.bold(&summary_line(plan, purpose)));
     if purpose == Purpose::Plan && !plan.summary.is_empty() {
         let _ = writeln!(s, "{}", plan.summary.impact_line());
+    }
+    if let Some(line) = plan.summary.not_compared_line() {
+        let _ = writeln!(s, "{line}");
     }
     s
 }
