@@ -416,6 +416,12 @@ async fn plan_offline(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let filter = TargetFilter::new(&o.targets).context("invalid --target glob")?;
+    if o.not_compared && o.out.is_some() {
+        eprintln!(
+            "error: a plan with secrets not compared cannot be saved: apply would refuse it (--out with --unresolved-secrets not-compared)"
+        );
+        return Ok(exit::ERROR);
+    }
     let Some(key) = HashKey::load(&g.state_dir)? else {
         eprintln!(
             "error: no hash key to check the snapshot with: set WISPCTL_HASH_KEY to the key of the host that took it (or use its state folder)"

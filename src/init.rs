@@ -90,10 +90,19 @@ pub fn files() -> Vec<(String, String, u32)> {
 
 /// Scaffolds a repository in `dir` (new, or empty); the paths written, relative to it.
 pub fn init(dir: &Path) -> Result<Vec<String>, InitError> {
-    if let Ok(mut entries) = std::fs::read_dir(dir)
-        && entries.next().is_some()
-    {
-        return Err(InitError::NotEmpty(dir.to_path_buf()));
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(InitError::NotEmpty(dir.to_path_buf()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(InitError::Write {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     }
     let mut written = Vec::new();
     for (rel, content, mode) in files() {

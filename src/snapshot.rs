@@ -106,6 +106,16 @@ pub enum SnapshotError {
         /// The file.
         path: String,
     },
+    /// Taken in the future: the clock of the host that took it is wrong.
+    #[error(
+        "the snapshot in {path} says it was taken at {taken_at}, in the future: the clock of the host that took it is wrong; refused"
+    )]
+    Future {
+        /// The file.
+        path: String,
+        /// When it says.
+        taken_at: String,
+    },
     /// Too old.
     #[error(
         "the snapshot in {path} was taken at {taken_at}, {age} ago, more than the allowed {max} (--max-age): refresh it, or raise --max-age"
@@ -209,6 +219,15 @@ impl Snapshot {
             });
         }
         let snapshot: Snapshot = serde_json::from_str(body).map_err(|e| format(e.to_string()))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if snapshot.taken_at_unix > now + FUTURE_SLACK.as_secs() {
+            return Err(SnapshotError::Future {
+                path: path.to_string(),
+                taken_at: snapshot.taken_at.clone(),
+            });
+        }
         let age = snapshot.age();
         if age > max_age {
             return Err(SnapshotError::TooOld {
@@ -221,6 +240,9 @@ impl Snapshot {
         Ok(snapshot)
     }
 }
+
+/// How far in the future a snapshot's time may be (clocks a little apart).
+const FUTURE_SLACK: Duration = Duration::from_secs(300);
 
 /// A snapshot file larger than this is refused unread (a few hundred thousand objects).
 pub const MAX_BYTES: u64 = 512 * 1024 * 1024;

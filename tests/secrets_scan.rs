@@ -1,5 +1,6 @@
 //! No secret value appears in stdout, stderr, plan files, Markdown or JSON of validate, plan,
-//! apply and drift, with logging at its most verbose; nor in the state directory.
+//! snapshot, plan --snapshot, apply and drift, with logging at its most verbose; nor in a
+//! snapshot, nor in the state directory.
 
 mod common;
 
@@ -100,6 +101,15 @@ fn no_secret_in_any_output_or_file() {
     scan(&lab, &["plan", "--format", "markdown"]).expect(0);
     scan(&lab, &["plan", "--format", "json"]).expect(0);
     clean("plan file", &std::fs::read_to_string(&plan_file).unwrap());
+
+    // A snapshot of every target, and plans from it in every format.
+    let snap_file = lab.tmp.path().join("snapshot.json");
+    let sf = snap_file.to_str().unwrap();
+    scan(&lab, &["snapshot", "--out", sf]).expect(0);
+    clean("snapshot", &std::fs::read_to_string(&snap_file).unwrap());
+    for format in ["text", "markdown", "json"] {
+        scan(&lab, &["plan", "--snapshot", sf, "--format", format]).expect(0);
+    }
     scan(&lab, &["apply", pf, "--auto-approve"]).expect(0);
 
     // The secrets did reach the device: otherwise this test would prove nothing.

@@ -183,6 +183,19 @@ fn an_altered_foreign_or_old_snapshot_is_refused() {
     let r = plan(&old_file, &["--max-age", "3d"], &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains("(age 2days 1m"), "{}", r.all());
+
+    // Taken in the future (a VPS clock ahead): refused.
+    old.taken_at_unix += 4 * 24 * 3600;
+    old.taken_at = "2030-01-01T00:00:00Z".into();
+    old.write(&old_file, &key).unwrap();
+    let r = plan(&old_file, &["--max-age", "3d"], &[]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("in the future: the clock of the host that took it is wrong"),
+        "{}",
+        r.all()
+    );
 }
 
 /// No `--lab`: the inventory's real addresses, the desired state's secrets from the environment
@@ -309,4 +322,51 @@ fn unresolved_desired_secrets_fail_or_are_shown_as_not_compared() {
     assert_eq!(code, Some(2));
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["summary"]["not_compared"], 1);
+}
+
+/// A pull request that reorders the antennas of a group and adds one: each antenna is planned
+/// from its own reading (by host, not by position), the new one is reported as not in the
+/// snapshot, and the others plan as they do live.
+#[test]
+fn antennas_are_matched_by_host_when_the_file_changes() {
+    let lab = Lab::new();
+    let file = lab.tmp.path().join("snap.json");
+    snapshot(&lab, &file);
+    let path = lab.desired().join("airos/clientes.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, antennas) = text.split_once("antennas:\n").unwrap();
+    let mut entries: Vec<String> = antennas
+        .split("\n  - ")
+        .map(|e| e.trim_start_matches("  - ").trim_end().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    entries.reverse();
+    entries.push("host: 10.10.1.99\n    name: Nuevo".into());
+    let body: String = entries.iter().map(|e| format!("  - {e}\n")).collect();
+    std::fs::write(&path, format!("{head}antennas:\n{body}")).unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let r = lab.run(args);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()))
+    };
+    let live = json(&["plan", "--format", "json", "--target", "airos.*"]);
+    let offline = json(&[
+        "plan",
+        "--format",
+        "json",
+        "--target",
+        "airos.*",
+        "--snapshot",
+        file.to_str().unwrap(),
+    ]);
+    let target = |p: &serde_json::Value| p["targets"][0].clone();
+    assert_eq!(target(&live)["changes"], target(&offline)["changes"]);
+    let new = "airos.clientes[\"10.10.1.99\"]";
+    assert!(
+        target(&offline)["object_errors"][new]
+            .as_str()
+            .unwrap()
+            .contains("not in the snapshot (added since it was taken)"),
+        "{}",
+        target(&offline)
+    );
 }

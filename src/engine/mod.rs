@@ -415,9 +415,7 @@ async fn observation<P: Provider>(
             return Err("the snapshot holds no reading of this target".into());
         };
         if let Some(e) = &r.error {
-            return Err(format!(
-                "cannot read target (when the snapshot was taken): {e}"
-            ));
+            return Err(format!("{e} (when the snapshot was taken)"));
         }
         let Some(v) = &r.observed else {
             return Err("the snapshot holds no reading of this target".into());

@@ -122,7 +122,16 @@ impl<'a> FileCheck<'a> {
             Err(_) if self.credentials && self.resolver.is_offline() => {
                 Some(Secret::new("(unresolved: no target is contacted)"))
             }
-            Err(_) if self.resolver.leaves_unresolved() => Some(Secret::unresolved()),
+            // A value this machine does not hold (a variable not set, a file not there) is left
+            // unresolved when asked; a file that is there but refused is still an error.
+            Err(ResolveError::EnvNotSet(_)) if self.resolver.leaves_unresolved() => {
+                Some(Secret::unresolved())
+            }
+            Err(ResolveError::File { reason, .. })
+                if self.resolver.leaves_unresolved() && reason.is_not_found() =>
+            {
+                Some(Secret::unresolved())
+            }
             // Resolved, but to nothing: no device is ever sent an empty credential.
             Err(why @ ResolveError::Empty(_)) => {
                 self.error(path, why.to_string());

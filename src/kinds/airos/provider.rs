@@ -154,8 +154,11 @@ impl Provider for AirosProvider {
         observe::group(self, &self.groups[target]).await
     }
 
-    fn snapshot_form(&self, _target: &str, live: &GroupLive) -> Option<serde_json::Value> {
-        match super::snapshot::to_value(live, &self.ctx.key) {
+    fn snapshot_form(&self, target: &str, live: &GroupLive) -> Option<serde_json::Value> {
+        let group = &self.groups[target].desired;
+        let hosts: Vec<&str> = group.antennas.iter().map(|a| a.host.as_str()).collect();
+        let from_uisp = matches!(group.connection, super::spec::ConnectionSource::Uisp(_));
+        match super::snapshot::to_value(live, &hosts, from_uisp, &self.ctx.key) {
             Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!("cannot keep the antenna group in a snapshot: {e}");
@@ -172,7 +175,13 @@ impl Provider for AirosProvider {
                 return Err(super::AirosError::UnresolvedConnectionString.to_string());
             }
         };
-        super::snapshot::from_value(v, given, &self.ctx.key)
+        let hosts: Vec<&str> = self.groups[target]
+            .desired
+            .antennas
+            .iter()
+            .map(|a| a.host.as_str())
+            .collect();
+        super::snapshot::from_value(v, &hosts, given, &self.ctx.key)
     }
 
     fn diff(

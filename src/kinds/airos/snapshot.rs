@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::antenna::{AntennaError, Bridge, Flash, Live};
 use super::commands::{Files, RUNNING_CFG, SYSTEM_CFG};
-use super::config::{BoardInfo, ConnectionString};
+use super::config::{BoardInfo, ConnectionString, KEY_STATUS, KEY_URI};
 use super::observe::{GroupLive, UispView};
 use crate::secret::{HashKey, SecretHash};
 
@@ -20,10 +20,13 @@ use crate::secret::{HashKey, SecretHash};
 struct Snap {
     /// The desired connection string, masked.
     desired: String,
+    /// Whether it was read from UISP (else the group gave its own).
+    desired_from_uisp: bool,
     /// The keyed hash of the real one (a saved plan records it).
     desired_hash: SecretHash,
     connected: Option<UispView>,
-    antennas: Vec<AntennaSnap>,
+    /// By host: a file that adds, removes or reorders antennas still finds each one's.
+    antennas: Vec<(String, AntennaSnap)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,41 +72,48 @@ enum BridgeSnap {
     Several(usize),
 }
 
-/// Masks the key of a connection string (the text between its first and second `+`): each
-/// ASCII letter or digit becomes one drawn from the keyed hash of the whole key, any other
-/// character stays. Nothing else changes.
-pub fn mask_uri(key: &HashKey, uri: &str) -> String {
-    let Some((head, rest)) = uri.split_once('+') else {
-        return uri.to_string();
-    };
-    let (k, tail) = match rest.split_once('+') {
-        Some((k, t)) => (k, Some(t)),
-        None => (rest, None),
-    };
-    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Replaces each ASCII letter and digit of `text` by one of the same class drawn from the keyed
+/// hash of the whole text; every other character stays.
+fn mask_chars(key: &HashKey, text: &str) -> String {
     let mut stream = Vec::new();
     let mut round = 0u32;
-    while stream.len() < k.len() {
-        let mut h = key.hasher("snapshot-airos-key");
+    while stream.len() < text.len() {
+        let mut h = key.hasher("snapshot-airos-mask");
         h.update(&round.to_be_bytes());
-        h.update(k.as_bytes());
-        stream.extend(h.finish().into_bytes());
+        h.update(text.as_bytes());
+        let hex = h.finish();
+        stream.extend(
+            (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()),
+        );
         round += 1;
     }
-    let masked: String = k
-        .chars()
+    text.chars()
         .zip(stream)
-        .map(|(c, r)| {
-            if c.is_ascii_alphanumeric() {
-                ALNUM[usize::from(r) % ALNUM.len()] as char
-            } else {
-                c
-            }
+        .map(|(c, r)| match c {
+            'A'..='Z' => char::from(b'A' + r % 26),
+            'a'..='z' => char::from(b'a' + r % 26),
+            '0'..='9' => char::from(b'0' + r % 10),
+            other => other,
         })
-        .collect();
-    match tail {
-        Some(t) => format!("{head}+{masked}+{t}"),
-        None => format!("{head}+{masked}"),
+        .collect()
+}
+
+/// Masks a connection string: when it parses, only its key (the text between its first and
+/// second `+`, [`mask_chars`]); when it does not, everything after its scheme (a malformed
+/// string may hold the key anywhere).
+pub fn mask_uri(key: &HashKey, uri: &str) -> String {
+    if ConnectionString::parse_live(uri).is_err() {
+        return match uri.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", mask_chars(key, rest)),
+            None => mask_chars(key, uri),
+        };
+    }
+    let Some((head, rest)) = uri.split_once('+') else {
+        return mask_chars(key, uri);
+    };
+    match rest.split_once('+') {
+        Some((k, t)) => format!("{head}+{}+{t}", mask_chars(key, k)),
+        None => format!("{head}+{}", mask_chars(key, rest)),
     }
 }
 
@@ -113,18 +123,28 @@ pub fn mask_connection(key: &HashKey, c: &ConnectionString) -> Result<Connection
     ConnectionString::parse_live(&masked).map_err(|e| e.to_string())
 }
 
-/// A configuration file reduced to its `unms.*` lines (terminators kept), keys masked.
+/// A configuration file reduced to its `unms.*` lines (the key as airOS reads it: trimmed),
+/// terminators kept: `unms.status` as written, connection strings masked ([`mask_uri`]), any
+/// other value masked entirely. A line without `=` is no setting and is left out.
 fn unms_lines(key: &HashKey, bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .split_inclusive('\n')
-        .filter(|l| l.starts_with("unms."))
-        .map(|l| match l.split_once('=') {
-            Some((k, v)) if k.starts_with("unms.uri") => {
-                let end = v.len() - v.trim_end_matches(['\r', '\n']).len();
-                let (value, eol) = v.split_at(v.len() - end);
-                format!("{k}={}{eol}", mask_uri(key, value))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            let name = k.trim();
+            if !name.starts_with("unms.") {
+                return None;
             }
-            _ => l.to_string(),
+            let end = v.len() - v.trim_end_matches(['\r', '\n']).len();
+            let (value, eol) = v.split_at(v.len() - end);
+            let masked = if name == KEY_STATUS {
+                value.to_string()
+            } else if name.starts_with(KEY_URI) {
+                mask_uri(key, value)
+            } else {
+                mask_chars(key, value)
+            };
+            Some(format!("{k}={masked}{eol}"))
         })
         .collect()
 }
@@ -133,8 +153,14 @@ fn is_config(path: &str) -> bool {
     path == SYSTEM_CFG || path == RUNNING_CFG
 }
 
-/// The group as JSON: no key, no unmanaged line.
-pub fn to_value(live: &GroupLive, key: &HashKey) -> Result<serde_json::Value, String> {
+/// The group as JSON: no key, no unmanaged line. `hosts`: the antennas' hosts, in the order
+/// of the reading.
+pub fn to_value(
+    live: &GroupLive,
+    hosts: &[&str],
+    from_uisp: bool,
+    key: &HashKey,
+) -> Result<serde_json::Value, String> {
     let antennas = live
         .antennas
         .iter()
@@ -173,12 +199,15 @@ pub fn to_value(live: &GroupLive, key: &HashKey) -> Result<serde_json::Value, St
                 },
             }),
         })
+        .zip(hosts)
+        .map(|(a, h)| (h.to_string(), a))
         .collect();
     let snap = Snap {
         desired: mask_connection(key, &live.desired)?
             .to_secret_string()
             .expose()
             .to_string(),
+        desired_from_uisp: from_uisp,
         desired_hash: live
             .desired_hash
             .clone()
@@ -189,10 +218,12 @@ pub fn to_value(live: &GroupLive, key: &HashKey) -> Result<serde_json::Value, St
     serde_json::to_value(snap).map_err(|e| e.to_string())
 }
 
-/// The group back from JSON. `given`: the YAML's own connection string, when the file gives
-/// one (masked here; otherwise the snapshot's, read from UISP then).
+/// The group back from JSON, its antennas in the order of `hosts` (the file's now; one the
+/// snapshot does not hold is an object error). `given`: the YAML's own connection string, when
+/// the file gives one (masked here; otherwise the snapshot's, read from UISP then).
 pub fn from_value(
     v: serde_json::Value,
+    hosts: &[&str],
     given: Option<&ConnectionString>,
     key: &HashKey,
 ) -> Result<GroupLive, String> {
@@ -202,14 +233,25 @@ pub fn from_value(
             mask_connection(key, c)?,
             SecretHash::of(key, &c.to_secret_string()),
         ),
-        None => (
+        None if snap.desired_from_uisp => (
             ConnectionString::parse_live(&snap.desired).map_err(|e| e.to_string())?,
             snap.desired_hash,
         ),
+        None => {
+            return Err("the group now takes its connection string from UISP, which the snapshot did not read (the group gave its own then): take a new snapshot".into());
+        }
     };
-    let antennas = snap
-        .antennas
-        .into_iter()
+    let mut by_host: std::collections::HashMap<String, AntennaSnap> =
+        snap.antennas.into_iter().collect();
+    let antennas = hosts
+        .iter()
+        .map(|h| {
+            by_host.remove(*h).unwrap_or_else(|| {
+                AntennaSnap::Error(format!(
+                    "{h}: not in the snapshot (added since it was taken): not compared"
+                ))
+            })
+        })
         .map(|a| match a {
             AntennaSnap::Error(e) => Err(AntennaError::Snapshot(e)),
             AntennaSnap::Read(l) => Ok(Live {
@@ -248,4 +290,64 @@ pub fn from_value(
         trusted: Vec::new(),
         desired_hash: Some(desired_hash),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "LabOnlyMasterKey0123456789abcdefghijklmnopqrstuv";
+
+    #[test]
+    fn a_key_is_masked_keeping_its_classes_and_equal_keys_stay_equal() {
+        let k = HashKey::from_bytes([5; 32]);
+        let uri = format!("wss://uisp.example:443+{KEY}+allowSelfSignedCertificate");
+        let m = mask_uri(&k, &uri);
+        assert!(!m.contains(KEY));
+        let (head, rest) = m.split_once('+').unwrap();
+        assert_eq!(head, "wss://uisp.example:443");
+        let (masked, flags) = rest.split_once('+').unwrap();
+        assert_eq!(flags, "allowSelfSignedCertificate");
+        assert_eq!(masked.len(), KEY.len());
+        for (a, b) in masked.chars().zip(KEY.chars()) {
+            assert_eq!(
+                (
+                    a.is_ascii_uppercase(),
+                    a.is_ascii_lowercase(),
+                    a.is_ascii_digit()
+                ),
+                (
+                    b.is_ascii_uppercase(),
+                    b.is_ascii_lowercase(),
+                    b.is_ascii_digit()
+                ),
+            );
+        }
+        assert_eq!(mask_uri(&k, &uri), m, "the same key masks the same way");
+        let other = uri.replace("Lab", "Lob");
+        assert_ne!(mask_uri(&k, &other), m);
+        assert_ne!(mask_uri(&HashKey::from_bytes([6; 32]), &uri), m, "keyed");
+        // Malformed: everything after the scheme is masked, the malformation kept.
+        let bad = format!("wss://host{KEY}");
+        let mb = mask_uri(&k, &bad);
+        assert!(mb.starts_with("wss://") && !mb.contains(KEY) && !mb.contains("host"));
+        assert_eq!(
+            ConnectionString::parse_live(&bad).unwrap_err().to_string(),
+            ConnectionString::parse_live(&mb).unwrap_err().to_string()
+        );
+    }
+
+    #[test]
+    fn only_unms_settings_are_kept_and_no_key_in_them() {
+        let k = HashKey::from_bytes([5; 32]);
+        let cfg = format!(
+            "users.1.password=$1$x$hash\n  unms.uri = wss://u.example:443+{KEY}\nunms.status=enabled\r\nunms.other=secretvalue\nunms.nokey\nppp.1.password=pw\n"
+        );
+        let kept = unms_lines(&k, cfg.as_bytes());
+        assert!(!kept.contains(KEY) && !kept.contains("secretvalue") && !kept.contains("pw"));
+        assert!(!kept.contains("users.") && !kept.contains("nokey"));
+        assert!(kept.contains("unms.status=enabled\r\n"));
+        assert!(kept.starts_with("  unms.uri = wss://u.example:443+"));
+        assert_eq!(kept.lines().count(), 3);
+    }
 }

@@ -1,7 +1,8 @@
-//! A host's pppd files as a snapshot keeps them, with no secret and no content wispctl was not
-//! meant to read: the peer files the YAML names or wispctl owns (their `password` lines masked,
-//! as a plan shows them), only the name and mode of the others, and chap-secrets as its line
-//! structure, each entry's secret, hand-written text and unusual addresses as keyed hashes.
+//! A host's pppd files as a snapshot keeps them, with no secret: the peer files as a plan shows
+//! them (`password` lines masked), and chap-secrets as its line structure: the client and
+//! server of every entry (duplicates are reported by name), and only for the pairs the YAML
+//! declares the secret, the hand-written text and unusual addresses as keyed hashes salted with
+//! the pair (nothing of the other entries: nobody's secret is there to guess at).
 //!
 //! Back from a snapshot, a hash is compared with the desired value's hash under the same key:
 //! equal, the entry gets the desired value; different, a value that can never be desired
@@ -33,7 +34,7 @@ struct Snap {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeerSnap {
-    /// Masked; `None` for a file neither named in the YAML nor wispctl's (never kept).
+    /// As a plan shows it (`password` lines masked).
     content: Option<String>,
     mode: u32,
 }
@@ -53,8 +54,9 @@ struct LineSnap {
     entry: Option<EntrySnap>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     opaque: bool,
-    /// The keyed hash of the line as written (without its terminator).
-    text: String,
+    /// The keyed hash of the line as written (without its terminator), for a declared pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,7 +64,8 @@ struct LineSnap {
 struct EntrySnap {
     client: String,
     server: String,
-    secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
     /// The addresses when a plan may show them; otherwise their keyed hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     addresses: Option<Vec<String>>,
@@ -70,20 +73,39 @@ struct EntrySnap {
     addresses_hash: Option<String>,
 }
 
-fn hash(key: &HashKey, what: &str, data: &str) -> String {
-    key.digest(&format!("snapshot-pppd-{what}"), data.as_bytes())
+/// The keyed hash of `data` for the pair `client@server`.
+fn hash(key: &HashKey, what: &str, pair: (&str, &str), data: &str) -> String {
+    let mut h = key.hasher(&format!("snapshot-pppd-{what}"));
+    for part in [pair.0, pair.1, data] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finish()
+}
+
+/// A desired entry's pair.
+fn pair(d: &ChapEntry) -> (&str, &str) {
+    (d.client.as_str(), d.server.as_str())
+}
+
+/// An address list, unambiguously (a word holding a space is not two words).
+fn addresses_text(addresses: &[String]) -> String {
+    serde_json::to_string(addresses).expect("strings serialise")
 }
 
 /// The host as JSON: no secret value, no unowned peer file's content.
 pub fn to_value(live: &HostLive, desired: &PppdDesired, key: &HashKey) -> serde_json::Value {
-    let named: BTreeSet<&str> = desired.peers.iter().map(|p| p.name.as_str()).collect();
+    let declared: BTreeSet<(&str, &str)> = desired
+        .chap
+        .iter()
+        .map(|e| (e.client.as_str(), e.server.as_str()))
+        .collect();
     let peers = live
         .peers
         .iter()
         .map(|(name, p)| {
-            let keep = named.contains(name.as_str()) || peer::is_owned(&p.content);
             let snap = PeerSnap {
-                content: keep.then(|| peer::masked(&p.content)),
+                content: Some(peer::masked(&p.content)),
                 mode: p.mode,
             };
             (name.clone(), snap)
@@ -95,20 +117,35 @@ pub fn to_value(live: &HostLive, desired: &PppdDesired, key: &HashKey) -> serde_
         lines: (0..c.file.lines.len())
             .map(|i| {
                 let l = &c.file.lines[i];
+                let pair = l
+                    .entry
+                    .as_ref()
+                    .map(|e| (e.client.as_str(), e.server.as_str()))
+                    .filter(|p| declared.contains(p));
                 LineSnap {
                     entry: l.entry.as_ref().map(|e| {
                         let plain = shown_addresses(&e.addresses) != "(not shown)";
-                        EntrySnap {
-                            client: e.client.clone(),
-                            server: e.server.clone(),
-                            secret: hash(key, "secret", e.secret.expose()),
-                            addresses: plain.then(|| e.addresses.clone()),
-                            addresses_hash: (!plain)
-                                .then(|| hash(key, "addresses", &e.addresses.join(" "))),
+                        match pair {
+                            Some(p) => EntrySnap {
+                                client: e.client.clone(),
+                                server: e.server.clone(),
+                                secret: Some(hash(key, "secret", p, e.secret.expose())),
+                                addresses: plain.then(|| e.addresses.clone()),
+                                addresses_hash: (!plain).then(|| {
+                                    hash(key, "addresses", p, &addresses_text(&e.addresses))
+                                }),
+                            },
+                            None => EntrySnap {
+                                client: e.client.clone(),
+                                server: e.server.clone(),
+                                secret: None,
+                                addresses: None,
+                                addresses_hash: None,
+                            },
                         }
                     }),
                     opaque: l.opaque,
-                    text: hash(key, "line", &c.file.text(i)),
+                    text: pair.map(|p| hash(key, "line", p, &c.file.text(i))),
                 }
             })
             .collect(),
@@ -168,23 +205,34 @@ pub fn from_value(
                         .get(&(e.client.as_str(), e.server.as_str()))
                         .copied()
                 });
-                let text = match wanted {
-                    Some(d) if hash(key, "line", &chap::render_entry(d)) == l.text => {
+                let text = match (wanted, &l.text) {
+                    (Some(d), Some(t))
+                        if hash(key, "line", pair(d), &chap::render_entry(d)) == *t =>
+                    {
                         chap::render_entry(d)
                     }
-                    _ => never_desired(&l.text),
+                    (_, t) => never_desired(t.as_deref().unwrap_or("")),
                 };
                 let entry = l.entry.map(|e| {
-                    let secret = match wanted {
-                        Some(d) if hash(key, "secret", d.secret.expose()) == e.secret => {
+                    let secret = match (wanted, &e.secret) {
+                        (Some(d), Some(h))
+                            if hash(key, "secret", pair(d), d.secret.expose()) == *h =>
+                        {
                             d.secret.clone()
                         }
-                        _ => Secret::new(never_desired(&e.secret)),
+                        (_, h) => Secret::new(never_desired(h.as_deref().unwrap_or(""))),
                     };
                     let addresses = match (e.addresses, e.addresses_hash) {
                         (Some(a), _) => a,
                         (None, Some(h)) => match wanted {
-                            Some(d) if hash(key, "addresses", &d.addresses.join(" ")) == h => {
+                            Some(d)
+                                if hash(
+                                    key,
+                                    "addresses",
+                                    pair(d),
+                                    &addresses_text(&d.addresses),
+                                ) == h =>
+                            {
                                 d.addresses.clone()
                             }
                             _ => vec![never_desired(&h)],

@@ -478,9 +478,6 @@ fn update(
         fields.push(FieldDiff::plain(c.field, Some(c.live), Some(c.desired)));
         changed.push(c.field.to_string());
     }
-    if unresolved && !fields.is_empty() {
-        fields.insert(0, FieldDiff::not_compared("password"));
-    }
     let (comment, comment_changed) = comment_to_write(d.comment.as_deref(), l.comment_text());
     if comment_changed {
         fields.push(FieldDiff::plain(
@@ -493,6 +490,9 @@ fn update(
     let owed = kick_owed(policy, live.pending_kicks.contains(&d.name), sessions);
     if changed.is_empty() && !owed {
         return None;
+    }
+    if unresolved {
+        fields.insert(0, FieldDiff::not_compared("password"));
     }
     if changed.is_empty() {
         reason = Some(KICK_OWED.to_string());

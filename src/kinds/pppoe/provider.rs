@@ -159,12 +159,16 @@ impl Provider for PppoeProvider {
         })
     }
 
-    fn snapshot_form(&self, _router: &str, live: &RouterLive) -> Option<serde_json::Value> {
-        Some(super::snapshot::to_value(live, &self.key))
+    fn snapshot_form(&self, router: &str, live: &RouterLive) -> Option<serde_json::Value> {
+        let t = &self.routers[router];
+        Some(super::snapshot::to_value(
+            router, live, &t.desired, &self.key,
+        ))
     }
 
-    fn restore_snapshot(&self, _router: &str, v: serde_json::Value) -> Result<RouterLive, String> {
-        super::snapshot::from_value(v)
+    fn restore_snapshot(&self, router: &str, v: serde_json::Value) -> Result<RouterLive, String> {
+        let t = &self.routers[router];
+        super::snapshot::from_value(router, v, &t.desired, &self.key)
     }
 
     fn diff(&self, router: &str, obs: &Observation<RouterLive>) -> Result<Planned<Op>, PppoeError> {

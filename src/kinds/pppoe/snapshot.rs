@@ -1,7 +1,9 @@
-//! A router's reading as a snapshot keeps it: its secrets (every field but the password,
-//! which becomes its keyed hash, compared the way a hidden password is), profiles, active
-//! sessions, and what wispctl remembers of it (the keyed hashes of passwords it applied, the
-//! kicks it owes).
+//! A router's reading as a snapshot keeps it: its secrets (every field but the password; for
+//! the secrets the YAML names, a keyed hash of the password salted with the secret's address,
+//! nothing for the others: nobody's password is there to guess at), profiles, active sessions,
+//! and what wispctl remembers of it (the keyed hashes of passwords it applied, the kicks it
+//! owes). Back from a snapshot, a password hash equal to the desired password's is that
+//! password; a different one, a password known to differ.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,6 +11,7 @@ use routeros_api::client::Row;
 use serde::{Deserialize, Serialize};
 
 use super::observe::{LiveSecret, RouterLive};
+use super::spec::PppoeDesired;
 use crate::secret::{HashKey, Secret, SecretHash};
 
 #[derive(Serialize, Deserialize)]
@@ -35,8 +38,24 @@ struct SecretSnap {
     not_utf8: BTreeSet<String>,
 }
 
-/// The reading as JSON: no password, only keyed hashes under `key`.
-pub fn to_value(live: &RouterLive, key: &HashKey) -> serde_json::Value {
+/// The keyed hash of a password of secret `name` of `router`.
+fn password_hash(key: &HashKey, router: &str, name: &str, password: &str) -> SecretHash {
+    let mut h = key.hasher("snapshot-pppoe-password");
+    for part in [router, name, password] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    SecretHash(h.finish())
+}
+
+/// The reading as JSON: no password; for the secrets `desired` names, salted keyed hashes.
+pub fn to_value(
+    router: &str,
+    live: &RouterLive,
+    desired: &PppoeDesired,
+    key: &HashKey,
+) -> serde_json::Value {
+    let named: BTreeSet<&str> = desired.secrets.iter().map(|s| s.name.as_str()).collect();
     let snap = Snap {
         secrets: live
             .secrets
@@ -52,7 +71,8 @@ pub fn to_value(live: &RouterLive, key: &HashKey) -> serde_json::Value {
                 password: s
                     .fields
                     .get("password")
-                    .map(|p| SecretHash::of(key, &Secret::new(p))),
+                    .filter(|_| named.contains(s.name()))
+                    .map(|p| password_hash(key, router, s.name(), p)),
                 not_utf8: s.not_utf8.clone(),
             })
             .collect(),
@@ -65,10 +85,20 @@ pub fn to_value(live: &RouterLive, key: &HashKey) -> serde_json::Value {
     serde_json::to_value(snap).expect("router readings serialise")
 }
 
-/// The reading back from JSON. A password the router showed is compared through its keyed
-/// hash, as one wispctl applied to a router that hides passwords: the same plan.
-pub fn from_value(v: serde_json::Value) -> Result<RouterLive, String> {
+/// The reading back from JSON, against `desired`: a password the router showed is compared
+/// through its hash, as one wispctl applied to a router that hides passwords (the same plan).
+pub fn from_value(
+    router: &str,
+    v: serde_json::Value,
+    desired: &PppoeDesired,
+    key: &HashKey,
+) -> Result<RouterLive, String> {
     let snap: Snap = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let wanted: BTreeMap<&str, &Secret> = desired
+        .secrets
+        .iter()
+        .filter_map(|s| s.password.as_ref().map(|p| (s.name.as_str(), p)))
+        .collect();
     let mut applied = snap.applied;
     let secrets = snap
         .secrets
@@ -76,7 +106,15 @@ pub fn from_value(v: serde_json::Value) -> Result<RouterLive, String> {
         .map(|s| {
             let fields: Row = s.fields.iter().map(|(k, v)| (k, v)).collect();
             if let (Some(h), Some(name)) = (s.password, fields.get("name")) {
-                applied.insert(name.to_string(), h);
+                let known = match wanted.get(name) {
+                    Some(p) if password_hash(key, router, name, p.expose()) == h => {
+                        SecretHash::of(key, p)
+                    }
+                    // Differs from the desired one (or nothing is desired): no desired
+                    // password's hash can equal it.
+                    _ => SecretHash(format!("differs:{}", h.0)),
+                };
+                applied.insert(name.to_string(), known);
             }
             LiveSecret {
                 id: s.id,

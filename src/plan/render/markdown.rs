@@ -9,6 +9,10 @@ use crate::plan::Plan;
 /// The most characters a comment may have.
 pub const MAX_CHARS: usize = 65_536;
 
+/// Problems listed above the fold; the rest are counted (a mass outage of hundreds of
+/// antennas must not push the comment past GitHub's limit).
+const MAX_PROBLEMS: usize = 50;
+
 /// Renders a plan or drift report as Markdown, at most [`MAX_CHARS`] characters.
 pub fn plan(plan: &Plan, purpose: Purpose) -> String {
     plan_with_limit(plan, purpose, MAX_CHARS)
@@ -33,8 +37,14 @@ pub fn plan_with_limit(plan: &Plan, purpose: Purpose, limit: usize) -> String {
     let problems = plan.problems();
     if !problems.is_empty() {
         head.push_str("**Problems:**\n\n");
-        for p in &problems {
+        for p in problems.iter().take(MAX_PROBLEMS) {
             head.push_str(&format!("- :x: {}\n", escape_inline(p)));
+        }
+        if problems.len() > MAX_PROBLEMS {
+            head.push_str(&format!(
+                "- … and {} more (run `wispctl plan` for every one)\n",
+                problems.len() - MAX_PROBLEMS
+            ));
         }
         head.push('\n');
     }

@@ -6,8 +6,13 @@
 set -eu
 state=${WISPCTL_STATE_DIR:-/var/lib/wispctl}
 out="$state/snapshot.json"
-# Exit 1 means a target could not be read: the snapshot says which, and is published anyway.
-wispctl -C desired-state --state-dir "$state" snapshot --out "$out" || [ $? -eq 1 ]
+new="$state/snapshot.new.json"
+rm -f "$new"
+# Exit 1 also means a target could not be read: the snapshot then says which and is
+# published anyway; when no snapshot was written (the YAML does not load), nothing is.
+wispctl -C desired-state --state-dir "$state" snapshot --out "$new" || [ $? -eq 1 ]
+[ -s "$new" ] || { echo "publish-snapshot: no snapshot was written" >&2; exit 1; }
+mv "$new" "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git -C "$work" init --quiet
