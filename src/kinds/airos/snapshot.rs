@@ -99,7 +99,7 @@ fn mask_chars(key: &HashKey, text: &str) -> String {
 }
 
 /// Masks a connection string: when it parses, only its key (the text between its first and
-/// second `+`, [`mask_chars`]); when it does not, everything after its scheme (a malformed
+/// second `+`, masked letter by letter keeping classes); when it does not, everything after its scheme (a malformed
 /// string may hold the key anywhere).
 pub fn mask_uri(key: &HashKey, uri: &str) -> String {
     if ConnectionString::parse_live(uri).is_err() {
