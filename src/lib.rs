@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod controller;
 pub mod desired;
 pub mod engine;
 pub mod exit;
