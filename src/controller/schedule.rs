@@ -54,9 +54,18 @@ impl Schedule {
         if failures > 0 {
             return self.backoff.after(failures);
         }
-        let j = self.jitter.clamp(0.0, 1.0);
-        let factor = 1.0 + j * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        self.interval.mul_f64(factor.max(0.0))
+        let j = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
+        let u = if unit.is_nan() {
+            0.5
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        let factor = 1.0 + j * (2.0 * u - 1.0);
+        Duration::try_from_secs_f64(self.interval.as_secs_f64() * factor).unwrap_or(Duration::MAX)
     }
 }
 
@@ -123,16 +132,19 @@ pub async fn run<F, Fut, E>(
     E: Send,
 {
     let reconcile = Arc::new(reconcile);
-    let slots: HashMap<String, Arc<Semaphore>> = limits
+    let mut slots: HashMap<String, Arc<Semaphore>> = limits
         .into_iter()
         .map(|(g, n)| (g, Arc::new(Semaphore::new(n.max(1)))))
         .collect();
+    // A group without a limit: one at a time, shared by the group.
+    for e in &entries {
+        slots
+            .entry(e.group.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(1)));
+    }
     let mut tasks = JoinSet::new();
     for e in entries {
-        let slot = slots
-            .get(&e.group)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Semaphore::new(1)));
+        let slot = slots[&e.group].clone();
         let (reconcile, mut stop) = (reconcile.clone(), stop.clone());
         tasks.spawn(async move {
             let mut unit = Unit::seeded(&e.key);
@@ -154,12 +166,20 @@ pub async fn run<F, Fut, E>(
                     Ok(()) => 0,
                     Err(_) => failures.saturating_add(1),
                 };
-                next = Instant::now() + e.schedule.wait(failures, unit.draw());
+                let now = Instant::now();
+                // A wait too long to represent: as good as never (a trigger still wakes it).
+                next = now
+                    .checked_add(e.schedule.wait(failures, unit.draw()))
+                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
             }
         });
     }
     let _ = stop.wait_for(|s| *s).await;
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!("a target's reconcile task ended abnormally: {e}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +214,12 @@ mod tests {
         }
         assert!(lo < 49.0 && hi > 71.0, "the jitter spreads ({lo}..{hi})");
         assert_eq!(schedule(60, 0.0).wait(0, 0.9), Duration::from_secs(60));
+        assert_eq!(schedule(60, f64::NAN).wait(0, 0.9), Duration::from_secs(60));
+        let huge = Schedule {
+            interval: Duration::MAX,
+            ..schedule(60, 1.0)
+        };
+        assert_eq!(huge.wait(0, 0.99), Duration::MAX, "no overflow panic");
     }
 
     /// Runs the scheduler over `entries` for `secs` of paused time; returns each reconcile as

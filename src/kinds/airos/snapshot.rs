@@ -102,11 +102,23 @@ fn mask_chars(key: &HashKey, text: &str) -> String {
 /// second `+`, masked letter by letter keeping classes); when it does not, everything after its scheme (a malformed
 /// string may hold the key anywhere).
 pub fn mask_uri(key: &HashKey, uri: &str) -> String {
-    if ConnectionString::parse_live(uri).is_err() {
-        return match uri.split_once("://") {
+    if let Err(e) = ConnectionString::parse_live(uri) {
+        let masked = match uri.split_once("://") {
             Some((scheme, rest)) => format!("{scheme}://{}", mask_chars(key, rest)),
             None => mask_chars(key, uri),
         };
+        // Masking must not change what is wrong with it (a port made valid, another error
+        // first): then a string of no one's that fails the same way.
+        let same = |s: &str| {
+            ConnectionString::parse_live(s).err().map(|x| x.to_string()) == Some(e.to_string())
+        };
+        if same(&masked) {
+            return masked;
+        }
+        return MALFORMED
+            .iter()
+            .find(|s| same(s))
+            .map_or(masked, |s| (*s).to_string());
     }
     let Some((head, rest)) = uri.split_once('+') else {
         return mask_chars(key, uri);
@@ -116,6 +128,23 @@ pub fn mask_uri(key: &HashKey, uri: &str) -> String {
         None => format!("{head}+{}", mask_chars(key, rest)),
     }
 }
+
+/// Malformed connection strings, one per way of being malformed.
+const MALFORMED: &[&str] = &[
+    "",
+    "wss://a b",
+    "x",
+    "http://h:1+k",
+    "wss://h:1",
+    "wss://h+k",
+    "wss://h:0+k",
+    "wss://h:1x+k",
+    "wss://_:1+k",
+    "wss://01.2.3.4:1+k",
+    "wss://h:1+k+",
+    "wss://h:1+k-k",
+    "wss://[::1:1+k",
+];
 
 /// The connection string with its key masked ([`mask_uri`]).
 pub fn mask_connection(key: &HashKey, c: &ConnectionString) -> Result<ConnectionString, String> {
@@ -327,14 +356,23 @@ mod tests {
         let other = uri.replace("Lab", "Lob");
         assert_ne!(mask_uri(&k, &other), m);
         assert_ne!(mask_uri(&HashKey::from_bytes([6; 32]), &uri), m, "keyed");
-        // Malformed: everything after the scheme is masked, the malformation kept.
-        let bad = format!("wss://host{KEY}");
-        let mb = mask_uri(&k, &bad);
-        assert!(mb.starts_with("wss://") && !mb.contains(KEY) && !mb.contains("host"));
-        assert_eq!(
-            ConnectionString::parse_live(&bad).unwrap_err().to_string(),
-            ConnectionString::parse_live(&mb).unwrap_err().to_string()
-        );
+        // Malformed: everything after the scheme is masked, the malformation kept, even
+        // where masking digits would have changed it.
+        for bad in [
+            format!("wss://host{KEY}"),
+            format!("wss://h:70000+{KEY}"),
+            format!("wss://h:0443+{KEY}"),
+            format!("wss://010.1.2.3:443+{KEY}"),
+            "wss://h:443+".to_string(),
+        ] {
+            let mb = mask_uri(&k, &bad);
+            assert!(!mb.contains(KEY), "{mb}");
+            assert_eq!(
+                ConnectionString::parse_live(&bad).unwrap_err().to_string(),
+                ConnectionString::parse_live(&mb).unwrap_err().to_string(),
+                "{bad} -> {mb}"
+            );
+        }
     }
 
     #[test]

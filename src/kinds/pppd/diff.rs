@@ -87,7 +87,14 @@ pub fn diff_host(
         not_compared: desired
             .chap
             .iter()
-            .filter(|e| e.secret.is_unresolved())
+            .filter(|e| {
+                let live_unknown = pairs
+                    .get(&(e.client.clone(), e.server.clone()))
+                    .and_then(|l| l.first())
+                    .and_then(|&i| file.lines[i].entry.as_ref())
+                    .is_some_and(|l| l.secret.is_unresolved());
+                e.secret.is_unresolved() || live_unknown
+            })
             .map(|e| format!("{}.secret", chap_address(host, &e.client, &e.server)))
             .collect(),
     })
@@ -360,7 +367,7 @@ pub fn chap_change(
 /// terminator) against wispctl's every-field-quoted form.
 pub fn chap_fields(live: &LiveEntry, desired: &ChapEntry, live_text: &str) -> Vec<FieldDiff> {
     let mut fields = Vec::new();
-    let unresolved = desired.secret.is_unresolved();
+    let unresolved = desired.secret.is_unresolved() || live.secret.is_unresolved();
     if !unresolved && live.secret != desired.secret {
         fields.push(FieldDiff::sensitive("secret"));
     }

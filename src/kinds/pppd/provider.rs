@@ -91,7 +91,7 @@ impl Provider for PppdProvider {
 
     fn restore_snapshot(&self, host: &str, v: serde_json::Value) -> Result<HostLive, String> {
         let (desired, _) = &self.hosts[host];
-        super::snapshot::from_value(v, desired, &self.key)
+        super::snapshot::from_value(host, v, desired, &self.key)
     }
 
     fn diff(&self, host: &str, obs: &Observation<HostLive>) -> Result<Planned<Op>, PppdError> {

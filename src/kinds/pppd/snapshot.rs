@@ -1,8 +1,10 @@
-//! A host's pppd files as a snapshot keeps them, with no secret: the peer files as a plan shows
-//! them (`password` lines masked), and chap-secrets as its line structure: the client and
-//! server of every entry (duplicates are reported by name), and only for the pairs the YAML
-//! declares the secret, the hand-written text and unusual addresses as keyed hashes salted with
-//! the pair (nothing of the other entries: nobody's secret is there to guess at).
+//! A host's pppd files as a snapshot keeps them, with no secret: the peer files the YAML names
+//! or wispctl owns as a plan shows them (`password` lines masked), the others by name, mode and
+//! a keyed hash of their content only; chap-secrets as its line structure: the client and
+//! server of every entry (duplicates are reported by name), plain address lists, and only for
+//! the pairs the YAML declares the secret, the hand-written text and unusual addresses as keyed
+//! hashes salted with the pair (nothing secret of the other entries). A pair declared since the
+//! snapshot was taken has its secret not compared.
 //!
 //! Back from a snapshot, a hash is compared with the desired value's hash under the same key:
 //! equal, the entry gets the desired value; different, a value that can never be desired
@@ -25,6 +27,8 @@ use crate::secret::{HashKey, Secret};
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Snap {
+    /// The pairs declared when it was taken.
+    declared: BTreeSet<(String, String)>,
     peers: BTreeMap<String, PeerSnap>,
     symlinks: BTreeSet<String>,
     chap: Option<ChapSnap>,
@@ -34,8 +38,11 @@ struct Snap {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeerSnap {
-    /// As a plan shows it (`password` lines masked).
+    /// As a plan shows it (`password` lines masked), for a file named or owned.
     content: Option<String>,
+    /// The keyed hash of the content of any other file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_hash: Option<String>,
     mode: u32,
 }
 
@@ -100,12 +107,15 @@ pub fn to_value(live: &HostLive, desired: &PppdDesired, key: &HashKey) -> serde_
         .iter()
         .map(|e| (e.client.as_str(), e.server.as_str()))
         .collect();
+    let named: BTreeSet<&str> = desired.peers.iter().map(|p| p.name.as_str()).collect();
     let peers = live
         .peers
         .iter()
         .map(|(name, p)| {
+            let keep = named.contains(name.as_str()) || peer::is_owned(&p.content);
             let snap = PeerSnap {
-                content: Some(peer::masked(&p.content)),
+                content: keep.then(|| peer::masked(&p.content)),
+                content_hash: (!keep).then(|| hash(key, "peer", (name, ""), &p.content)),
                 mode: p.mode,
             };
             (name.clone(), snap)
@@ -139,7 +149,7 @@ pub fn to_value(live: &HostLive, desired: &PppdDesired, key: &HashKey) -> serde_
                                 client: e.client.clone(),
                                 server: e.server.clone(),
                                 secret: None,
-                                addresses: None,
+                                addresses: plain.then(|| e.addresses.clone()),
                                 addresses_hash: None,
                             },
                         }
@@ -159,6 +169,10 @@ pub fn to_value(live: &HostLive, desired: &PppdDesired, key: &HashKey) -> serde_
         })
         .collect();
     let snap = Snap {
+        declared: declared
+            .iter()
+            .map(|(c, s)| (c.to_string(), s.to_string()))
+            .collect(),
         peers,
         symlinks: live.symlinks.clone(),
         chap,
@@ -168,31 +182,55 @@ pub fn to_value(live: &HostLive, desired: &PppdDesired, key: &HashKey) -> serde_
 }
 
 /// A value no desired secret, address or line can be: it holds a control character.
+/// The content of a peer file the snapshot did not keep, as a plan shows it.
+const NOT_KEPT: &str = "# (a hand-written file: its content is not in the snapshot)\n";
+
 fn never_desired(hash: &str) -> String {
     format!("\u{1}{hash}")
 }
 
 /// The host back from JSON, against `desired` (see the module documentation).
 pub fn from_value(
+    host: &str,
     v: serde_json::Value,
     desired: &PppdDesired,
     key: &HashKey,
 ) -> Result<HostLive, String> {
     let snap: Snap = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let snap_declared = snap.declared.clone();
     let by_pair: HashMap<(&str, &str), &ChapEntry> = desired
         .chap
         .iter()
         .map(|e| ((e.client.as_str(), e.server.as_str()), e))
         .collect();
+    let rendered: HashMap<&str, String> = desired
+        .peers
+        .iter()
+        .map(|p| {
+            let address = super::peer_address(host, &p.name);
+            (p.name.as_str(), peer::render(p, &address))
+        })
+        .collect();
     let peers = snap
         .peers
         .into_iter()
         .map(|(name, p)| {
-            let live = LivePeer {
-                content: p.content.unwrap_or_default(),
-                mode: p.mode,
-            };
-            (name, live)
+            // A file not kept: the desired content when its hash says so, else a text that
+            // says it is not in the snapshot (never the desired one).
+            let content = p.content.unwrap_or_else(|| {
+                let h = p.content_hash.unwrap_or_default();
+                match rendered.get(name.as_str()) {
+                    Some(r) if hash(key, "peer", (&name, ""), r) == h => r.clone(),
+                    _ => NOT_KEPT.to_string(),
+                }
+            });
+            (
+                name,
+                LivePeer {
+                    content,
+                    mode: p.mode,
+                },
+            )
         })
         .collect();
     let chap = snap.chap.map(|c| {
@@ -205,7 +243,12 @@ pub fn from_value(
                         .get(&(e.client.as_str(), e.server.as_str()))
                         .copied()
                 });
+                let since = wanted.is_some_and(|d| {
+                    !snap_declared.contains(&(d.client.clone(), d.server.clone()))
+                });
                 let text = match (wanted, &l.text) {
+                    // Declared since: how it is written is not known either.
+                    (Some(d), _) if since => chap::render_entry(d),
                     (Some(d), Some(t))
                         if hash(key, "line", pair(d), &chap::render_entry(d)) == *t =>
                     {
@@ -215,6 +258,7 @@ pub fn from_value(
                 };
                 let entry = l.entry.map(|e| {
                     let secret = match (wanted, &e.secret) {
+                        (Some(_), _) if since => Secret::unresolved(),
                         (Some(d), Some(h))
                             if hash(key, "secret", pair(d), d.secret.expose()) == *h =>
                         {

@@ -331,7 +331,7 @@ pub fn diff_router(
     for d in &desired.secrets {
         if let Some(p) = &d.password {
             let at = format!("{}.password", secret_address(router, &d.name));
-            if p.is_unresolved() {
+            if p.is_unresolved() || live.unknown_passwords.contains(&d.name) {
                 planned.not_compared.push(at.clone());
             }
             planned.secret_hashes.insert(at, SecretHash::of(key, p));
@@ -462,7 +462,8 @@ fn update(
     let mut effective = false;
     let mut reason = None;
     let mut unverifiable = false;
-    let unresolved = d.password.as_ref().is_some_and(Secret::is_unresolved);
+    let unresolved = d.password.as_ref().is_some_and(Secret::is_unresolved)
+        || live.unknown_passwords.contains(&d.name);
     if let Some(p) = d.password.as_ref().filter(|_| !unresolved) {
         let shows = l.fields.get("password");
         let check = compare_password(p, shows, live.applied.get(&d.name), key);

@@ -73,6 +73,9 @@ pub struct RouterLive {
     pub applied: BTreeMap<String, SecretHash>,
     /// Secrets whose kick an earlier apply could not make.
     pub pending_kicks: BTreeSet<String>,
+    /// Secrets whose password a snapshot did not keep (not named when it was taken): not
+    /// compared. Always empty when read from the router.
+    pub unknown_passwords: BTreeSet<String>,
 }
 
 /// Reads a router's secrets, profiles and active sessions in one round trip. What wispctl
@@ -103,6 +106,7 @@ pub async fn read_router(conn: &mut Connection) -> Result<RouterLive, ApiError> 
         passwords_visible,
         applied: BTreeMap::new(),
         pending_kicks: BTreeSet::new(),
+        unknown_passwords: BTreeSet::new(),
     })
 }
 

@@ -21,8 +21,11 @@ struct Snap {
     profiles: BTreeSet<String>,
     active: BTreeMap<String, Vec<String>>,
     passwords_visible: bool,
+    /// The hashes of the passwords wispctl applied, for the named secrets only, salted again.
     applied: BTreeMap<String, SecretHash>,
     pending_kicks: BTreeSet<String>,
+    /// The secrets named when it was taken: their passwords are compared from it.
+    named: BTreeSet<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,8 +82,14 @@ pub fn to_value(
         profiles: live.profiles.clone(),
         active: live.active.clone(),
         passwords_visible: live.passwords_visible,
-        applied: live.applied.clone(),
+        applied: live
+            .applied
+            .iter()
+            .filter(|(n, _)| named.contains(n.as_str()))
+            .map(|(n, h)| (n.clone(), password_hash(key, router, n, &h.0)))
+            .collect(),
         pending_kicks: live.pending_kicks.clone(),
+        named: named.iter().map(|n| n.to_string()).collect(),
     };
     serde_json::to_value(snap).expect("router readings serialise")
 }
@@ -99,7 +108,36 @@ pub fn from_value(
         .iter()
         .filter_map(|s| s.password.as_ref().map(|p| (s.name.as_str(), p)))
         .collect();
-    let mut applied = snap.applied;
+    // What wispctl applied, back against the desired passwords.
+    let mut applied: BTreeMap<String, SecretHash> = snap
+        .applied
+        .into_iter()
+        .map(|(name, h)| {
+            let known = match wanted.get(name.as_str()) {
+                Some(p) if password_hash(key, router, &name, &SecretHash::of(key, p).0) == h => {
+                    SecretHash::of(key, p)
+                }
+                _ => SecretHash(format!("differs:{}", h.0)),
+            };
+            (name, known)
+        })
+        .collect();
+    // Named now, on the router, not named when the snapshot was taken: not compared.
+    let on_router: BTreeSet<&str> = snap
+        .secrets
+        .iter()
+        .filter_map(|s| {
+            s.fields
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    let unknown_passwords = wanted
+        .keys()
+        .filter(|n| on_router.contains(**n) && !snap.named.contains(**n))
+        .map(|n| n.to_string())
+        .collect();
     let secrets = snap
         .secrets
         .into_iter()
@@ -130,5 +168,6 @@ pub fn from_value(
         passwords_visible: snap.passwords_visible,
         applied,
         pending_kicks: snap.pending_kicks,
+        unknown_passwords,
     })
 }

@@ -59,6 +59,7 @@ fn live(secrets: Vec<LiveSecret>, active: &[(&str, &str)], visible: bool) -> Rou
         passwords_visible: visible,
         applied: BTreeMap::new(),
         pending_kicks: BTreeSet::new(),
+        unknown_passwords: BTreeSet::new(),
     }
 }
 
