@@ -317,10 +317,10 @@ impl Targets {
     }
 }
 
-fn engine_for(d: &DesiredState, o: &ReadOptions, t: &Targets, filter: TargetFilter) -> Engine {
+fn engine_for(d: &DesiredState, o: &ReadOptions, ctx: &Context, filter: TargetFilter) -> Engine {
     crate::kinds::engine(
         d,
-        &t.ctx,
+        ctx,
         filter,
         o.max_deletes.unwrap_or(d.guards.max_deletes),
     )
@@ -378,11 +378,23 @@ pub async fn plan(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow::
     else {
         return Ok(exit::ERROR);
     };
-    let run = engine_for(&d, o, &t, filter).plan().await;
+    let run = engine_for(&d, o, &t.ctx, filter).plan().await;
     // Reads begun early that no target took (a file named after one router names another)
     // are aborted now.
     t.ctx.early.clear();
     reporter.finish();
+    show_plan(g, o, run, d, out)
+}
+
+/// Renders a plan, saves it with `--out`, and gives the exit code; the run's memory is left
+/// to the process's exit.
+fn show_plan(
+    g: &Globals,
+    o: &ReadOptions,
+    run: PlannedRun,
+    d: DesiredState,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
     write!(
         out,
         "{}",
@@ -456,29 +468,13 @@ async fn plan_offline(
         replay: Some(Arc::new(engine::Replay(snapshot.targets))),
         record: None,
     };
-    let engine = crate::kinds::engine(
-        &d,
-        &ctx,
-        filter,
-        o.max_deletes.unwrap_or(d.guards.max_deletes),
-    )
-    .with_max_disconnects(o.max_disconnects.unwrap_or(d.guards.max_disconnects))
-    .with_source(source);
-    let mut run = engine.plan().await;
+    let mut run = engine_for(&d, o, &ctx, filter)
+        .with_source(source)
+        .plan()
+        .await;
     reporter.finish();
     run.plan.snapshot = Some(info);
-    write!(
-        out,
-        "{}",
-        render(&run.plan, Purpose::Plan, o.format, g.color)
-    )?;
-    if let Some(path) = &o.out {
-        write_atomic(path, json::plan(&run.plan).as_bytes(), 0o600)
-            .with_context(|| format!("cannot write plan file {}", path.display()))?;
-    }
-    let code = read_exit(&run.plan, o.detailed_exitcode);
-    free_later((run, d));
-    Ok(code)
+    show_plan(g, o, run, d, out)
 }
 
 /// `wispctl snapshot`: reads every target once, as plan does, and writes what was read with no
@@ -601,7 +597,7 @@ pub async fn drift(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow:
     else {
         return Ok(exit::ERROR);
     };
-    let run = engine_for(&d, o, &t, filter).plan().await;
+    let run = engine_for(&d, o, &t.ctx, filter).plan().await;
     // Reads begun early that no target took (a file named after one router names another)
     // are aborted now.
     t.ctx.early.clear();
@@ -666,7 +662,7 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     }
     let reporter = Reporter::for_output(Format::Text);
     let t = Targets::start(g, &d, Writes::State, o.read.trust_new_host_keys, &reporter).await?;
-    let run: PlannedRun = engine_for(&d, &o.read, &t, filter).plan().await;
+    let run: PlannedRun = engine_for(&d, &o.read, &t.ctx, filter).plan().await;
     reporter.finish();
     let refusals = match &saved {
         Some(s) => match engine::check_saved(s, &run.plan) {

@@ -106,10 +106,7 @@ fn with_a_lab_snapshot_it_plans_offline_with_no_socket_opened() {
         .unwrap();
     succeeded(&out);
     // As CI runs it: the desired state's secrets only, the VPS's key, no lab.
-    let ci_secrets: HashMap<String, String> = secrets(&lab)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("PPPOE_") || k.starts_with("CHAP_"))
-        .collect();
+    let ci_secrets = common::ci_secrets(&lab);
     let mut plan = wispctl();
     plan.arg("-C")
         .arg(&desired)

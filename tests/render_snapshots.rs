@@ -84,6 +84,11 @@ fn huge_plan(lines: usize) -> Plan {
         object_errors: Default::default(),
         not_compared: Vec::new(),
     };
+    plan_of(vec![target], None)
+}
+
+/// A plan of these targets.
+fn plan_of(targets: Vec<TargetPlan>, snapshot: Option<wispctl::plan::SnapshotInfo>) -> Plan {
     Plan {
         format_version: wispctl::plan::FORMAT_VERSION,
         wispctl_version: "test".into(),
@@ -91,9 +96,9 @@ fn huge_plan(lines: usize) -> Plan {
         desired_digest: "d".into(),
         hash_key_id: "k".into(),
         refusal: None,
-        snapshot: None,
-        summary: Summary::of([&target]),
-        targets: vec![target],
+        snapshot,
+        summary: Summary::of(&targets),
+        targets,
     }
 }
 
@@ -156,21 +161,14 @@ fn many_changes(n: usize) -> Plan {
         }
     };
     let targets = vec![target("balanceador", 0..n / 2), target("norte", n / 2..n)];
-    Plan {
-        format_version: wispctl::plan::FORMAT_VERSION,
-        wispctl_version: "test".into(),
-        created_at: "now".into(),
-        desired_digest: "d".into(),
-        hash_key_id: "k".into(),
-        refusal: None,
-        snapshot: Some(wispctl::plan::SnapshotInfo {
+    plan_of(
+        targets,
+        Some(wispctl::plan::SnapshotInfo {
             taken_at: "2026-11-30T06:00:00Z".into(),
             host: "vps".into(),
             age_secs: 3 * 3600 + 120,
         }),
-        summary: Summary::of(&targets),
-        targets,
-    }
+    )
 }
 
 #[test]

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use common::Lab;
@@ -31,6 +30,27 @@ fn lab_secrets(lab: &Lab) -> Vec<String> {
         .map(String::from),
     );
     values
+}
+
+/// `plan --detailed-exitcode --snapshot FILE` as CI runs it: no lab, the lab's key, only the
+/// desired state's secrets in the environment (but those named in `missing`).
+fn ci_plan(lab: &Lab, file: &Path, missing: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wispctl"));
+    cmd.arg("-C")
+        .arg(lab.desired())
+        .arg("--state-dir")
+        .arg(lab.lab().join("state"))
+        .args(["plan", "--detailed-exitcode", "--snapshot"])
+        .arg(file)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(
+            common::ci_secrets(lab)
+                .into_iter()
+                .filter(|(k, _)| !missing.contains(&k.as_str())),
+        );
+    cmd
 }
 
 fn snapshot(lab: &Lab, file: &Path) {
@@ -206,22 +226,7 @@ fn planning_from_a_snapshot_opens_no_network_socket() {
     let lab = Lab::new();
     let file = lab.tmp.path().join("snap.json");
     snapshot(&lab, &file);
-    let env: HashMap<String, String> = wispctl::secret::parse_env_file(
-        &std::fs::read_to_string(lab.lab().join("secrets.env")).unwrap(),
-    )
-    .into_iter()
-    .filter(|(k, _)| k.starts_with("PPPOE_") || k.starts_with("CHAP_"))
-    .collect();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wispctl"));
-    cmd.arg("-C")
-        .arg(lab.desired())
-        .arg("--state-dir")
-        .arg(lab.lab().join("state"))
-        .args(["plan", "--detailed-exitcode", "--snapshot"])
-        .arg(&file)
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("NO_COLOR", "1")
-        .envs(env);
+    let cmd = ci_plan(&lab, &file, &[]);
     let (out, inet) = common::network_calls(&cmd);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -276,24 +281,9 @@ fn unresolved_desired_secrets_fail_or_are_shown_as_not_compared() {
     let lab = Lab::new();
     let file = lab.tmp.path().join("snap.json");
     snapshot(&lab, &file);
-    let env: HashMap<String, String> = wispctl::secret::parse_env_file(
-        &std::fs::read_to_string(lab.lab().join("secrets.env")).unwrap(),
-    )
-    .into_iter()
-    .filter(|(k, _)| (k.starts_with("PPPOE_") || k.starts_with("CHAP_")) && k != "PPPOE_JUAN_PEREZ")
-    .collect();
     let run = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wispctl"))
-            .arg("-C")
-            .arg(lab.desired())
-            .arg("--state-dir")
-            .arg(lab.lab().join("state"))
-            .args(["plan", "--detailed-exitcode", "--snapshot"])
-            .arg(&file)
+        let out = ci_plan(&lab, &file, &["PPPOE_JUAN_PEREZ"])
             .args(extra)
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .envs(&env)
             .output()
             .unwrap();
         (

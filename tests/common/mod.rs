@@ -329,3 +329,14 @@ pub fn network_calls(cmd: &Command) -> (Output, Vec<String>) {
         .collect();
     (out, calls)
 }
+
+/// The lab's values of the desired state's secrets (PPPoE passwords, chap secrets): what CI
+/// holds to plan from a snapshot; never the inventory's device passwords.
+pub fn ci_secrets(lab: &Lab) -> std::collections::HashMap<String, String> {
+    wispctl::secret::parse_env_file(
+        &std::fs::read_to_string(lab.lab().join("secrets.env")).unwrap(),
+    )
+    .into_iter()
+    .filter(|(k, _)| k.starts_with("PPPOE_") || k.starts_with("CHAP_"))
+    .collect()
+}
