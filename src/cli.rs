@@ -36,6 +36,9 @@ pub struct Cli {
     /// Colour in text output.
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub color: Color,
+    /// Log lines on stderr as text, or as JSON objects (one per line) for a log collector.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +55,15 @@ pub enum Color {
     Never,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -66,6 +78,17 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Report what differs from the YAML; changes nothing; exit 2 when drift is found.
     Drift(DriftArgs),
+    /// Run as a controller until SIGTERM: reconcile each target on its schedule (observe, or
+    /// apply within the guards and maintenance windows, per the inventory's `reconcile:`),
+    /// keep a history (`wispctl status`), notify, serve /healthz, /readyz and /metrics.
+    /// SIGHUP reloads the desired state.
+    Reconcile(ReconcileArgs),
+    /// Print the controller's status and history (while it runs, and after).
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: StatusFormatArg,
+    },
     /// Write the JSON Schemas of the YAML files and the plan.
     Schema(SchemaArgs),
     /// Scaffold a network repository in DIR (new or empty): the example desired state, the
@@ -187,12 +210,61 @@ pub struct SnapshotArgs {
     pub targets: Vec<String>,
 }
 
+/// `status --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormatArg {
+    /// For people.
+    Text,
+    /// `status.json` as it is.
+    Json,
+}
+
+/// `reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Serve /healthz, /readyz and /metrics here (`off`: not at all).
+    #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub listen: Listen,
+    /// Follow REMOTE's BRANCH: fetch it every `reconcile.poll` and fast-forward the checkout
+    /// that holds the desired-state folder (never a merge; local changes or a diverged branch
+    /// are refused and reported).
+    #[arg(long, num_args = 2, value_names = ["REMOTE", "BRANCH"])]
+    pub git: Option<Vec<String>>,
+    /// Reconcile every target once, then exit (0 in line or healed, 2 drift left, 1 a failure).
+    #[arg(long)]
+    pub once: bool,
+    /// How long a reconcile waits for the apply lock held by a hand-run apply.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    /// At SIGTERM or a reload: how long reconciles in flight may take to finish before they
+    /// are abandoned.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stop_grace: Duration,
+}
+
+/// `--listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s == "off" {
+        return Ok(Listen(None));
+    }
+    s.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|e| format!("{s:?} is not an address such as 127.0.0.1:9464 (or off): {e}"))
+}
+
 /// `drift`.
 #[derive(Debug, Args)]
 pub struct DriftArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Also send notifications (the inventory's `reconcile.notify`) for targets whose state
+    /// changed since the last `drift --notify`: new drift, resolved, unreachable.
+    #[arg(long)]
+    pub notify: bool,
     /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
@@ -216,6 +288,10 @@ pub struct ApplyArgs {
     /// atomically, once the changes are made: for cron and for monitoring.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write even outside the maintenance windows (`reconcile.windows`): only for a person
+    /// at a terminal; refused without one.
+    #[arg(long)]
+    pub ignore_windows: bool,
     /// Target selection and guards.
     #[command(flatten)]
     pub selection: Selection,
@@ -270,6 +346,10 @@ pub enum Invocation {
     Snapshot(Globals, app::SnapshotOptions),
     /// drift
     Drift(Globals, ReadOptions),
+    /// reconcile
+    Reconcile(Globals, app::ReconcileOptions),
+    /// status
+    Status(Globals, app::StatusFormat),
     /// apply
     Apply(Globals, ApplyOptions),
     /// init DIR
@@ -343,6 +423,7 @@ impl Cli {
             snapshot: None,
             max_age: crate::snapshot::DEFAULT_MAX_AGE,
             not_compared: false,
+            notify: false,
         };
         match self.command {
             Command::Validate => Invocation::Validate(g),
@@ -362,7 +443,30 @@ impl Cli {
                     targets: a.targets,
                 },
             ),
-            Command::Drift(a) => Invocation::Drift(g, read(a.format, None, a.selection, true)),
+            Command::Drift(a) => Invocation::Drift(
+                g,
+                ReadOptions {
+                    notify: a.notify,
+                    ..read(a.format, None, a.selection, true)
+                },
+            ),
+            Command::Reconcile(a) => Invocation::Reconcile(
+                g,
+                app::ReconcileOptions {
+                    listen: a.listen.0,
+                    git: a.git.map(|v| (v[0].clone(), v[1].clone())),
+                    once: a.once,
+                    lock_timeout: a.lock_timeout,
+                    stop_grace: a.stop_grace,
+                },
+            ),
+            Command::Status { format } => Invocation::Status(
+                g,
+                match format {
+                    StatusFormatArg::Text => app::StatusFormat::Text,
+                    StatusFormatArg::Json => app::StatusFormat::Json,
+                },
+            ),
             Command::Apply(a) => Invocation::Apply(
                 g,
                 ApplyOptions {
@@ -371,6 +475,7 @@ impl Cli {
                     lock_file: a.lock_file,
                     lock_timeout: a.lock_timeout,
                     report_file: a.report,
+                    ignore_windows: a.ignore_windows,
                     read: read(Format::Text, None, a.selection, false),
                 },
             ),

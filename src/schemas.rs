@@ -37,5 +37,13 @@ pub fn all() -> Vec<(String, String)> {
         "snapshot.schema.json".into(),
         pretty(&schemars::schema_for!(crate::snapshot::SnapshotFile)),
     ));
+    out.push((
+        "notification.schema.json".into(),
+        pretty(&crate::controller::notify::webhook_schema()),
+    ));
+    out.push((
+        "status.schema.json".into(),
+        pretty(&schemars::schema_for!(crate::controller::history::Status)),
+    ));
     out
 }

@@ -4,51 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use common::Lab;
+use common::{Lab, Server, serve};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// The serving process, killed if a test fails before stopping it.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `lab serve` for the lab's desired state and returns it with the lines it printed up
-/// to "serving ...".
-fn serve(lab: &Lab) -> (Server, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wispctl"))
-        .arg("-C")
-        .arg(lab.desired())
-        .arg("lab")
-        .arg("serve")
-        .arg(lab.lab())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        let done = line.starts_with("serving ");
-        lines.push(line);
-        if done {
-            return (server, lines);
-        }
-    }
-    panic!("lab serve ended before serving: {lines:?}");
-}
 
 #[test]
 fn a_served_lab_is_reached_by_other_commands_and_stops_cleanly_on_sigterm() {

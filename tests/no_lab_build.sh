@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The binary without the lab: `cargo build --no-default-features` must build (and lint clean),
-# hold no lab simulator or server stack (axum, rcgen, rlimit, the RouterOS server), and offer no
-# lab command. Run by tests/run-all.sh.
+# hold no lab simulator (rcgen, rlimit, the RouterOS server; axum is there for the controller's
+# /metrics), and offer no lab command. Run by tests/run-all.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Its own target folder: the tests' binary (target/debug/wispctl, with the lab) stays as it is.
 cargo build --no-default-features --bin wispctl --target-dir target/no-lab
 cargo clippy --no-default-features --lib --bins --target-dir target/no-lab -- -D warnings
 tree="$(cargo tree --no-default-features -e normal -p wispctl --prefix none)"
-for crate in axum rcgen rlimit; do
+for crate in rcgen rlimit; do
   if grep -qE "^$crate v" <<<"$tree"; then
     echo "no_lab_build: $crate is in the dependency tree without the lab feature" >&2
     exit 1

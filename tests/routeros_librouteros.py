@@ -6,6 +6,7 @@ Usage: python3 routeros_librouteros.py HOST PORT USER PASS [LOGIN [SCENARIO]]
             remove on /ppp/secret, errors, /ppp/active, /quit
             empty: prints of an empty router only (RouterOS >= 7.18 answers them with !empty)
             first-command: log in, then one print; reports the error if there is one
+            set NAME FIELD VALUE: an out-of-band edit, as an operator would make by hand
 
 Every step's result goes into the JSON; an unexpected exception exits non-zero with a traceback.
 """
@@ -51,6 +52,17 @@ def main():
     if scenario == "first-command":
         api = open_api(password)
         out["first_command_error"] = trap_message(lambda: list(api.path("ppp", "secret")))
+        print(json.dumps(out))
+        return
+
+    if scenario == "set":
+        target, field, value = sys.argv[7:10]
+        api = open_api(password)
+        secret = api.path("ppp", "secret")
+        ids = [row[".id"] for row in secret.select(id_).where(name == target)]
+        secret.update(**{".id": ids[0], field: value})
+        out["after"] = [row for row in secret if row["name"] == target]
+        api.close()
         print(json.dumps(out))
         return
 

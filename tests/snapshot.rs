@@ -196,8 +196,10 @@ fn an_altered_foreign_or_old_snapshot_is_refused() {
     let r = plan(&old_file, &[], &[]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stderr.contains("was taken at 2026-01-01T00:00:00Z, 2days 1m")
-            && r.stderr.contains("ago, more than the allowed 1day (--max-age)"),
+        r.stderr
+            .contains("was taken at 2026-01-01T00:00:00Z, 2days 1m")
+            && r.stderr
+                .contains("ago, more than the allowed 1day (--max-age)"),
         "{}",
         r.all()
     );

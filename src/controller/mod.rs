@@ -4,6 +4,9 @@
 //! concurrency per kind; maintenance windows ([`window`]); notifications ([`notify`]);
 //! `/healthz`, `/readyz` and `/metrics` ([`metrics`]).
 
+pub mod config;
+pub mod git;
+pub mod history;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;

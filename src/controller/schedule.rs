@@ -116,22 +116,29 @@ pub struct Entry {
     pub schedule: Schedule,
     /// Wakes it.
     pub trigger: Trigger,
+    /// The wait before its first run (zero: at once; a target carried over a reload keeps the
+    /// time it was due).
+    pub first: Duration,
 }
 
 /// Runs `reconcile(key)` for every entry on its schedule until `stop` turns true; returns
 /// once every task has ended (a reconcile in flight is finished, not cut). `Ok(())` is a
-/// success; `Err` a failure (backed off). The first run of each target starts at once.
-pub async fn run<F, Fut, E>(
+/// success; `Err` a failure (backed off). The first run of each target starts after its
+/// `first` wait. After each run, `scheduled(key, wait)` says when the next is due.
+pub async fn run<F, Fut, E, S>(
     entries: Vec<Entry>,
     limits: HashMap<String, usize>,
     reconcile: F,
+    scheduled: S,
     mut stop: watch::Receiver<bool>,
 ) where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
     E: Send,
+    S: Fn(&str, Duration) + Send + Sync + 'static,
 {
     let reconcile = Arc::new(reconcile);
+    let scheduled = Arc::new(scheduled);
     let mut slots: HashMap<String, Arc<Semaphore>> = limits
         .into_iter()
         .map(|(g, n)| (g, Arc::new(Semaphore::new(n.max(1)))))
@@ -145,11 +152,11 @@ pub async fn run<F, Fut, E>(
     let mut tasks = JoinSet::new();
     for e in entries {
         let slot = slots[&e.group].clone();
-        let (reconcile, mut stop) = (reconcile.clone(), stop.clone());
+        let (reconcile, scheduled, mut stop) = (reconcile.clone(), scheduled.clone(), stop.clone());
         tasks.spawn(async move {
             let mut unit = Unit::seeded(&e.key);
             let mut failures = 0u32;
-            let mut next = Instant::now();
+            let mut next = Instant::now() + e.first;
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => {}
@@ -167,9 +174,11 @@ pub async fn run<F, Fut, E>(
                     Err(_) => failures.saturating_add(1),
                 };
                 let now = Instant::now();
+                let wait = e.schedule.wait(failures, unit.draw());
+                scheduled(&e.key, wait);
                 // A wait too long to represent: as good as never (a trigger still wakes it).
                 next = now
-                    .checked_add(e.schedule.wait(failures, unit.draw()))
+                    .checked_add(wait)
                     .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
             }
         });
@@ -254,7 +263,7 @@ mod tests {
                 if ok { Ok(()) } else { Err(()) }
             }
         };
-        let runner = tokio::spawn(run(entries, limits, reconcile, rx));
+        let runner = tokio::spawn(run(entries, limits, reconcile, |_: &str, _| {}, rx));
         tokio::time::sleep(Duration::from_secs(secs)).await;
         tx.send(true).unwrap();
         runner.await.unwrap();
@@ -269,6 +278,7 @@ mod tests {
             group: group.into(),
             schedule: s,
             trigger: Trigger::default(),
+            first: Duration::ZERO,
         }
     }
 

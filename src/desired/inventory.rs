@@ -23,10 +23,13 @@ pub struct InventoryFile {
     pub allow_inline_secrets: bool,
     /// Every kind's section, typed.
     pub(crate) sections: Sections,
+    /// How `wispctl reconcile` runs.
+    pub reconcile: Option<crate::controller::config::ReconcileSpec>,
 }
 
 const GUARDS: &str = "guards";
 const ALLOW_INLINE: &str = "allow_inline_secrets";
+const RECONCILE: &str = "reconcile";
 
 /// Every key the top level takes, for "unknown field" messages.
 fn keys() -> &'static [&'static str] {
@@ -35,6 +38,7 @@ fn keys() -> &'static [&'static str] {
         let mut k = vec![GUARDS];
         k.extend_from_slice(Sections::KEYS);
         k.push(ALLOW_INLINE);
+        k.push(RECONCILE);
         k
     })
 }
@@ -52,6 +56,7 @@ impl<'de> Deserialize<'de> for InventoryFile {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InventoryFile, A::Error> {
                 let mut guards = None;
                 let mut inline = None;
+                let mut reconcile = None;
                 let mut sections = Sections::default();
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
@@ -63,6 +68,10 @@ impl<'de> Deserialize<'de> for InventoryFile {
                             return Err(serde::de::Error::duplicate_field(ALLOW_INLINE));
                         }
                         ALLOW_INLINE => inline = Some(map.next_value()?),
+                        RECONCILE if reconcile.is_some() => {
+                            return Err(serde::de::Error::duplicate_field(RECONCILE));
+                        }
+                        RECONCILE => reconcile = Some(map.next_value()?),
                         other => {
                             if !sections.take(other, &mut map)? {
                                 return Err(serde::de::Error::unknown_field(other, keys()));
@@ -74,6 +83,7 @@ impl<'de> Deserialize<'de> for InventoryFile {
                     guards: guards.unwrap_or_default(),
                     allow_inline_secrets: inline.unwrap_or(false),
                     sections,
+                    reconcile,
                 })
             }
         }
@@ -98,6 +108,12 @@ impl JsonSchema for InventoryFile {
         for kind in crate::kinds::ALL {
             properties.insert(kind.section().into(), kind.section_schema(generator).into());
         }
+        let mut reconcile = generator.subschema_for::<crate::controller::config::ReconcileSpec>();
+        reconcile.insert(
+            "description".into(),
+            "How `wispctl reconcile` runs: per kind or target a mode (observe or apply) and an interval, maintenance windows, notifications.".into(),
+        );
+        properties.insert(RECONCILE.into(), reconcile.into());
         properties.insert(
             ALLOW_INLINE.into(),
             serde_json::json!({

@@ -19,6 +19,7 @@ pub mod inventory;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -55,6 +56,10 @@ pub struct Inventory {
     files: Vec<(String, PathBuf)>,
     /// The inventory file could not be read: nothing else is looked at.
     unreadable: bool,
+    /// SHA-256 of the inventory's bytes.
+    inventory_digest: [u8; 32],
+    /// The inventory's `reconcile:` section, validated.
+    reconcile: crate::controller::config::Reconcile,
 }
 
 impl Inventory {
@@ -70,6 +75,8 @@ impl Inventory {
             targets: BTreeMap::new(),
             files: Vec::new(),
             unreadable: false,
+            inventory_digest: [0; 32],
+            reconcile: crate::controller::config::Reconcile::default(),
         };
         let inv_path = dir.join("inventory.yaml");
         let inv_text = match read_source(&inv_path, dir, "cannot read inventory: ") {
@@ -82,6 +89,7 @@ impl Inventory {
         };
         inv.hasher.update(b"inventory.yaml\0");
         inv.hasher.update(inv_text.as_bytes());
+        inv.inventory_digest = Sha256::digest(inv_text.as_bytes()).into();
         let parsed =
             crate::yaml::parse::parse::<InventoryFile>(&inv_path, &inv_text, &mut inv.diags);
         // Each kind validates its inventory section; an unloadable inventory leaves them empty.
@@ -97,6 +105,12 @@ impl Inventory {
                     kind.validate_section(section, file.allow_inline_secrets, &mut check),
                 );
             }
+            inv.reconcile = crate::controller::config::validate(
+                file.reconcile,
+                &mut check,
+                &inv.names,
+                file.allow_inline_secrets,
+            );
         }
         inv.files = resource_files(dir, &mut inv.diags);
         inv
@@ -137,6 +151,8 @@ impl Inventory {
             mut targets,
             files: listed,
             unreadable,
+            inventory_digest,
+            reconcile,
         } = self;
         let dir = dir.as_path();
         if unreadable {
@@ -151,6 +167,7 @@ impl Inventory {
         // batch (parsed on every core, validated in order). The files come sorted by path, so
         // a kind's files are together and diagnostics keep that order.
         let mut texts: Vec<(&'static str, PathBuf, String)> = Vec::new();
+        let mut file_digests: BTreeMap<PathBuf, [u8; 32]> = BTreeMap::new();
         for (rel, path) in listed {
             let text = match read_source(&path, dir, "cannot read: ") {
                 Ok(t) => t,
@@ -162,6 +179,7 @@ impl Inventory {
             hasher.update(rel.as_bytes());
             hasher.update([0]);
             hasher.update(text.as_bytes());
+            file_digests.insert(path.clone(), Sha256::digest(text.as_bytes()).into());
             let folder = rel.split('/').next().unwrap_or_default();
             if let Some(kind) = crate::kinds::by_name(folder) {
                 texts.push((kind.name(), path, text));
@@ -204,22 +222,38 @@ impl Inventory {
         if !errors.is_empty() {
             return Err(LoadErrors(errors));
         }
-        let kinds = crate::kinds::ALL
-            .iter()
-            .map(|k| {
-                let t = targets
-                    .remove(k.name())
-                    .expect("no errors means the inventory loaded");
-                let f = files.remove(k.name()).expect("every kind began");
-                (k.name(), k.finish(t, f))
-            })
-            .collect();
+        let mut target_digests = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
+        for k in crate::kinds::ALL {
+            let t = targets
+                .remove(k.name())
+                .expect("no errors means the inventory loaded");
+            let f = files.remove(k.name()).expect("every kind began");
+            let (set, sources) = k.finish(t, f);
+            // A target's input: the inventory (its entry, and sections other kinds read) and
+            // its own file.
+            let names = names.get(k.section()).unwrap_or_default();
+            for name in names {
+                let mut h = Sha256::new();
+                h.update(inventory_digest);
+                if let Some(d) = sources.get(name).and_then(|p| file_digests.get(p)) {
+                    h.update(d);
+                }
+                target_digests.insert(
+                    crate::plan::target_address(k.name(), name),
+                    hex::encode(h.finalize()),
+                );
+            }
+            kinds.insert(k.name(), set);
+        }
         Ok(DesiredState {
             root: dir.to_path_buf(),
             guards,
             digest: hex::encode(hasher.finalize()),
             warnings,
             kinds,
+            target_digests,
+            reconcile: Arc::new(reconcile),
         })
     }
 }

@@ -770,6 +770,19 @@ impl Engine {
         }
     }
 
+    /// The targets the filter lets through, as (kind, address).
+    pub fn targets(&self) -> Vec<(&'static str, String)> {
+        self.providers
+            .iter()
+            .flat_map(|p| {
+                p.targets()
+                    .into_iter()
+                    .map(|t| (p.kind(), format!("{}.{t}", p.kind())))
+            })
+            .filter(|(_, a)| self.filter.matches(a))
+            .collect()
+    }
+
     /// How many targets the filter lets through.
     fn target_count(&self) -> usize {
         self.providers

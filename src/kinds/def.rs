@@ -43,6 +43,10 @@ pub trait KindDef: Send + Sync + Sized + 'static {
     /// for the connection string). Declared so that a registry without the kind that owns one
     /// fails a test instead of a run.
     const USES_SECTIONS: &'static [&'static str] = &[];
+    /// How often `wispctl reconcile` reads one target of this kind by default (the
+    /// inventory's `reconcile.kinds.<kind>.interval` overrides it): a router or a host is
+    /// cheap to read, a fleet of old antennas is not.
+    const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
     /// One entry of the inventory section, as written.
     type TargetSpec: DeserializeOwned + JsonSchema + Send + Sync + 'static;
@@ -199,11 +203,14 @@ pub trait AnyKind: Send + Sync {
     /// run in file order, so diagnostics and results are those of one file after the other.
     fn load_files(&self, files: &mut dyn Any, batch: &mut [ResourceFile<'_>]);
     /// The validated set: targets from [`Self::validate_section`], desired from the files.
+    /// The validated set, and the file each target's desired state came from (by target).
     fn finish(
         &self,
         targets: Box<dyn Any + Send + Sync>,
         files: Box<dyn Any>,
-    ) -> Arc<dyn Any + Send + Sync>;
+    ) -> (Arc<dyn Any + Send + Sync>, BTreeMap<String, PathBuf>);
+    /// [`KindDef::RECONCILE_INTERVAL`].
+    fn reconcile_interval(&self) -> std::time::Duration;
     /// The `targets` map (`BTreeMap<String, Target>`) of this kind's erased [`KindSet`].
     fn targets<'a>(&self, set: &'a (dyn Any + Send + Sync)) -> &'a dyn Any;
     /// Whether the inventory defines target `name` of this kind.
@@ -324,17 +331,27 @@ impl<K: KindDef> AnyKind for K {
         &self,
         targets: Box<dyn Any + Send + Sync>,
         files: Box<dyn Any>,
-    ) -> Arc<dyn Any + Send + Sync> {
+    ) -> (Arc<dyn Any + Send + Sync>, BTreeMap<String, PathBuf>) {
         let targets = *targets
             .downcast::<BTreeMap<String, K::Target>>()
             .expect("validate_section made it");
         let files = files
             .downcast::<KindFiles<K>>()
             .expect("begin_files made it");
-        Arc::new(KindSet::<K> {
+        let sources = files
+            .sources
+            .into_iter()
+            .map(|(name, (path, _))| (name, path))
+            .collect();
+        let set: Arc<dyn Any + Send + Sync> = Arc::new(KindSet::<K> {
             targets,
             desired: files.desired,
-        })
+        });
+        (set, sources)
+    }
+
+    fn reconcile_interval(&self) -> std::time::Duration {
+        K::RECONCILE_INTERVAL
     }
 
     fn targets<'a>(&self, set: &'a (dyn Any + Send + Sync)) -> &'a dyn Any {
@@ -395,6 +412,12 @@ pub struct DesiredState {
     pub warnings: Vec<Diagnostic>,
     /// Each kind's [`KindSet`], by kind name.
     pub(crate) kinds: BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>,
+    /// Per target address (`pppoe.balanceador`), a digest of what its desired state comes
+    /// from (the inventory and the target's file): the controller reconciles at once the
+    /// targets whose digest a change of the folder moved.
+    pub target_digests: BTreeMap<String, String>,
+    /// The inventory's `reconcile:` section (the controller's settings).
+    pub reconcile: Arc<crate::controller::config::Reconcile>,
 }
 
 impl std::fmt::Debug for DesiredState {

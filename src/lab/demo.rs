@@ -49,6 +49,7 @@ async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyh
         snapshot: None,
         max_age: crate::snapshot::DEFAULT_MAX_AGE,
         not_compared: false,
+        notify: false,
     };
     writeln!(
         out,
@@ -67,6 +68,7 @@ async fn steps(dir: &Path, lab: &Path, color: bool, out: &mut dyn Write) -> anyh
         lock_file: None,
         lock_timeout: std::time::Duration::from_secs(10),
         report_file: None,
+        ignore_windows: false,
         read: read.clone(),
     };
     expect("apply", app::apply(&g, &apply, out).await?, exit::SUCCESS)?;

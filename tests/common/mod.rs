@@ -340,3 +340,53 @@ pub fn ci_secrets(lab: &Lab) -> std::collections::HashMap<String, String> {
     .filter(|(k, _)| k.starts_with("PPPOE_") || k.starts_with("CHAP_"))
     .collect()
 }
+
+/// The serving process, killed if a test fails before stopping it.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `lab serve` for the lab's desired state and returns it with the lines it printed up
+/// to "serving ...".
+pub fn serve(lab: &Lab) -> (Server, Vec<String>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wispctl"))
+        .arg("-C")
+        .arg(lab.desired())
+        .arg("lab")
+        .arg("serve")
+        .arg(lab.lab())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap();
+        let done = line.starts_with("serving ");
+        lines.push(line);
+        if done {
+            return (server, lines);
+        }
+    }
+    panic!("lab serve ended before serving: {lines:?}");
+}
+
+/// Stops a `lab serve` with SIGTERM (it saves its files) and checks it exited 0.
+pub fn stop_server(mut server: Server) {
+    let pid = server.0.id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(server.0.wait().unwrap().success());
+}

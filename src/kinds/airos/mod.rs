@@ -152,6 +152,8 @@ impl KindDef for Kind {
     const TARGET_LABEL: &'static str = "antenna group";
     const TARGET_FIELD: &'static str = "group";
     const USES_SECTIONS: &'static [&'static str] = &[uisp_api::SECTION];
+    // A group is a fleet of old antennas, each an SSH session: read hourly.
+    const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
     type TargetSpec = spec::AntennaGroupSpec;
     type Target = spec::AntennaGroup;

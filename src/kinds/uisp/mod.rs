@@ -126,6 +126,8 @@ impl KindDef for Kind {
     const SECTION_DOC: &'static str = "UISP (NMS) servers, by name.";
     const TARGET_LABEL: &'static str = "UISP server";
     const TARGET_FIELD: &'static str = "uisp";
+    // One bulk API read of every site and device: every 10 minutes.
+    const RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
     type TargetSpec = ServerSpec;
     type Target = Server;

@@ -4,6 +4,10 @@
 //! here, at the edge; the library below stays typed. No command names a kind: `validate`,
 //! `import` and `accept-host-key` ask the registry.
 
+mod reconcile;
+
+pub use reconcile::{ReconcileOptions, StatusFormat, reconcile, status};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -59,6 +63,8 @@ pub struct ReadOptions {
     pub max_age: Duration,
     /// With `snapshot`: desired secrets that cannot be resolved are not compared.
     pub not_compared: bool,
+    /// `drift --notify`.
+    pub notify: bool,
 }
 
 /// Options of `snapshot`.
@@ -83,6 +89,8 @@ pub struct ApplyOptions {
     pub lock_timeout: Duration,
     /// Also write the apply report as JSON here.
     pub report_file: Option<PathBuf>,
+    /// Write outside the maintenance windows (a person at a terminal only).
+    pub ignore_windows: bool,
     /// Target selection and guards.
     pub read: ReadOptions,
 }
@@ -607,6 +615,9 @@ pub async fn drift(g: &Globals, o: &ReadOptions, out: &mut dyn Write) -> anyhow:
         "{}",
         render(&run.plan, Purpose::Drift, o.format, g.color)
     )?;
+    if o.notify {
+        reconcile::notify_drift(g, &d, &run.plan).await?;
+    }
     let code = read_exit(&run.plan, true);
     free_later((run, d)); // the apply half of the run is never used
     Ok(code)
@@ -625,6 +636,11 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
     // command is refused before it creates anything (the state folder, its key, the lock).
     if !o.auto_approve && !std::io::stdin().is_terminal() {
         bail!(NO_APPROVAL);
+    }
+    if o.ignore_windows && !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing --ignore-windows without a terminal: outside the maintenance windows only a person may write"
+        );
     }
     // A saved plan decides which targets it covers (none at all when it has none).
     let filter = match &saved {
@@ -690,6 +706,21 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
         write_report(o, &report)?;
         drop(lock);
         return Ok(if clean { exit::SUCCESS } else { exit::ERROR });
+    }
+    // Maintenance windows: outside them nothing unattended writes; a person at a terminal
+    // may override explicitly.
+    let verdict = d.reconcile.windows.check(jiff::Timestamp::now());
+    if verdict != crate::controller::window::Verdict::Open {
+        let why = d.reconcile.windows.describe(&verdict);
+        if o.ignore_windows {
+            writeln!(out, "warning: {why}; writing anyway (--ignore-windows)")?;
+        } else {
+            writeln!(
+                out,
+                "Not applied: {why} (reconcile.windows in inventory.yaml); nothing was written. A person at a terminal may pass --ignore-windows."
+            )?;
+            return Ok(exit::SUCCESS);
+        }
     }
     if !o.auto_approve && !confirm(out)? {
         writeln!(out, "Apply cancelled; nothing was written.")?;
@@ -956,7 +987,12 @@ pub async fn accept_host_key(
 pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
     use crate::cli::Invocation;
     PROCESS_ENDS.store(true, std::sync::atomic::Ordering::Relaxed);
-    init_logging(cli.verbose);
+    // The controller is a service: what it does goes to the journal at info.
+    let daemon = matches!(cli.command, crate::cli::Command::Reconcile(_));
+    init_logging(
+        cli.verbose + u8::from(daemon),
+        cli.log_format == crate::cli::LogFormat::Json,
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -972,6 +1008,8 @@ pub fn main(cli: crate::cli::Cli) -> std::process::ExitCode {
             Invocation::Snapshot(g, o) => snapshot(&g, &o, &mut out).await,
             Invocation::Init(dir) => init(&dir, &mut out),
             Invocation::Drift(g, o) => drift(&g, &o, &mut out).await,
+            Invocation::Reconcile(g, o) => reconcile(&g, &o, &mut out).await,
+            Invocation::Status(g, f) => status(&g, f, &mut out),
             Invocation::Apply(g, o) => apply(&g, &o, &mut out).await,
             Invocation::Schema { out: dir, check } => schema(&dir, check, &mut out),
             #[cfg(feature = "lab")]
@@ -1041,7 +1079,7 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, json: bool) {
     let level = match verbose {
         0 => "warn",
         1 => "info",
@@ -1052,12 +1090,15 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Cron logs are files: no colour codes there.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        fmt.json().with_current_span(false).init();
+    } else {
+        fmt.with_ansi(ansi).init();
+    }
 }
 
 #[cfg(test)]
