@@ -534,7 +534,7 @@ impl Bench {
     /// `wispctl plan` command reads, as on a VPS (the labs are out of its process).
     fn write_cli_desired_state(&self) -> std::path::PathBuf {
         let dir = self.tmp.path().join("desired-cli");
-        common_copy(&self.tmp.path().join("desired-state"), &dir);
+        common::copy_dir(&self.tmp.path().join("desired-state"), &dir);
         let mut inv = std::fs::read_to_string(dir.join("inventory.yaml")).unwrap();
         for r in &self.routers {
             let from = format!("  {}:\n    address: 192.0.2.1\n    port: 8728\n", r.name);
@@ -944,18 +944,4 @@ fn machine_facts(ws: &ansible::Workspace) -> String {
         ws.version(),
         ws.collection_version(),
     )
-}
-
-/// Copies a folder of files (the generated desired state).
-fn common_copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            common_copy(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }

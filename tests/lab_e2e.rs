@@ -73,6 +73,24 @@ fn readme_demo_runs_end_to_end() {
         );
     }
     assert!(run.stdout.contains("Drift: 0 missing, 3 differing"));
+    // The controller scene: the out-of-band edits healed, each told to the local webhook,
+    // and drift finds nothing left.
+    let scene = run
+        .stdout
+        .split("== 6/6")
+        .nth(1)
+        .expect("the controller scene");
+    assert!(
+        scene.contains("The local webhook received 3 notification(s):"),
+        "{scene}"
+    );
+    for t in ["pppd.vps", "pppoe.balanceador", "airos.clientes"] {
+        assert!(
+            scene.contains(&format!("wispctl: applied 1 change to {t}")),
+            "{scene}"
+        );
+    }
+    assert!(scene.contains("Drift: none."), "{scene}");
 }
 
 #[test]

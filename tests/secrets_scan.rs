@@ -1,6 +1,6 @@
 //! No secret value appears in stdout, stderr, plan files, Markdown or JSON of validate, plan,
-//! snapshot, plan --snapshot, apply and drift, with logging at its most verbose; nor in a
-//! snapshot, nor in the state directory.
+//! snapshot, plan --snapshot, apply, drift, reconcile and status, with logging at its most
+//! verbose; nor in a snapshot, nor in the state directory (the controller's history included).
 
 mod common;
 
@@ -130,6 +130,26 @@ fn no_secret_in_any_output_or_file() {
         r.expect(2);
         assert!(r.stdout.contains("admin"), "{}", r.stdout);
     }
+    // The controller heals it in apply mode, logging at trace as JSON; its status and history
+    // (the state directory, scanned below) hold no secret either.
+    let inventory = lab.desired().join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    std::fs::write(&inventory, format!("{text}\nreconcile:\n  mode: apply\n")).unwrap();
+    let r = scan(
+        &lab,
+        &[
+            "--log-format",
+            "json",
+            "reconcile",
+            "--once",
+            "--listen",
+            "off",
+        ],
+    );
+    r.expect(0);
+    assert!(r.stderr.contains("\"reconciled\""), "{}", r.stderr);
+    scan(&lab, &["status"]).expect(0);
+    scan(&lab, &["status", "--format", "json"]).expect(0);
     scan(&lab, &["apply", "--auto-approve"]).expect(0);
     scan(&lab, &["drift"]).expect(0);
 

@@ -68,3 +68,17 @@ pub fn first_line(cmd: &str, args: &[&str]) -> String {
         })
         .unwrap_or_else(|| "?".into())
 }
+
+/// Copies a folder of files (a desired state).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}

@@ -719,6 +719,17 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
                 out,
                 "Not applied: {why} (reconcile.windows in inventory.yaml); nothing was written. A person at a terminal may pass --ignore-windows."
             )?;
+            // Every change is reported skipped, with the reason (`--report`).
+            let held: BTreeMap<String, String> = run
+                .plan
+                .targets
+                .iter()
+                .map(|t| (t.address.clone(), why.clone()))
+                .collect();
+            let report = run.apply(&held).await;
+            t.save()?;
+            write_report(o, &report)?;
+            drop(lock);
             return Ok(exit::SUCCESS);
         }
     }

@@ -1,18 +1,21 @@
 //! `wispctl reconcile`: the controller. Each target is planned on its schedule
 //! ([`crate::controller::schedule`]) over the same engine, guards and per-target isolation as
 //! `apply`; in `apply` mode its drift is written inside the maintenance windows, under the
-//! same lock as `apply`; every outcome goes to the history (`status.json`), the metrics and
-//! the notifications. A change of the desired state (the folder, or with `--git` the remote
-//! branch) reconciles the targets it touches at once; one that does not load keeps the last
-//! good state running and is reported with its file:line:column. SIGHUP reloads;
-//! SIGTERM/SIGINT stop new work, let reconciles in flight finish within a bound, and exit 0.
+//! same lock file as `apply` (held shared by the controller's writes, exclusively by a
+//! hand-run apply); every outcome goes to the history (`status.json`), the metrics and the
+//! notifications. One scheduler runs for the whole process: a change of the desired state
+//! (the folder, or with `--git` the remote branch) is swapped in and fires the targets it
+//! touches at once, the others keep their schedule; one that does not load keeps the last
+//! good state running and is reported with its file:line:column. SIGHUP reloads (every target
+//! then counts as touched: a rotated secret file is not in the folder). SIGTERM/SIGINT stop
+//! new work, let reconciles in flight finish within `--stop-grace`, and exit 0.
 //!
 //! `wispctl status` prints the history.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{Globals, Targets, Writes, loaded, resolver};
 use crate::controller::config::Mode;
-use crate::controller::git::{GitSource, Synced, folder_fingerprint};
+use crate::controller::git::{GitError, GitSource, Synced, folder_fingerprint};
 use crate::controller::history::{Outcome, Reconciled, Status};
 use crate::controller::metrics::{self, Metrics};
 use crate::controller::notify::{self, Observed, Sender, Tracker};
@@ -29,7 +32,7 @@ use crate::controller::schedule::{self, Entry, Trigger};
 use crate::controller::window::Verdict;
 use crate::desired::{self, DesiredState};
 use crate::engine::TargetFilter;
-use crate::engine::lock::ApplyLock;
+use crate::engine::lock::{ApplyLock, LockError};
 use crate::exit;
 use crate::progress::Reporter;
 
@@ -44,7 +47,7 @@ pub struct ReconcileOptions {
     pub once: bool,
     /// How long a reconcile waits for the apply lock (a hand-run apply holds it).
     pub lock_timeout: Duration,
-    /// How long reconciles in flight may take to finish at a stop or reload.
+    /// How long reconciles in flight may take to finish at a stop.
     pub stop_grace: Duration,
 }
 
@@ -57,21 +60,91 @@ pub enum StatusFormat {
     Json,
 }
 
+/// The apply lock as the controller holds it: shared, once for the whole process however
+/// many of its reconciles write at a time (the record names the controller, and is cleared
+/// when the last one is done).
+struct ControllerLock {
+    path: std::path::PathBuf,
+    timeout: Duration,
+    /// Serialises taking the file lock.
+    taking: tokio::sync::Mutex<()>,
+    held: Mutex<(usize, Option<ApplyLock>)>,
+}
+
+/// One of the controller's writers inside the lock.
+struct Inside<'a>(&'a ControllerLock);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        let mut h = self.0.held.lock().expect("lock count");
+        h.0 -= 1;
+        if h.0 == 0 {
+            h.1 = None;
+        }
+    }
+}
+
+impl ControllerLock {
+    async fn enter(&self) -> Result<Inside<'_>, LockError> {
+        let _taking = self.taking.lock().await;
+        {
+            let mut h = self.held.lock().expect("lock count");
+            if h.0 > 0 {
+                h.0 += 1;
+                return Ok(Inside(self));
+            }
+        }
+        let command = format!("wispctl reconcile (pid {})", std::process::id());
+        let lock = ApplyLock::acquire_shared(&self.path, self.timeout, &command).await?;
+        let mut h = self.held.lock().expect("lock count");
+        *h = (1, Some(lock));
+        Ok(Inside(self))
+    }
+}
+
 /// What the controller shares between its reconciles.
 struct Shared {
     g: Globals,
     status: Mutex<Status>,
     metrics: Arc<Metrics>,
     notify: Mutex<Option<(Tracker, Sender)>>,
-    lock_timeout: Duration,
-    /// When each target is next due (carried over reloads).
+    lock: ControllerLock,
+    /// When each target is next due.
     due: Mutex<HashMap<String, Instant>>,
+    /// The desired state running now; a reconcile takes it when it starts.
+    current: RwLock<Arc<Generation>>,
+    /// Turns true at SIGTERM/SIGINT: no write starts after it.
+    stopping: watch::Receiver<bool>,
 }
 
-/// One desired state running: its targets reached, their kinds.
+/// One desired state running: the targets reached for it.
 struct Generation {
     d: Arc<DesiredState>,
     targets: Targets,
+}
+
+impl Generation {
+    /// The targets of a desired state: those of a served lab or the real network (reached
+    /// without the desired state), else an in-process lab's twins started for it.
+    async fn start(g: &Globals, d: Arc<DesiredState>) -> anyhow::Result<Generation> {
+        let reporter = Reporter::quiet();
+        let targets = match Targets::before_load(g, Writes::State, false, &reporter)? {
+            Some(t) => t,
+            None => Targets::start(g, &d, Writes::State, false, &reporter).await?,
+        };
+        Ok(Generation { d, targets })
+    }
+
+    /// Every target address, with its kind.
+    fn addresses(&self) -> Vec<(&'static str, String)> {
+        crate::kinds::engine(
+            &self.d,
+            &self.targets.ctx,
+            TargetFilter::All,
+            self.d.guards.max_deletes,
+        )
+        .targets()
+    }
 }
 
 impl Shared {
@@ -82,7 +155,12 @@ impl Shared {
         }
     }
 
-    /// Records one reconcile everywhere: history, metrics, notifications.
+    fn generation(&self) -> Arc<Generation> {
+        self.current.read().expect("generation lock").clone()
+    }
+
+    /// Records one reconcile: history (saved when its next run is scheduled), metrics,
+    /// notifications, the log.
     fn record(&self, r: Reconciled<'_>, seen: Observed, took: Duration) {
         let m = match r.outcome {
             Outcome::InSync => metrics::Outcome::InSync,
@@ -103,7 +181,7 @@ impl Shared {
         };
         self.metrics
             .reconciled(r.target, r.kind, at, took, m, drifting);
-        if r.outcome == Outcome::Applied {
+        if r.applied > 0 {
             self.metrics.wrote(r.kind, r.applied as u64);
         }
         if r.outcome.is_failure() {
@@ -122,15 +200,42 @@ impl Shared {
             for n in tracker.observe(r.target, r.kind, seen, Instant::now()) {
                 sender.send(n);
             }
+            self.metrics
+                .suppressed(tracker.flapping_suppressed(), tracker.cooldown_suppressed());
         }
         self.status.lock().expect("status lock").record(r);
+    }
+
+    /// An event in the history, also logged.
+    fn event(&self, target: &str, event: &str, detail: String) {
+        tracing::info!(target: "wispctl::reconcile", address = target, event, "{detail}");
+        self.status
+            .lock()
+            .expect("status lock")
+            .event(target, event, detail);
+        self.save_status();
+    }
+
+    /// A refusal of the latest desired state (the last good one keeps running): logged and
+    /// kept in the status once per distinct text.
+    fn refused(&self, event: &str, text: String) {
+        let mut s = self.status.lock().expect("status lock");
+        if s.controller.refused.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        tracing::error!(target: "wispctl::reconcile", event, "{text}");
+        let first = text.lines().next().unwrap_or_default().to_string();
+        s.event("-", event, first);
+        s.controller.refused = Some(text);
+        drop(s);
         self.save_status();
     }
 }
 
 /// Reconciles one target once: plan; in apply mode and when allowed, lock, plan again, apply.
-/// `Err` when it failed (the scheduler backs off).
-async fn reconcile_one(shared: &Shared, generation: &Generation, address: &str) -> Result<(), ()> {
+/// `Err` when it failed or could not take the lock (the scheduler backs off).
+async fn reconcile_one(shared: &Shared, address: &str) -> Result<(), ()> {
+    let generation = shared.generation();
     let d = &generation.d;
     let kind = address.split_once('.').map_or(address, |(k, _)| k);
     let mode = d.reconcile.mode(kind, address);
@@ -144,6 +249,7 @@ async fn reconcile_one(shared: &Shared, generation: &Generation, address: &str) 
         )
         .with_max_disconnects(d.guards.max_disconnects)
     };
+    let mut retry = false;
     let run = engine().plan().await;
     let (outcome, drifting, applied, detail) = 'done: {
         let Some(tp) = run.plan.targets.iter().find(|t| t.address == address) else {
@@ -167,25 +273,34 @@ async fn reconcile_one(shared: &Shared, generation: &Generation, address: &str) 
             let why = d.reconcile.windows.describe(&verdict);
             break 'done (Outcome::Blocked, drifting, 0, Some(why));
         }
-        let lock_path = shared.g.state_dir.join("apply.lock");
-        let command = format!("wispctl reconcile ({address})");
-        let lock = match ApplyLock::acquire(&lock_path, shared.lock_timeout, &command).await {
+        if *shared.stopping.borrow() {
+            break 'done (
+                Outcome::Drift,
+                drifting,
+                0,
+                Some("stopping: not written".into()),
+            );
+        }
+        let inside = match shared.lock.enter().await {
             Ok(l) => l,
-            Err(e) => break 'done (Outcome::Blocked, drifting, 0, Some(e.to_string())),
+            Err(e) => {
+                // Tried again with backoff, not after a whole interval.
+                retry = true;
+                break 'done (Outcome::Blocked, drifting, 0, Some(e.to_string()));
+            }
         };
         // Under the lock: what a hand-run apply may have written meanwhile is read again.
         drop(run);
         let run = engine().plan().await;
+        if let Some(e) = run.plan.targets.iter().find_map(|t| t.error.clone()) {
+            break 'done (Outcome::Unreachable, drifting, 0, Some(e));
+        }
         let still: Vec<String> = run
             .plan
             .targets
             .iter()
-            .filter(|t| t.address == address)
             .flat_map(|t| t.changes.iter().map(|c| c.address.clone()))
             .collect();
-        if let Some(e) = run.plan.targets.iter().find_map(|t| t.error.clone()) {
-            break 'done (Outcome::Unreachable, drifting, 0, Some(e));
-        }
         if still.is_empty() {
             break 'done (Outcome::InSync, still, 0, None);
         }
@@ -197,11 +312,19 @@ async fn reconcile_one(shared: &Shared, generation: &Generation, address: &str) 
         {
             break 'done (Outcome::Blocked, still, 0, Some(why));
         }
+        if *shared.stopping.borrow() {
+            break 'done (
+                Outcome::Drift,
+                still,
+                0,
+                Some("stopping: not written".into()),
+            );
+        }
         let report = run.apply(&BTreeMap::new()).await;
         if let Err(e) = generation.targets.save() {
             tracing::warn!("cannot save the lab: {e}");
         }
-        drop(lock);
+        drop(inside);
         let s = report.summary;
         if report.succeeded() {
             (Outcome::Applied, still, s.applied, None)
@@ -241,7 +364,7 @@ async fn reconcile_one(shared: &Shared, generation: &Generation, address: &str) 
         seen,
         took,
     );
-    if outcome.is_failure() {
+    if outcome.is_failure() || retry {
         Err(())
     } else {
         Ok(())
@@ -249,8 +372,12 @@ async fn reconcile_one(shared: &Shared, generation: &Generation, address: &str) 
 }
 
 /// Loads the desired state again; `None` when it does not load (reported, the last good one
-/// keeps running) or did not change.
-async fn reload(shared: &Shared, current: &str) -> anyhow::Result<Option<DesiredState>> {
+/// keeps running) or, unless `force`, did not change.
+async fn reload(
+    shared: &Shared,
+    current: &str,
+    force: bool,
+) -> anyhow::Result<Option<DesiredState>> {
     let g = shared.g.clone();
     let resolver = resolver(&g)?;
     let dir = g.dir.clone();
@@ -259,41 +386,35 @@ async fn reload(shared: &Shared, current: &str) -> anyhow::Result<Option<Desired
         .context("loading the desired state")?;
     match result {
         Err(errors) => {
-            let text = errors.to_string();
-            eprintln!("{text}");
-            eprintln!(
-                "error: {} problem(s) in {}; the last good desired state keeps running",
+            let text = format!(
+                "{errors}\n{} problem(s) in {}; the last good desired state keeps running",
                 errors.0.len(),
                 g.dir.display()
             );
-            let mut s = shared.status.lock().expect("status lock");
-            if s.controller.refused.as_deref() != Some(text.as_str()) {
-                let first = text.lines().next().unwrap_or_default().to_string();
-                s.event(
-                    "-",
-                    "reload_refused",
-                    format!("{} problem(s): {first}", errors.0.len()),
-                );
-                s.controller.refused = Some(text);
-            }
-            drop(s);
-            shared.save_status();
+            shared.refused("reload_refused", text);
             Ok(None)
         }
         Ok(d) => {
-            let changed = d.digest != current;
-            {
-                let mut s = shared.status.lock().expect("status lock");
-                s.controller.refused = None;
+            shared
+                .status
+                .lock()
+                .expect("status lock")
+                .controller
+                .refused = None;
+            shared.save_status();
+            for w in &d.warnings {
+                tracing::warn!(target: "wispctl::reconcile", "{w}");
             }
-            Ok(changed.then_some(d))
+            Ok((force || d.digest != current).then_some(d))
         }
     }
 }
 
+/// Why the loop around the scheduler ended.
 enum Next {
     Stop,
-    Reload(Box<DesiredState>),
+    /// The set of targets changed: the scheduler starts again over the new one.
+    Restart(BTreeSet<String>),
 }
 
 /// `wispctl reconcile`.
@@ -302,6 +423,17 @@ pub async fn reconcile(
     o: &ReconcileOptions,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
+    #[cfg(feature = "lab")]
+    if let Some(dir) = &g.lab
+        && !o.once
+        && crate::lab::Runtime::served(dir)?.is_none()
+    {
+        eprintln!(
+            "error: `reconcile --lab` runs against a served lab (`wispctl lab serve {}`), or with --once: twins of its own would not see what other commands write",
+            dir.display()
+        );
+        return Ok(exit::ERROR);
+    }
     let git = match &o.git {
         Some((remote, branch)) => {
             let src = match GitSource::open(&g.dir, remote, branch).await {
@@ -319,8 +451,7 @@ pub async fn reconcile(
         }
         None => None,
     };
-    let first = loaded(g, desired::load(&g.dir, &resolver(g)?), false);
-    let Some(first) = first else {
+    let Some(first) = loaded(g, desired::load(&g.dir, &resolver(g)?), false) else {
         return Ok(exit::ERROR);
     };
     std::fs::create_dir_all(&g.state_dir)
@@ -370,73 +501,49 @@ pub async fn reconcile(
         loaded_at: now,
         refused: None,
     };
-    status.event("-", "started", format!("pid {}", std::process::id()));
+    let first = Arc::new(first);
+    let (stop_tx, stopping) = watch::channel(false);
+    let generation = Arc::new(Generation::start(g, first.clone()).await?);
     let shared = Arc::new(Shared {
         g: g.clone(),
         status: Mutex::new(status),
         metrics: metrics.clone(),
         notify: Mutex::new(None),
-        lock_timeout: o.lock_timeout,
+        lock: ControllerLock {
+            path: g.state_dir.join("apply.lock"),
+            timeout: o.lock_timeout,
+            taking: tokio::sync::Mutex::new(()),
+            held: Mutex::new((0, None)),
+        },
         due: Mutex::new(HashMap::new()),
+        current: RwLock::new(generation),
+        stopping,
     });
-    shared.save_status();
+    shared.event("-", "started", format!("pid {}", std::process::id()));
     let client = notify::client().map_err(anyhow::Error::msg)?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut d = Arc::new(first);
-    let mut touched: Option<BTreeSet<String>> = None;
+    set_notify(&shared, &first, &client).await;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut fingerprint = folder_fingerprint(&g.dir);
+    let mut touched: Option<BTreeSet<String>> = None;
+    let mut syncing: Option<tokio::task::JoinHandle<Result<Synced, GitError>>> = None;
     let mut code = exit::SUCCESS;
     loop {
-        // Notifications: the tracker keeps what it was told over reloads; what the previous
-        // sender still holds is given a moment to go out.
-        let old = shared.notify.lock().expect("notify lock").take();
-        let tracker = match old {
-            Some((tracker, sender)) => {
-                sender.flush(Duration::from_secs(5)).await;
-                sender.stop().await;
-                Some(tracker)
-            }
-            None => None,
-        };
-        *shared.notify.lock().expect("notify lock") = d.reconcile.notify.clone().map(|cfg| {
-            let tracker = match tracker {
-                Some(mut t) => {
-                    t.reconfigure(&cfg);
-                    t
-                }
-                None => Tracker::new(&cfg),
-            };
-            (
-                tracker,
-                Sender::start(cfg, client.clone(), metrics.notifier_failures()),
-            )
-        });
-        let reporter = Reporter::quiet();
-        let targets = match Targets::before_load(g, Writes::State, false, &reporter)? {
-            Some(t) => t,
-            None => Targets::start(g, &d, Writes::State, false, &reporter).await?,
-        };
-        let generation = Arc::new(Generation {
-            d: d.clone(),
-            targets,
-        });
-        let all = crate::kinds::engine(
-            &d,
-            &generation.targets.ctx,
-            TargetFilter::All,
-            d.guards.max_deletes,
-        )
-        .targets();
-        metrics.expect(all.iter().map(|(_, a)| a.clone()));
-        {
-            let keep: BTreeSet<String> = all.iter().map(|(_, a)| a.clone()).collect();
-            shared
-                .status
-                .lock()
-                .expect("status lock")
-                .retain_targets(&keep);
+        let generation = shared.generation();
+        let d = generation.d.clone();
+        let all = generation.addresses();
+        let set: BTreeSet<String> = all.iter().map(|(_, a)| a.clone()).collect();
+        match &touched {
+            None => metrics.expect(set.iter().cloned()),
+            Some(t) => metrics.reload(&set, t),
         }
+        shared
+            .status
+            .lock()
+            .expect("status lock")
+            .retain_targets(&set);
         let now = Instant::now();
         let mut triggers: BTreeMap<String, Trigger> = BTreeMap::new();
         let entries: Vec<Entry> = {
@@ -464,11 +571,11 @@ pub async fn reconcile(
             .iter()
             .map(|k| (k.name().to_string(), d.reconcile.concurrency(k.name())))
             .collect();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (s2, gen2) = (shared.clone(), generation.clone());
+        let (sched_tx, sched_rx) = watch::channel(false);
+        let s2 = shared.clone();
         let reconcile = move |address: String| {
-            let (shared, generation) = (s2.clone(), gen2.clone());
-            async move { reconcile_one(&shared, &generation, &address).await }
+            let shared = s2.clone();
+            async move { reconcile_one(&shared, &address).await }
         };
         let s3 = shared.clone();
         let scheduled = move |address: &str, wait: Duration| {
@@ -489,54 +596,65 @@ pub async fn reconcile(
             s3.save_status();
         };
         let mut scheduler = tokio::spawn(schedule::run(
-            entries, limits, reconcile, scheduled, stop_rx,
+            entries, limits, reconcile, scheduled, sched_rx,
         ));
         let mut poll = tokio::time::interval(d.reconcile.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         poll.tick().await;
         let next = loop {
+            // A reload: the new desired state, forced (SIGHUP) or when the folder changed.
+            let mut candidate: Option<(DesiredState, bool)> = None;
             tokio::select! {
                 _ = sigterm.recv() => break Next::Stop,
-                _ = tokio::signal::ctrl_c() => break Next::Stop,
+                _ = sigint.recv() => break Next::Stop,
                 _ = sighup.recv() => {
                     tracing::info!("SIGHUP: reloading the desired state");
-                    if let Some(new) = reload(&shared, &d.digest).await? {
-                        break Next::Reload(Box::new(new));
+                    let current = shared.generation().d.digest.clone();
+                    if let Some(new) = reload(&shared, &current, true).await? {
+                        candidate = Some((new, true));
                     }
                 }
                 _ = poll.tick() => {
-                    if let Some(src) = &git {
-                        match src.sync().await {
-                            Ok(Synced::UpToDate(_)) => continue,
-                            Ok(Synced::Advanced { from, to }) => {
-                                tracing::info!("fast-forwarded {from} to {to}");
-                                shared.status.lock().expect("status lock").controller.commit = Some(to.clone());
-                                shared.status.lock().expect("status lock").event("-", "fetched", format!("{} -> {}", &from[..from.len().min(12)], &to[..to.len().min(12)]));
-                            }
-                            Err(e) => {
-                                let text = e.to_string();
-                                let mut s = shared.status.lock().expect("status lock");
-                                if s.controller.refused.as_deref() != Some(text.as_str()) {
-                                    eprintln!("error: {text}");
-                                    s.event("-", "git_refused", text.clone());
-                                    s.controller.refused = Some(text);
+                    match &git {
+                        Some(src) if syncing.is_none() => {
+                            let src = src.clone();
+                            syncing = Some(tokio::spawn(async move { src.sync().await }));
+                        }
+                        Some(_) => {}
+                        None => {
+                            let now = folder_fingerprint(&g.dir);
+                            if now != fingerprint {
+                                fingerprint = now;
+                                let current = shared.generation().d.digest.clone();
+                                if let Some(new) = reload(&shared, &current, false).await? {
+                                    candidate = Some((new, false));
                                 }
+                            }
+                        }
+                    }
+                }
+                synced = async { syncing.as_mut().expect("guarded").await }, if syncing.is_some() => {
+                    syncing = None;
+                    match synced {
+                        Ok(Ok(Synced::UpToDate(_))) => {
+                            let mut s = shared.status.lock().expect("status lock");
+                            if s.controller.refused.is_some() && git_refusal(&s) {
+                                s.controller.refused = None;
                                 drop(s);
                                 shared.save_status();
-                                continue;
                             }
                         }
-                    } else {
-                        let now = folder_fingerprint(&g.dir);
-                        if now == fingerprint {
-                            continue;
+                        Ok(Ok(Synced::Advanced { from, to })) => {
+                            shared.event("-", "fetched", format!("{} -> {}", short(&from), short(&to)));
+                            let current = shared.generation().d.digest.clone();
+                            if let Some(new) = reload(&shared, &current, false).await? {
+                                shared.status.lock().expect("status lock").controller.commit = Some(to);
+                                candidate = Some((new, false));
+                            }
                         }
-                        fingerprint = now;
+                        Ok(Err(e)) => shared.refused("git_refused", format!("git: {e}")),
+                        Err(e) => tracing::error!("the git sync task ended abnormally: {e}"),
                     }
-                    if let Some(new) = reload(&shared, &d.digest).await? {
-                        break Next::Reload(Box::new(new));
-                    }
-                    shared.save_status();
                 }
                 _ = wait_once(o.once, &metrics) => break Next::Stop,
                 done = &mut scheduler => {
@@ -547,9 +665,60 @@ pub async fn reconcile(
                     break Next::Stop;
                 }
             }
+            let Some((new, forced)) = candidate else {
+                continue;
+            };
+            let new = Arc::new(new);
+            let old = shared.generation();
+            let t: BTreeSet<String> = if forced {
+                new.target_digests.keys().cloned().collect()
+            } else {
+                new.target_digests
+                    .iter()
+                    .filter(|(a, digest)| old.d.target_digests.get(*a) != Some(*digest))
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            };
+            let next_gen = Arc::new(Generation::start(g, new.clone()).await?);
+            let new_set: BTreeSet<String> =
+                next_gen.addresses().into_iter().map(|(_, a)| a).collect();
+            *shared.current.write().expect("generation lock") = next_gen;
+            {
+                let mut s = shared.status.lock().expect("status lock");
+                s.controller.desired_digest = new.digest.clone();
+                s.controller.loaded_at = crate::controller::history::now();
+            }
+            shared.event(
+                "-",
+                "reload",
+                format!(
+                    "{} target(s) touched: {}",
+                    t.len(),
+                    t.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            set_notify(&shared, &new, &client).await;
+            if new_set != set {
+                break Next::Restart(t);
+            }
+            metrics.reload(&set, &t);
+            for a in &t {
+                if let Some(trigger) = triggers.get(a) {
+                    trigger.fire();
+                }
+            }
         };
-        let _ = stop_tx.send(true);
-        if !scheduler.is_finished() {
+        if matches!(next, Next::Stop) {
+            let _ = stop_tx.send(true);
+        }
+        let _ = sched_tx.send(true);
+        if matches!(next, Next::Restart(_)) {
+            // A new set of targets: the reconciles in flight end on their own (each is bounded
+            // by its target's deadlines), never cut mid-write.
+            if let Err(e) = (&mut scheduler).await {
+                tracing::error!("the scheduler ended abnormally: {e}");
+            }
+        } else if !scheduler.is_finished() {
             match tokio::time::timeout(o.stop_grace, &mut scheduler).await {
                 Ok(_) => {}
                 Err(_) => {
@@ -562,42 +731,16 @@ pub async fn reconcile(
                 }
             }
         }
-        if let Err(e) = generation.targets.save() {
+        if let Err(e) = shared.generation().targets.save() {
             tracing::warn!("cannot save the lab: {e}");
         }
-        drop(triggers);
         match next {
             Next::Stop => break,
-            Next::Reload(new) => {
-                let new = Arc::new(*new);
-                let t: BTreeSet<String> = new
-                    .target_digests
-                    .iter()
-                    .filter(|(a, digest)| d.target_digests.get(*a) != Some(*digest))
-                    .map(|(a, _)| a.clone())
-                    .collect();
-                {
-                    let mut s = shared.status.lock().expect("status lock");
-                    s.controller.desired_digest = new.digest.clone();
-                    s.controller.loaded_at = crate::controller::history::now();
-                    s.event(
-                        "-",
-                        "reload",
-                        format!(
-                            "{} target(s) touched: {}",
-                            t.len(),
-                            t.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    );
-                }
-                shared.save_status();
-                for w in &new.warnings {
-                    eprintln!("{w}");
-                }
-                touched = Some(t);
-                d = new;
-            }
+            Next::Restart(t) => touched = Some(t),
         }
+    }
+    if let Some(s) = syncing.take() {
+        s.abort();
     }
     if o.once {
         let s = shared.status.lock().expect("status lock");
@@ -611,12 +754,13 @@ pub async fn reconcile(
             code = exit::CHANGES;
         }
     }
-    {
-        let mut s = shared.status.lock().expect("status lock");
-        s.controller.stopped_at = Some(crate::controller::history::now());
-        s.event("-", "stopped", String::new());
-    }
-    shared.save_status();
+    shared
+        .status
+        .lock()
+        .expect("status lock")
+        .controller
+        .stopped_at = Some(crate::controller::history::now());
+    shared.event("-", "stopped", String::new());
     let sender = shared.notify.lock().expect("notify lock").take();
     if let Some((_, sender)) = sender {
         sender.flush(Duration::from_secs(10)).await;
@@ -627,6 +771,60 @@ pub async fn reconcile(
         let _ = server.await;
     }
     Ok(code)
+}
+
+/// Whether the status's refusal is a git one (cleared once a sync succeeds).
+fn git_refusal(s: &Status) -> bool {
+    s.controller
+        .refused
+        .as_deref()
+        .is_some_and(|r| r.starts_with("git: "))
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// (Re)starts notifications for a desired state: the tracker keeps what it was told; the
+/// previous sender is kept when the notifiers did not change, else drained for a moment.
+async fn set_notify(shared: &Shared, d: &DesiredState, client: &reqwest::Client) {
+    let old = shared.notify.lock().expect("notify lock").take();
+    let (tracker, sender) = match old {
+        Some((t, s)) => (Some(t), Some(s)),
+        None => (None, None),
+    };
+    let Some(cfg) = d.reconcile.notify.clone() else {
+        if let Some(s) = sender {
+            s.flush(Duration::from_secs(5)).await;
+            s.stop().await;
+        }
+        return;
+    };
+    let sender = match sender {
+        Some(s) if s.config() == &cfg => s,
+        Some(s) => {
+            s.flush(Duration::from_secs(5)).await;
+            s.stop().await;
+            Sender::start(
+                cfg.clone(),
+                client.clone(),
+                shared.metrics.notifier_failures(),
+            )
+        }
+        None => Sender::start(
+            cfg.clone(),
+            client.clone(),
+            shared.metrics.notifier_failures(),
+        ),
+    };
+    let tracker = match tracker {
+        Some(mut t) => {
+            t.reconfigure(&cfg);
+            t
+        }
+        None => Tracker::new(&cfg),
+    };
+    *shared.notify.lock().expect("notify lock") = Some((tracker, sender));
 }
 
 /// With `--once`: resolves when every target has been reconciled once.
@@ -719,7 +917,8 @@ pub(super) async fn notify_drift(
         notify::client().map_err(anyhow::Error::msg)?,
         Arc::new(std::sync::atomic::AtomicU64::new(0)),
     );
-    let mut now_seen = BTreeMap::new();
+    // Targets this run did not read (`--target`) keep what was seen of them.
+    let mut now_seen = previous.clone();
     for t in &plan.targets {
         let seen = if t.error.is_some() {
             Seen::Unreachable
@@ -739,13 +938,18 @@ pub(super) async fn notify_drift(
         }
         now_seen.insert(t.address.clone(), seen);
     }
+    let delivered = sender.flush(Duration::from_secs(30)).await;
+    sender.stop().await;
+    if !delivered {
+        // Not remembered: the next run notifies these changes again.
+        eprintln!(
+            "warning: --notify: some notifications could not be delivered within 30s; the next run sends them again"
+        );
+        return Ok(());
+    }
     std::fs::create_dir_all(&g.state_dir)
         .with_context(|| format!("cannot create state directory {}", g.state_dir.display()))?;
     crate::files::write_atomic(&path, &serde_json::to_vec_pretty(&now_seen)?, 0o600)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    if !sender.flush(Duration::from_secs(30)).await {
-        eprintln!("warning: --notify: some notifications could not be delivered within 30s");
-    }
-    sender.stop().await;
     Ok(())
 }

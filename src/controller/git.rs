@@ -79,8 +79,8 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 async fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
     let fail = |message: String| GitError::Command {
-        args: args.join(" "),
-        message,
+        args: redact(&args.join(" ")),
+        message: redact(&message),
     };
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("-C")
@@ -101,6 +101,30 @@ async fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
         return Err(fail(first.join("; ")));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Removes the user information of every URL in `text` (`https://user:token@host/...` →
+/// `https://***@host/...`): a remote given with its credentials never reaches a message.
+fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn name(s: &str) -> Result<String, GitError> {
@@ -129,11 +153,8 @@ impl GitSource {
 
     /// Fetches the branch and fast-forwards the checkout to it.
     pub async fn sync(&self) -> Result<Synced, GitError> {
-        let dirty = git(
-            &self.repo,
-            &["status", "--porcelain", "--untracked-files=no"],
-        )
-        .await?;
+        // Untracked files count: the loader would read them.
+        let dirty = git(&self.repo, &["status", "--porcelain"]).await?;
         if !dirty.is_empty() {
             return Err(GitError::Dirty {
                 repo: self.repo.clone(),
@@ -159,7 +180,7 @@ impl GitSource {
         {
             return Err(GitError::Diverged {
                 repo: self.repo.clone(),
-                remote: self.remote.clone(),
+                remote: redact(&self.remote),
                 branch: self.branch.clone(),
                 head,
                 fetched,
@@ -211,6 +232,19 @@ pub fn folder_fingerprint(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_remote_url_never_reach_a_message() {
+        assert_eq!(
+            redact("fetch https://user:tok3n@git.example.net/net.git main"),
+            "fetch https://***@git.example.net/net.git main"
+        );
+        assert_eq!(redact("fetch origin main"), "fetch origin main");
+        assert_eq!(
+            redact("ssh://git@host:22/x and https://a@b"),
+            "ssh://***@host:22/x and https://***@b"
+        );
+    }
 
     #[test]
     fn names_git_could_read_as_options_are_refused() {

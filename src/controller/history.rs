@@ -6,7 +6,9 @@
 //! in sync or drifting, consecutive failures. Per drifting object address: first seen, last
 //! seen, resolved. The last events (drift found, resolved, applied, failed, reloads). Bounded:
 //! at most [`MAX_OBJECTS`] object records (resolved ones go first) and [`MAX_EVENTS`] events.
-//! Addresses, counts, times and outcomes only: never a value from a device or the YAML.
+//! Addresses, counts, times, outcomes and wispctl's own error and refusal texts (which never
+//! quote a secret, a device's answer or a file's content): never a value from a device or the
+//! YAML.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;

@@ -95,6 +95,8 @@ struct Inner {
     expected: Option<BTreeSet<String>>,
     /// Targets reconciled since the last `expect`.
     seen: BTreeSet<String>,
+    /// Notices held back: by anti-flap, by the cooldown.
+    suppressed: (u64, u64),
 }
 
 /// The controller's metrics and readiness, shared (`Arc`) by the loop and the server.
@@ -165,6 +167,23 @@ impl Metrics {
         s.targets.retain(|(t, _), _| expected.contains(t));
         s.seen.clear();
         s.expected = Some(expected);
+    }
+
+    /// After a reload: `targets` are the targets now, `touched` those the change touched (and
+    /// the new ones). Readiness waits again for the touched targets only: the others keep
+    /// their reconcile, made with a desired state that did not change for them.
+    pub fn reload(&self, targets: &BTreeSet<String>, touched: &BTreeSet<String>) {
+        let mut s = self.lock();
+        s.targets.retain(|(t, _), _| targets.contains(t));
+        s.seen
+            .retain(|t| targets.contains(t) && !touched.contains(t));
+        s.expected = Some(targets.clone());
+    }
+
+    /// How many notices anti-flap and the cooldown held back so far
+    /// (`wispctl_notifications_suppressed_total`).
+    pub fn suppressed(&self, flapping: u64, cooldown: u64) {
+        self.lock().suppressed = (flapping, cooldown);
     }
 
     /// How many of the expected targets have reconciled since the last
@@ -262,6 +281,23 @@ impl Metrics {
             "counter",
             help,
             rows,
+        );
+        let help = "Notifications held back, by reason: flapping (anti-flap) or cooldown.";
+        family(
+            &mut out,
+            "wispctl_notifications_suppressed_total",
+            "counter",
+            help,
+            [
+                (
+                    "reason=\"flapping\"".to_string(),
+                    s.suppressed.0.to_string(),
+                ),
+                (
+                    "reason=\"cooldown\"".to_string(),
+                    s.suppressed.1.to_string(),
+                ),
+            ],
         );
         let help = "1 once every target has reconciled since start or the last reload.";
         family(

@@ -139,7 +139,7 @@ pub struct TelegramSpec {
 }
 
 /// The notify section, validated: durations parsed, URLs checked, secrets resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notify {
     /// The language of the messages.
     pub language: Language,
@@ -164,7 +164,7 @@ impl Notify {
 
 /// A webhook, validated. Its `Debug` shows the URL's scheme and host only: a webhook's path
 /// often holds a token.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     /// Where to POST.
     pub url: reqwest::Url,
@@ -182,7 +182,7 @@ impl std::fmt::Debug for Webhook {
 }
 
 /// A Telegram chat, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Telegram {
     /// The bot's token (it goes in the request's path: that URL is never logged).
     pub token: Secret,
@@ -899,6 +899,7 @@ struct Shared {
 /// oldest needs the sending side to reach the front.
 #[derive(Debug)]
 pub struct Sender {
+    cfg: Notify,
     shared: Arc<Shared>,
     targets: Vec<To>,
     queue_max: usize,
@@ -931,13 +932,25 @@ impl Sender {
         if cfg.telegram.is_some() {
             targets.push(To::Telegram);
         }
-        let task = tokio::spawn(run(shared.clone(), Arc::new(cfg), client, failures, policy));
+        let task = tokio::spawn(run(
+            shared.clone(),
+            Arc::new(cfg.clone()),
+            client,
+            failures,
+            policy,
+        ));
         Sender {
+            cfg,
             shared,
             targets,
             queue_max: policy.queue,
             task: Some(task),
         }
+    }
+
+    /// The notifiers it delivers to.
+    pub fn config(&self) -> &Notify {
+        &self.cfg
     }
 
     /// Queues a notice for every notifier. Never blocks; when the queue is full the oldest

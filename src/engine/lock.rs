@@ -75,6 +75,26 @@ impl ApplyLock {
         timeout: Duration,
         command: &str,
     ) -> Result<ApplyLock, LockError> {
+        ApplyLock::take(path, timeout, command, false).await
+    }
+
+    /// Takes the lock at `path` shared: other shared holders (the controller's reconciles of
+    /// other targets) go on, an exclusive holder (a hand-run apply) waits for all of them,
+    /// and they for it. The record names the last shared holder that took it.
+    pub async fn acquire_shared(
+        path: &Path,
+        timeout: Duration,
+        command: &str,
+    ) -> Result<ApplyLock, LockError> {
+        ApplyLock::take(path, timeout, command, true).await
+    }
+
+    async fn take(
+        path: &Path,
+        timeout: Duration,
+        command: &str,
+        shared: bool,
+    ) -> Result<ApplyLock, LockError> {
         let io = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -91,8 +111,15 @@ impl ApplyLock {
             .open(path)
             .map_err(io)?;
         let start = Instant::now();
+        let try_lock = |f: &File| {
+            if shared {
+                f.try_lock_shared()
+            } else {
+                f.try_lock()
+            }
+        };
         'wait: loop {
-            match file.try_lock() {
+            match try_lock(&file) {
                 Ok(()) => break 'wait,
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if start.elapsed() >= timeout {
@@ -115,7 +142,7 @@ impl ApplyLock {
                                 });
                             }
                             tokio::time::sleep(Duration::from_millis(10)).await;
-                            if file.try_lock().is_ok() {
+                            if try_lock(&file).is_ok() {
                                 break 'wait;
                             }
                         }
