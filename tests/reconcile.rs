@@ -349,7 +349,7 @@ fn apply_mode_heals_out_of_band_changes_within_one_interval_sharing_the_apply_lo
     let lab = applied_lab();
     with_reconcile(
         &lab.desired(),
-        "reconcile:\n  mode: observe\n  poll: 1s\n  kinds:\n    pppoe: { mode: apply, interval: 3s }\n    pppd: { mode: apply, interval: 3s }\n",
+        "reconcile:\n  mode: observe\n  poll: 1s\n  backoff: 1s\n  kinds:\n    pppoe: { mode: apply, interval: 3s }\n    pppd: { mode: apply, interval: 3s }\n",
     );
     let (_server, _) = serve(&lab);
     // Drift made before the controller starts, while a hand-run apply holds the lock.
@@ -810,7 +810,7 @@ fn a_commit_pushed_to_a_bare_repository_is_applied_and_a_dirty_checkout_refused(
     );
     assert_eq!(git(&work, &["rev-parse", "HEAD"]), head, "fast-forwarded");
 
-    // Local changes in the checkout: refused and reported; the next push is not taken.
+    // Local changes in the checkout: refused and reported (untracked files count too).
     let local = work.join("desired-state/pppd/vps.yaml");
     let t = std::fs::read_to_string(&local).unwrap();
     std::fs::write(&local, format!("{t}\n# a local edit\n")).unwrap();
@@ -823,6 +823,7 @@ fn a_commit_pushed_to_a_bare_repository_is_applied_and_a_dirty_checkout_refused(
 
     // A local commit the remote does not have (diverged): refused, never merged.
     git(&work, &["commit", "--quiet", "-am", "a local commit"]);
+    let local = git(&work, &["rev-parse", "HEAD"]);
     std::fs::write(
         &file,
         std::fs::read_to_string(&file).unwrap() + "\n# laptop\n",
@@ -837,9 +838,23 @@ fn a_commit_pushed_to_a_bare_repository_is_applied_and_a_dirty_checkout_refused(
             .map(str::to_string)
     });
     assert!(refused.contains("only fast-forwards"), "{refused}");
-    assert_ne!(
-        git(&work, &["rev-parse", "HEAD"]),
-        git(&other, &["rev-parse", "HEAD"])
+    // The checkout stays on its local commit: nothing fetched was merged into it.
+    assert_eq!(git(&work, &["rev-parse", "HEAD"]), local);
+    assert!(
+        Command::new("git")
+            .arg("-C")
+            .arg(&work)
+            .args([
+                "merge-base",
+                "--is-ancestor",
+                &git(&other, &["rev-parse", "HEAD"]),
+                "HEAD"
+            ])
+            .status()
+            .unwrap()
+            .code()
+            == Some(1),
+        "the laptop's commit is not in the checkout"
     );
     c.stop();
 }

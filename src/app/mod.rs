@@ -727,7 +727,6 @@ pub async fn apply(g: &Globals, o: &ApplyOptions, out: &mut dyn Write) -> anyhow
                 .map(|t| (t.address.clone(), why.clone()))
                 .collect();
             let report = run.apply(&held).await;
-            t.save()?;
             write_report(o, &report)?;
             drop(lock);
             return Ok(exit::SUCCESS);

@@ -86,7 +86,15 @@ impl Drop for Inside<'_> {
 
 impl ControllerLock {
     async fn enter(&self) -> Result<Inside<'_>, LockError> {
-        let _taking = self.taking.lock().await;
+        // Another of the controller's reconciles is taking the file lock: wait for it no longer
+        // than for the lock itself.
+        let Ok(_taking) = tokio::time::timeout(self.timeout, self.taking.lock()).await else {
+            return Err(LockError::Held {
+                path: self.path.clone(),
+                holder: crate::engine::lock::holder(&self.path),
+                waited: self.timeout,
+            });
+        };
         {
             let mut h = self.held.lock().expect("lock count");
             if h.0 > 0 {
@@ -115,6 +123,9 @@ struct Shared {
     current: RwLock<Arc<Generation>>,
     /// Turns true at SIGTERM/SIGINT: no write starts after it.
     stopping: watch::Receiver<bool>,
+    /// Targets a reload touched that have not begun a reconcile with it yet (kept over a
+    /// restart of the scheduler, so that none waits a whole interval).
+    pending: Mutex<BTreeSet<String>>,
 }
 
 /// One desired state running: the targets reached for it.
@@ -126,11 +137,18 @@ struct Generation {
 impl Generation {
     /// The targets of a desired state: those of a served lab or the real network (reached
     /// without the desired state), else an in-process lab's twins started for it.
-    async fn start(g: &Globals, d: Arc<DesiredState>) -> anyhow::Result<Generation> {
+    async fn start(
+        g: &Globals,
+        d: Arc<DesiredState>,
+        in_process_lab: bool,
+    ) -> anyhow::Result<Generation> {
         let reporter = Reporter::quiet();
         let targets = match Targets::before_load(g, Writes::State, false, &reporter)? {
             Some(t) => t,
-            None => Targets::start(g, &d, Writes::State, false, &reporter).await?,
+            None if in_process_lab => {
+                Targets::start(g, &d, Writes::State, false, &reporter).await?
+            }
+            None => anyhow::bail!("the served lab is gone (`wispctl lab serve` stopped)"),
         };
         Ok(Generation { d, targets })
     }
@@ -236,6 +254,7 @@ impl Shared {
 /// `Err` when it failed or could not take the lock (the scheduler backs off).
 async fn reconcile_one(shared: &Shared, address: &str) -> Result<(), ()> {
     let generation = shared.generation();
+    shared.pending.lock().expect("pending lock").remove(address);
     let d = &generation.d;
     let kind = address.split_once('.').map_or(address, |(k, _)| k);
     let mode = d.reconcile.mode(kind, address);
@@ -289,6 +308,18 @@ async fn reconcile_one(shared: &Shared, address: &str) -> Result<(), ()> {
                 break 'done (Outcome::Blocked, drifting, 0, Some(e.to_string()));
             }
         };
+        // A reload while this waited that touched this target: the new desired state decides
+        // (its reload fired this target again).
+        if superseded(shared, &generation, address) {
+            drop(inside);
+            tracing::info!(target: "wispctl::reconcile", address, "superseded by a reload: not written");
+            return Ok(());
+        }
+        let verdict = d.reconcile.windows.check(jiff::Timestamp::now());
+        if verdict != Verdict::Open {
+            let why = d.reconcile.windows.describe(&verdict);
+            break 'done (Outcome::Blocked, drifting, 0, Some(why));
+        }
         // Under the lock: what a hand-run apply may have written meanwhile is read again.
         drop(run);
         let run = engine().plan().await;
@@ -364,11 +395,27 @@ async fn reconcile_one(shared: &Shared, address: &str) -> Result<(), ()> {
         seen,
         took,
     );
+    // Made with a desired state a reload replaced for this target: readiness waits for the
+    // reconcile with the new one.
+    if superseded(shared, &generation, address) {
+        let current = shared.generation();
+        let set: BTreeSet<String> = current.addresses().into_iter().map(|(_, a)| a).collect();
+        shared
+            .metrics
+            .reload(&set, &BTreeSet::from([address.to_string()]));
+    }
     if outcome.is_failure() || retry {
         Err(())
     } else {
         Ok(())
     }
+}
+
+/// Whether the desired state of `address` changed since `generation` (a reload touched it).
+fn superseded(shared: &Shared, generation: &Arc<Generation>, address: &str) -> bool {
+    let current = shared.generation();
+    !Arc::ptr_eq(&current, generation)
+        && current.d.target_digests.get(address) != generation.d.target_digests.get(address)
 }
 
 /// Loads the desired state again; `None` when it does not load (reported, the last good one
@@ -379,7 +426,13 @@ async fn reload(
     force: bool,
 ) -> anyhow::Result<Option<DesiredState>> {
     let g = shared.g.clone();
-    let resolver = resolver(&g)?;
+    let resolver = match resolver(&g) {
+        Ok(r) => r,
+        Err(e) => {
+            shared.refused("reload_refused", format!("{e:#}"));
+            return Ok(None);
+        }
+    };
     let dir = g.dir.clone();
     let result = tokio::task::spawn_blocking(move || desired::load(&dir, &resolver))
         .await
@@ -413,8 +466,8 @@ async fn reload(
 /// Why the loop around the scheduler ended.
 enum Next {
     Stop,
-    /// The set of targets changed: the scheduler starts again over the new one.
-    Restart(BTreeSet<String>),
+    /// The set of targets or their schedules changed: the scheduler starts again.
+    Restart,
 }
 
 /// `wispctl reconcile`.
@@ -503,7 +556,7 @@ pub async fn reconcile(
     };
     let first = Arc::new(first);
     let (stop_tx, stopping) = watch::channel(false);
-    let generation = Arc::new(Generation::start(g, first.clone()).await?);
+    let generation = Arc::new(Generation::start(g, first.clone(), o.once).await?);
     let shared = Arc::new(Shared {
         g: g.clone(),
         status: Mutex::new(status),
@@ -518,6 +571,7 @@ pub async fn reconcile(
         due: Mutex::new(HashMap::new()),
         current: RwLock::new(generation),
         stopping,
+        pending: Mutex::new(BTreeSet::new()),
     });
     shared.event("-", "started", format!("pid {}", std::process::id()));
     let client = notify::client().map_err(anyhow::Error::msg)?;
@@ -607,14 +661,14 @@ pub async fn reconcile(
             tokio::select! {
                 _ = sigterm.recv() => break Next::Stop,
                 _ = sigint.recv() => break Next::Stop,
-                _ = sighup.recv() => {
+                _ = sighup.recv(), if !o.once => {
                     tracing::info!("SIGHUP: reloading the desired state");
                     let current = shared.generation().d.digest.clone();
                     if let Some(new) = reload(&shared, &current, true).await? {
                         candidate = Some((new, true));
                     }
                 }
-                _ = poll.tick() => {
+                _ = poll.tick(), if !o.once => {
                     match &git {
                         Some(src) if syncing.is_none() => {
                             let src = src.clone();
@@ -679,9 +733,28 @@ pub async fn reconcile(
                     .map(|(a, _)| a.clone())
                     .collect()
             };
-            let next_gen = Arc::new(Generation::start(g, new.clone()).await?);
+            let next_gen = match Generation::start(g, new.clone(), o.once).await {
+                Ok(n) => Arc::new(n),
+                Err(e) => {
+                    shared.refused(
+                        "reload_refused",
+                        format!("{e:#}; the last good desired state keeps running"),
+                    );
+                    continue;
+                }
+            };
             let new_set: BTreeSet<String> =
                 next_gen.addresses().into_iter().map(|(_, a)| a).collect();
+            // A new interval, jitter, backoff or concurrency: the scheduler starts again.
+            let schedules_moved = all.iter().any(|(kind, a)| {
+                d.reconcile.schedule(kind, a) != new.reconcile.schedule(kind, a)
+                    || d.reconcile.concurrency(kind) != new.reconcile.concurrency(kind)
+            });
+            shared
+                .pending
+                .lock()
+                .expect("pending lock")
+                .extend(t.iter().cloned());
             *shared.current.write().expect("generation lock") = next_gen;
             {
                 let mut s = shared.status.lock().expect("status lock");
@@ -698,8 +771,8 @@ pub async fn reconcile(
                 ),
             );
             set_notify(&shared, &new, &client).await;
-            if new_set != set {
-                break Next::Restart(t);
+            if new_set != set || schedules_moved {
+                break Next::Restart;
             }
             metrics.reload(&set, &t);
             for a in &t {
@@ -708,17 +781,25 @@ pub async fn reconcile(
                 }
             }
         };
+        let _ = sched_tx.send(true);
+        let mut next = next;
+        if matches!(next, Next::Restart) {
+            // A new set of targets: the reconciles in flight end on their own (each is bounded
+            // by its target's deadlines), never cut mid-write; a signal meanwhile is a stop.
+            tokio::select! {
+                done = &mut scheduler => {
+                    if let Err(e) = done {
+                        tracing::error!("the scheduler ended abnormally: {e}");
+                    }
+                }
+                _ = sigterm.recv() => next = Next::Stop,
+                _ = sigint.recv() => next = Next::Stop,
+            }
+        }
         if matches!(next, Next::Stop) {
             let _ = stop_tx.send(true);
         }
-        let _ = sched_tx.send(true);
-        if matches!(next, Next::Restart(_)) {
-            // A new set of targets: the reconciles in flight end on their own (each is bounded
-            // by its target's deadlines), never cut mid-write.
-            if let Err(e) = (&mut scheduler).await {
-                tracing::error!("the scheduler ended abnormally: {e}");
-            }
-        } else if !scheduler.is_finished() {
+        if matches!(next, Next::Stop) && !scheduler.is_finished() {
             match tokio::time::timeout(o.stop_grace, &mut scheduler).await {
                 Ok(_) => {}
                 Err(_) => {
@@ -736,7 +817,10 @@ pub async fn reconcile(
         }
         match next {
             Next::Stop => break,
-            Next::Restart(t) => touched = Some(t),
+            // The touched targets that have not begun a reconcile with the new state yet.
+            Next::Restart => {
+                touched = Some(shared.pending.lock().expect("pending lock").clone());
+            }
         }
     }
     if let Some(s) = syncing.take() {
@@ -788,43 +872,56 @@ fn short(commit: &str) -> &str {
 /// (Re)starts notifications for a desired state: the tracker keeps what it was told; the
 /// previous sender is kept when the notifiers did not change, else drained for a moment.
 async fn set_notify(shared: &Shared, d: &DesiredState, client: &reqwest::Client) {
-    let old = shared.notify.lock().expect("notify lock").take();
+    // Swapped under the lock with no wait: no reconcile's notice falls between the two.
+    let retired = {
+        let mut guard = shared.notify.lock().expect("notify lock");
+        let (new, retired) = next_notify(guard.take(), d, client, shared);
+        *guard = new;
+        retired
+    };
+    // What the previous notifiers still hold is given a moment to go out.
+    if let Some(old) = retired {
+        old.flush(Duration::from_secs(5)).await;
+        old.stop().await;
+    }
+}
+
+/// The notifications for `d` from the previous ones: the tracker kept, the sender kept when
+/// its notifiers did not change; and the sender to retire.
+fn next_notify(
+    old: Option<(Tracker, Sender)>,
+    d: &DesiredState,
+    client: &reqwest::Client,
+    shared: &Shared,
+) -> (Option<(Tracker, Sender)>, Option<Sender>) {
     let (tracker, sender) = match old {
         Some((t, s)) => (Some(t), Some(s)),
         None => (None, None),
     };
-    let Some(cfg) = d.reconcile.notify.clone() else {
-        if let Some(s) = sender {
-            s.flush(Duration::from_secs(5)).await;
-            s.stop().await;
+    match d.reconcile.notify.clone() {
+        None => (None, sender),
+        Some(cfg) => {
+            let (sender, retired) = match sender {
+                Some(s) if s.config() == &cfg => (s, None),
+                old => (
+                    Sender::start(
+                        cfg.clone(),
+                        client.clone(),
+                        shared.metrics.notifier_failures(),
+                    ),
+                    old,
+                ),
+            };
+            let tracker = match tracker {
+                Some(mut t) => {
+                    t.reconfigure(&cfg);
+                    t
+                }
+                None => Tracker::new(&cfg),
+            };
+            (Some((tracker, sender)), retired)
         }
-        return;
-    };
-    let sender = match sender {
-        Some(s) if s.config() == &cfg => s,
-        Some(s) => {
-            s.flush(Duration::from_secs(5)).await;
-            s.stop().await;
-            Sender::start(
-                cfg.clone(),
-                client.clone(),
-                shared.metrics.notifier_failures(),
-            )
-        }
-        None => Sender::start(
-            cfg.clone(),
-            client.clone(),
-            shared.metrics.notifier_failures(),
-        ),
-    };
-    let tracker = match tracker {
-        Some(mut t) => {
-            t.reconfigure(&cfg);
-            t
-        }
-        None => Tracker::new(&cfg),
-    };
-    *shared.notify.lock().expect("notify lock") = Some((tracker, sender));
+    }
 }
 
 /// With `--once`: resolves when every target has been reconciled once.

@@ -179,11 +179,20 @@ impl ApplyLock {
 
 impl Drop for ApplyLock {
     fn drop(&mut self) {
-        // Clear the record first, so the next holder does not report a takeover.
-        let _ = self.file.set_len(0);
-        let _ = self.file.sync_all();
+        // Clear the record first, so the next holder does not report a takeover; only our own
+        // (another process holding the lock shared may have written its record since).
+        if read_holder(&mut self.file).is_none_or(|h| h.pid == std::process::id()) {
+            let _ = self.file.set_len(0);
+            let _ = self.file.sync_all();
+        }
         let _ = self.file.unlock();
     }
+}
+
+/// Who holds (or last held) the lock at `path`, as its record says.
+pub fn holder(path: &Path) -> Option<Holder> {
+    let mut file = File::open(path).ok()?;
+    read_holder(&mut file)
 }
 
 fn read_holder(file: &mut File) -> Option<Holder> {
