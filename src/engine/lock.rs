@@ -218,6 +218,42 @@ fn pid_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    /// The controller holds the lock shared while it writes: a hand-run apply waits for it and
+    /// names it; a second shared holder goes on; the exclusive one gets it once they are done.
+    #[tokio::test(start_paused = true)]
+    async fn shared_holders_exclude_an_apply_that_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("apply.lock");
+        let controller = ApplyLock::acquire_shared(&p, Duration::ZERO, "wispctl reconcile (pid 7)")
+            .await
+            .unwrap();
+        let other = ApplyLock::acquire_shared(&p, Duration::ZERO, "wispctl reconcile (pid 7)")
+            .await
+            .expect("shared holders go on side by side");
+        let err = match ApplyLock::acquire(&p, Duration::from_millis(120), "wispctl apply").await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("an exclusive lock taken while the controller writes"),
+        };
+        assert!(err.contains("wispctl reconcile (pid 7)"), "{err}");
+        drop(other);
+        assert!(
+            ApplyLock::acquire(&p, Duration::from_millis(120), "wispctl apply")
+                .await
+                .is_err(),
+            "one shared holder left still excludes it"
+        );
+        drop(controller);
+        let apply = ApplyLock::acquire(&p, Duration::ZERO, "wispctl apply")
+            .await
+            .unwrap();
+        let refused = ApplyLock::acquire_shared(&p, Duration::from_millis(120), "reconcile").await;
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("wispctl apply")),
+            "the controller waits for a hand-run apply and names it"
+        );
+        drop(apply);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn second_holder_times_out_naming_the_first() {
         let dir = tempfile::tempdir().unwrap();
