@@ -626,12 +626,31 @@ fn observe_mode_reports_and_notifies_without_writing_and_keeps_the_last_good_yam
     });
     let st = status(&lab);
     assert!(st["objects"]["pppoe.balanceador.secret[\"juan.perez\"]"]["resolved_at"].is_string());
+    // The same drift again within the cooldown (1h): confirmed, held back, and counted.
+    router_set(&lab, "juan.perez", "profile", "Morosos");
+    wait_for("the cooldown counted", || {
+        let text = c.get("/metrics").1;
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .unwrap()
+            .samples
+            .into_iter()
+            .find(|s| {
+                s.metric == "wispctl_notifications_suppressed_total"
+                    && s.labels.get("reason") == Some("cooldown")
+            })
+            .filter(|s| matches!(s.value, prometheus_parse::Value::Counter(v) if v >= 1.0))
+    });
+    assert_eq!(
+        catcher.hooks("drift", "pppoe.balanceador").len(),
+        1,
+        "not told again within the cooldown"
+    );
     let err = c.stop();
     common::stop_server(server);
     assert_eq!(
         lab_received_sets(&lab),
-        received_before + 2,
-        "only the two out-of-band edits were written to the router"
+        received_before + 3,
+        "only the three out-of-band edits were written to the router"
     );
 
     // No secret anywhere: bodies, log, status.
