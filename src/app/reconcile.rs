@@ -180,14 +180,6 @@ impl Shared {
     /// Records one reconcile: history (saved when its next run is scheduled), metrics,
     /// notifications, the log.
     fn record(&self, r: Reconciled<'_>, seen: Observed, took: Duration) {
-        let m = match r.outcome {
-            Outcome::InSync => metrics::Outcome::InSync,
-            Outcome::Drift => metrics::Outcome::Drift,
-            Outcome::Applied => metrics::Outcome::Applied,
-            Outcome::Failed => metrics::Outcome::Failed,
-            Outcome::Unreachable => metrics::Outcome::Unreachable,
-            Outcome::Blocked => metrics::Outcome::Blocked,
-        };
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -198,7 +190,7 @@ impl Shared {
             r.drifting.len()
         };
         self.metrics
-            .reconciled(r.target, r.kind, at, took, m, drifting);
+            .reconciled(r.target, r.kind, at, took, r.outcome, drifting);
         if r.applied > 0 {
             self.metrics.wrote(r.kind, r.applied as u64);
         }

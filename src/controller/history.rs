@@ -46,7 +46,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The snake_case name.
+    /// Every outcome, in the order of the `wispctl_target_outcome` series.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::InSync,
+        Outcome::Drift,
+        Outcome::Applied,
+        Outcome::Failed,
+        Outcome::Unreachable,
+        Outcome::Blocked,
+    ];
+
+    /// The snake_case name (also the metrics' label value).
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::InSync => "in_sync",

@@ -34,46 +34,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-/// How a reconcile of one target ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing to change.
-    InSync,
-    /// Changes found and not written (drift is only reported).
-    Drift,
-    /// Changes written.
-    Applied,
-    /// The reconcile failed.
-    Failed,
-    /// The target could not be reached.
-    Unreachable,
-    /// A maintenance window or a guard stopped writes.
-    Blocked,
-}
-
-impl Outcome {
-    /// Every outcome, in the order of the `wispctl_target_outcome` series.
-    pub const ALL: [Outcome; 6] = [
-        Outcome::InSync,
-        Outcome::Drift,
-        Outcome::Applied,
-        Outcome::Failed,
-        Outcome::Unreachable,
-        Outcome::Blocked,
-    ];
-
-    /// The label value: `in_sync`, `drift`, `applied`, `failed`, `unreachable`, `blocked`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::InSync => "in_sync",
-            Outcome::Drift => "drift",
-            Outcome::Applied => "applied",
-            Outcome::Failed => "failed",
-            Outcome::Unreachable => "unreachable",
-            Outcome::Blocked => "blocked",
-        }
-    }
-}
+/// How a reconcile of one target ended: the history's outcome, one series per value.
+pub use super::history::Outcome;
 
 /// The last reconcile of one target.
 #[derive(Debug)]
