@@ -996,10 +996,11 @@ pub(super) async fn notify_drift(
     cfg.confirm_runs = 1;
     cfg.unreachable_after = 1;
     let path = g.state_dir.join("drift-notified.json");
-    let previous: BTreeMap<String, Seen> = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let previous: BTreeMap<String, Seen> =
+        crate::untrusted::file::read(&path, 16 * 1024 * 1024, None)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
     let mut tracker = Tracker::new(&cfg);
     let sender = Sender::start(
         cfg,

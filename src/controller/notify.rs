@@ -380,7 +380,7 @@ pub enum Event {
 }
 
 /// One notification: addresses and counts, never a value, a secret or an error text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Notice {
     /// What happened.
     pub event: Event,
@@ -392,11 +392,12 @@ pub struct Notice {
     /// changes failed (`apply_failed`), consecutive failed reads (`unreachable`); 0 for
     /// `resolved`.
     pub objects: usize,
-    /// The drifting objects' addresses, sorted, at most [`MAX_ADDRESSES`].
+    /// The drifting objects' addresses, sorted, at most 20.
     pub addresses: Vec<String>,
     /// How many more addresses there were.
     pub more_addresses: usize,
-    /// When the notice was made, RFC 3339 UTC.
+    /// When the notice was made (RFC 3339, UTC): a receiver that checks the signature can
+    /// refuse old bodies.
     pub at: String,
     /// The host wispctl runs on.
     pub host: String,
@@ -742,25 +743,9 @@ pub struct WebhookBody {
     /// Always `wispctl`.
     #[schemars(extend("const" = "wispctl"))]
     pub source: String,
-    /// What happened.
-    pub event: Event,
-    /// The target (`pppoe.balanceador`).
-    pub target: String,
-    /// Its kind (`pppoe`).
-    pub kind: String,
-    /// The count the event is about: drifting objects (`drift`), changes written
-    /// (`applied`), changes failed (`apply_failed`), consecutive failed reads
-    /// (`unreachable`); 0 for `resolved`.
-    pub objects: usize,
-    /// The drifting objects' addresses, sorted, at most 20.
-    pub addresses: Vec<String>,
-    /// How many more addresses there were.
-    pub more_addresses: usize,
-    /// When the notice was made (RFC 3339, UTC): a receiver that checks the signature can
-    /// refuse old bodies.
-    pub at: String,
-    /// The host wispctl runs on.
-    pub host: String,
+    /// The notice.
+    #[serde(flatten)]
+    pub notice: Notice,
     /// The human message, in the configured language.
     pub message: String,
 }
@@ -770,14 +755,7 @@ pub fn webhook_body(n: &Notice, lang: Language) -> String {
     let body = WebhookBody {
         format_version: 1,
         source: "wispctl".into(),
-        event: n.event,
-        target: n.target.clone(),
-        kind: n.kind.clone(),
-        objects: n.objects,
-        addresses: n.addresses.clone(),
-        more_addresses: n.more_addresses,
-        at: n.at.clone(),
-        host: n.host.clone(),
+        notice: n.clone(),
         message: message(n, lang),
     };
     serde_json::to_string(&body).expect("a notice serialises")
@@ -1771,7 +1749,7 @@ mod tests {
         assert!(verify(b"k3y", &hook.body, sig));
         let body: WebhookBody = serde_json::from_slice(&hook.body).unwrap();
         assert_eq!(
-            (body.event, body.addresses),
+            (body.notice.event, body.notice.addresses),
             (Event::Drift, vec![A.to_string()])
         );
         let tg = got.iter().find(|g| g.path != "/hook").unwrap();
@@ -1842,6 +1820,7 @@ mod tests {
             .map(|g| {
                 serde_json::from_slice::<WebhookBody>(&g.body)
                     .unwrap()
+                    .notice
                     .objects
             })
             .collect();
